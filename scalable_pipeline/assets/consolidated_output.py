@@ -1,0 +1,86 @@
+"""consolidated_output: the hour's valid, de-duplicated records as one table, sorted by order_id."""
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
+from scalable_pipeline.decisions.gates import all_true
+from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
+from scalable_pipeline.resources.data_store import DataStoreResource
+
+ASSET = "consolidated_output"
+REGION_TOTALS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("region", "string"),
+        dg.TableColumn("orders", "int"),
+        dg.TableColumn("revenue", "float"),
+    ]
+)
+
+
+def region_totals(valid: pd.DataFrame) -> pd.DataFrame:
+    totals = valid.groupby("region", observed=True).agg(orders=("order_id", "size"), revenue=("amount", "sum"))
+    return totals.reset_index().sort_values("region", ignore_index=True)
+
+
+def reconciliation_problems(raw_records: int, valid: int, invalid: int, duplicates: int) -> list[str]:
+    if raw_records == valid + invalid + duplicates:
+        return []
+    return [f"raw {raw_records} != valid {valid} + invalid {invalid} + duplicates {duplicates}"]
+
+
+def repeated_order_ids(table: pd.DataFrame) -> list[str]:
+    repeated = table.loc[table["order_id"].duplicated(), "order_id"].unique()
+    return [f"order_id {order_id} appears more than once" for order_id in repeated[:10]]
+
+
+@dg.asset(
+    partitions_def=HOURLY_PARTITIONS,
+    group_name=GROUP_NAME,
+    io_manager_key="versioned_store_io_manager",
+    deps=["raw_volume"],
+    kinds={"pandas", "parquet"},
+    check_specs=[
+        gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
+        gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
+    ],
+)
+def consolidated_output(context: dg.AssetExecutionContext, processed_chunks: pd.DataFrame, data_store: DataStoreResource):
+    """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id."""
+    reasons = processed_chunks[REASON_COLUMN]
+    table = processed_chunks.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
+    duplicates = int((reasons == DUPLICATE).sum())
+    invalid = int(reasons.notna().sum()) - duplicates
+    store = data_store.store()
+    raw_records = pq.read_metadata(store.require_published("raw_volume", context.partition_key).path).num_rows
+    staged = store.write_table(ASSET, context.partition_key, table, context.run_id)
+    yield from audit_then_publish(
+        context,
+        store,
+        staged,
+        [
+            all_true("reconciliation", reconciliation_problems(raw_records, len(table), invalid, duplicates), "reconciliation"),
+            all_true("unique_order_id", repeated_order_ids(table), "unique order_id"),
+        ],
+    )
+    totals = region_totals(table)
+    yield dg.Output(
+        staged,
+        metadata={
+            "raw_records": raw_records,
+            "duplicates": duplicates,
+            "invalid": invalid,
+            "valid": len(table),
+            "revenue": round(float(table["amount"].sum()), 2),
+            "region_totals": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({"region": str(r.region), "orders": int(r.orders), "revenue": round(float(r.revenue), 2)})
+                    for r in totals.itertuples()
+                ],
+                schema=REGION_TOTALS_SCHEMA,
+            ),
+            "dagster/row_count": len(table),
+        },
+    )

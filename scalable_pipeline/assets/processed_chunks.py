@@ -1,0 +1,154 @@
+"""processed_chunks: fan the chunk plan out, process each chunk in its own step, collect the results.
+
+Each chunk step validates its own row range of the pinned raw version and checkpoints the result.
+The collector applies de-duplication across chunks (first row in raw order wins), so the outcome
+equals the whole-hour computation whatever the chunking, and stores every raw row with its verdict.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan
+from scalable_pipeline.decisions.gates import all_true, ratio_at_most
+from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, final_reasons, validity_reasons
+from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask
+from scalable_pipeline.storage.versioned_store import read_row_range
+
+ASSET = "processed_chunks"
+GATES = [
+    gate_spec(ASSET, "invalid_ratio", "Share of de-duplicated rows that break a validity rule, at most quality.max_invalid_ratio."),
+    gate_spec(ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."),
+    gate_spec(ASSET, "chunks_complete", "Every chunk of the plan processed; rows in = raw rows."),
+]
+GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
+
+
+def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    window = HOURLY_PARTITIONS.time_window_for_partition_key(partition_key)
+    return pd.Timestamp(window.start), pd.Timestamp(window.end)
+
+
+@dg.op(out=dg.DynamicOut(ChunkTask))
+def fan_out_chunks(chunk_plan: ChunkPlan):
+    """One dynamic output per chunk of the plan."""
+    for chunk in chunk_plan.chunks:
+        task = ChunkTask(
+            chunk_plan.partition_key, chunk_plan.fingerprint, chunk_plan.raw_path, chunk.index, chunk.start_row, chunk.stop_row
+        )
+        yield dg.DynamicOutput(task, mapping_key=f"chunk_{chunk.index:05d}")
+
+
+def validate_chunk(task: ChunkTask) -> pd.DataFrame:
+    """Read only the chunk's rows, tag each with its raw position and the validity rule it breaks."""
+    frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
+    hour_start, hour_end = hour_window(task.partition_key)
+    frame[RAW_ROW_COLUMN] = pd.RangeIndex(task.start_row, task.stop_row, dtype="int64")
+    frame[REASON_COLUMN] = final_reasons(frame["order_id"], validity_reasons(frame, hour_start, hour_end))
+    return frame
+
+
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS))
+def process_chunk(context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource) -> ChunkResult:
+    """Validate one chunk, or reuse its checkpoint from an earlier attempt of the same plan."""
+    checkpoints = ChunkCheckpoints(data_store.root)
+    result = checkpoints.load(task)
+    if result is None:
+        started = time.perf_counter()
+        frame = validate_chunk(task)
+        seconds = time.perf_counter() - started
+        reasons = frame[REASON_COLUMN]
+        result = checkpoints.save(
+            task,
+            frame,
+            ChunkResult(
+                index=task.index,
+                path="",
+                rows_in=len(frame),
+                rows_out=int(reasons.isna().sum()),
+                invalid=int((reasons.notna() & (reasons != DUPLICATE)).sum()),
+                duplicates=int((reasons == DUPLICATE).sum()),
+                seconds=round(seconds, 6),
+                records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
+            ),
+        )
+    context.add_output_metadata(result.as_metadata())
+    return result
+
+
+def combine_chunks(results: list[ChunkResult]) -> pd.DataFrame:
+    """Every raw row, in raw order, with its final verdict (cross-chunk duplicates applied)."""
+    ordered = sorted(results, key=lambda r: r.index)
+    frame = pd.concat([pd.read_parquet(r.path) for r in ordered], ignore_index=True)
+    validity = frame[REASON_COLUMN].mask(frame[REASON_COLUMN] == DUPLICATE)
+    frame[REASON_COLUMN] = final_reasons(frame["order_id"], validity)
+    return frame
+
+
+def chunk_problems(plan: ChunkPlan, results: list[ChunkResult]) -> list[str]:
+    done = {r.index for r in results}
+    missing = [c.index for c in plan.chunks if c.index not in done]
+    problems = [f"chunks {missing} have no result" ] if missing else []
+    rows_in = sum(r.rows_in for r in results)
+    if rows_in != plan.total_records:
+        problems.append(f"chunks hold {rows_in} rows, the raw hour has {plan.total_records}")
+    return problems
+
+
+@dg.op(out={"result": dg.Out(io_manager_key="versioned_store_io_manager"), **GATE_OUTPUTS})
+def collect_chunks(
+    context: dg.OpExecutionContext,
+    chunk_plan: ChunkPlan,
+    results: list[ChunkResult],
+    quality: QualityResource,
+    data_store: DataStoreResource,
+):
+    """Fan-in: combine chunks, audit the hour, publish it."""
+    started = time.perf_counter()
+    frame = combine_chunks(results)
+    reasons = frame[REASON_COLUMN]
+    duplicates = int((reasons == DUPLICATE).sum())
+    invalid = int(reasons.notna().sum()) - duplicates
+    store = data_store.store()
+    staged = store.write_table(ASSET, context.partition_key, frame, context.run_id)
+    verdicts = [
+        ratio_at_most("invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"),
+        ratio_at_most("duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),
+        all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
+    ]
+    yield from audit_then_publish(context, store, staged, verdicts)
+    chunk_seconds = sum(r.seconds for r in results)
+    yield dg.Output(
+        staged,
+        "result",
+        metadata={
+            "rows_in": len(frame),
+            "valid": int(reasons.isna().sum()),
+            "invalid": invalid,
+            "duplicates": duplicates,
+            "chunks": len(results),
+            "chunks_reused": sum(r.reused for r in results),
+            "chunk_seconds_total": round(chunk_seconds, 3),
+            "collect_seconds": round(time.perf_counter() - started, 3),
+            "records_per_second": round(len(frame) / chunk_seconds, 1) if chunk_seconds else 0.0,
+            "plan_fingerprint": chunk_plan.fingerprint,
+        },
+    )
+
+
+@dg.graph_asset(
+    partitions_def=HOURLY_PARTITIONS,
+    group_name=GROUP_NAME,
+    check_specs=GATES,
+    kinds={"pandas", "parquet"},
+)
+def processed_chunks(chunk_partitions: ChunkPlan):
+    """Every raw row with its verdict (rejection_reason empty = valid), chunk by chunk."""
+    results = fan_out_chunks(chunk_partitions).map(process_chunk).collect()
+    collected = collect_chunks(chunk_partitions, results)
+    return {"result": collected.result, **{name: getattr(collected, name) for name in GATE_OUTPUTS}}

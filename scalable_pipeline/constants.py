@@ -1,0 +1,26 @@
+"""Names and shapes shared by every module: partitions, group, record schema, rules."""
+
+import dagster as dg
+
+GROUP_NAME = "scalable_data_processing"
+JOB_NAME = "scalable_data_processing"
+
+HOURLY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00")
+
+ORDER_COLUMNS = ["order_id", "event_time", "customer_id", "region", "amount", "status"]
+VALID_STATUSES = ("placed", "paid", "shipped", "cancelled")
+REGIONS = (
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "northeast",
+    "southwest",
+    "online",
+)
+
+# Peak hours of the day profile: 09:00 to 16:59 UTC (the 09-17 business window).
+PEAK_HOURS = range(9, 17)
+
+DATA_DIR_ENV = "SCALABLE_PIPELINE_DATA_DIR"

@@ -1,0 +1,1 @@
+"""Pure decision functions: no Dagster, no I/O, tested on their own."""

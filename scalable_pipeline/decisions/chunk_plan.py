@@ -1,0 +1,61 @@
+"""The chunk plan: contiguous row ranges of the raw hour, covering every record exactly once."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    index: int
+    start_row: int
+    stop_row: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop_row - self.start_row
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    partition_key: str
+    raw_version: str
+    raw_path: str
+    total_records: int
+    chunks: tuple[ChunkSpec, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the plan's inputs and boundaries; part of every chunk checkpoint's key."""
+        body = json.dumps([self.partition_key, self.raw_version, [(c.start_row, c.stop_row) for c in self.chunks]])
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        return {"type": "ChunkPlan", **asdict(self), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ChunkPlan":
+        chunks = tuple(ChunkSpec(**chunk) for chunk in data["chunks"])
+        return cls(data["partition_key"], data["raw_version"], data["raw_path"], data["total_records"], chunks)
+
+
+def split_rows(total_records: int, chunk_count: int) -> tuple[ChunkSpec, ...]:
+    """``chunk_count`` near-equal contiguous ranges; at least one (possibly empty) chunk."""
+    count = max(1, min(chunk_count, total_records) if total_records else 1)
+    bounds = [(i * total_records) // count for i in range(count + 1)]
+    return tuple(ChunkSpec(i, bounds[i], bounds[i + 1]) for i in range(count))
+
+
+def coverage_problems(plan: ChunkPlan) -> list[str]:
+    """What is wrong with the plan's coverage of rows 0..total_records (empty when it is exact)."""
+    problems = []
+    expected_start = 0
+    for chunk in plan.chunks:
+        if chunk.start_row != expected_start:
+            problems.append(f"chunk {chunk.index} starts at row {chunk.start_row}, expected {expected_start}")
+        if chunk.stop_row < chunk.start_row:
+            problems.append(f"chunk {chunk.index} ends before it starts")
+        expected_start = chunk.stop_row
+    if expected_start != plan.total_records:
+        problems.append(f"chunks end at row {expected_start}, the hour has {plan.total_records}")
+    return problems

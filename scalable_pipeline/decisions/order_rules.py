@@ -1,0 +1,57 @@
+"""The processing rules for orders, exactly as published in the README.
+
+First de-duplicate on ``order_id`` keeping the first row in raw order; then a remaining row is invalid
+if ``customer_id`` is null, ``amount`` is null or <= 0, ``status`` is not a valid status, or
+``event_time`` is outside the partition's hour. The rest are valid.
+"""
+
+import numpy as np
+import pandas as pd
+
+from scalable_pipeline.constants import ORDER_COLUMNS, VALID_STATUSES
+
+DUPLICATE = "duplicate_order_id"
+# Validity rules in the order they are reported: the first broken rule names the row's reason.
+VALIDITY_RULES = ("null_customer_id", "invalid_amount", "unknown_status", "event_time_outside_hour")
+REASON_COLUMN = "rejection_reason"
+RAW_ROW_COLUMN = "raw_row"
+
+
+def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
+    """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
+    broken = [
+        frame["customer_id"].isna().to_numpy(),
+        (frame["amount"].isna() | ~(frame["amount"] > 0)).to_numpy(dtype=bool),
+        (~frame["status"].isin(VALID_STATUSES)).to_numpy(dtype=bool) | frame["status"].isna().to_numpy(),
+        ((frame["event_time"] < hour_start) | (frame["event_time"] >= hour_end)).to_numpy(dtype=bool)
+        | frame["event_time"].isna().to_numpy(),
+    ]
+    reasons = np.select(broken, VALIDITY_RULES, default=None)
+    return pd.Series(reasons, index=frame.index, dtype="string")
+
+
+def final_reasons(order_ids: pd.Series, validity: pd.Series) -> pd.Series:
+    """Apply de-duplication before validity: rows given in raw order; later repeats are duplicates."""
+    duplicated = order_ids.duplicated(keep="first").to_numpy()
+    return validity.mask(duplicated, DUPLICATE).astype("string")
+
+
+def classify(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
+    """Whole-table reference computation of the rules (``<NA>`` = valid)."""
+    return final_reasons(frame["order_id"], validity_reasons(frame, hour_start, hour_end))
+
+
+def schema_problems(frame: pd.DataFrame) -> list[str]:
+    """Ways ``frame`` does not have the order record shape (empty when it does)."""
+    problems = [f"missing column {name!r}" for name in ORDER_COLUMNS if name not in frame.columns]
+    if problems:
+        return problems
+    if not pd.api.types.is_integer_dtype(frame["order_id"]) or frame["order_id"].isna().any():
+        problems.append(f"order_id must be non-null integers, got {frame['order_id'].dtype}")
+    if not isinstance(frame["event_time"].dtype, pd.DatetimeTZDtype):
+        problems.append(f"event_time must be a UTC timestamp, got {frame['event_time'].dtype}")
+    if not pd.api.types.is_numeric_dtype(frame["amount"]):
+        problems.append(f"amount must be numeric, got {frame['amount'].dtype}")
+    if not pd.api.types.is_integer_dtype(frame["customer_id"]) and not frame["customer_id"].isna().all():
+        problems.append(f"customer_id must be (nullable) integers, got {frame['customer_id'].dtype}")
+    return problems

@@ -1,0 +1,30 @@
+"""The data root: where every table, checkpoint and log of the pipeline lives."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from scalable_pipeline.constants import DATA_DIR_ENV
+from scalable_pipeline.storage.versioned_store import VersionedStore
+
+
+def default_data_dir() -> Path:
+    """``$SCALABLE_PIPELINE_DATA_DIR``, else ``$DAGSTER_HOME/scalable_pipeline_data``."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    dagster_home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
+    return Path(dagster_home) / "scalable_pipeline_data"
+
+
+class DataStoreResource(dg.ConfigurableResource):
+    """Versioned tables under one root directory (default from the environment, see README)."""
+
+    data_dir: str | None = None
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    def store(self) -> VersionedStore:
+        return VersionedStore(self.root)

@@ -1,0 +1,73 @@
+"""The scaling resource (key ``scaling``): measures the machine, then asks the pure decision."""
+
+import os
+
+import dagster as dg
+import psutil
+from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+from pydantic import Field
+
+from scalable_pipeline.decisions.scaling import ResourceSnapshot, ScalingLimits, ScalingStrategy, decide_strategy
+
+CPU_SAMPLE_SECONDS = 0.2
+
+
+class ScalingResource(dg.ConfigurableResource):
+    """Pinned fields replace a measurement (drills, tests, reproducible runs); unset ones are measured."""
+
+    cpu_usage_percent: float | None = Field(default=None, ge=0, le=100, description="Pin CPU use instead of measuring it.")
+    memory_usage_percent: float | None = Field(default=None, ge=0, le=100, description="Pin memory use instead of measuring it.")
+    available_workers: int | None = Field(default=None, ge=0, description="Pin worker slots instead of reading the executor.")
+    queue_length: int | None = Field(default=None, ge=0, description="Pin queued runs instead of asking the instance.")
+    chunk_count: int | None = Field(default=None, ge=1, description="Pin the number of chunks (free memory still bounds a chunk).")
+    min_batch_size: int = Field(default=1_000, ge=1)
+    max_batch_size: int = Field(default=100_000, ge=1)
+    max_chunks: int = Field(default=256, ge=1, description="Keep runs to a few hundred steps (UI and event log stay fast).")
+    memory_budget_fraction: float = Field(default=0.5, gt=0, le=1, description="Share of free memory the chunks may use.")
+
+    @property
+    def limits(self) -> ScalingLimits:
+        return ScalingLimits(
+            self.min_batch_size, self.max_batch_size, self.max_chunks, self.memory_budget_fraction, self.chunk_count
+        )
+
+    def snapshot(self, context: dg.OpExecutionContext | None = None) -> ResourceSnapshot:
+        sources = []
+
+        def pick(field: str, pinned, measure, how: str):
+            if pinned is not None:
+                sources.append((field, "pinned"))
+                return pinned
+            sources.append((field, how))
+            return measure()
+
+        memory = psutil.virtual_memory()
+        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: psutil.cpu_percent(interval=CPU_SAMPLE_SECONDS), "psutil")
+        mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory.percent, "psutil")
+        workers = pick("available_workers", self.available_workers, lambda: executor_worker_slots(context), "executor")
+        queue = pick("queue_length", self.queue_length, lambda: queued_runs(context), "instance")
+        return ResourceSnapshot(float(cpu), float(mem), int(memory.total), int(workers), int(queue), tuple(sources))
+
+    def strategy(self, total_records: int, bytes_per_record: float, context=None) -> tuple[ScalingStrategy, ResourceSnapshot]:
+        snapshot = self.snapshot(context)
+        return decide_strategy(total_records, snapshot, bytes_per_record, self.limits), snapshot
+
+
+def executor_worker_slots(context) -> int:
+    """Steps the run's executor can run at once: 1 in process, else its ``max_concurrent`` or the CPU count."""
+    cpu_count = os.cpu_count() or 1
+    if context is None:
+        return cpu_count
+    executor_name = context.job_def.executor_def.name
+    if executor_name == "in_process":
+        return 1
+    execution = (context.run.run_config or {}).get("execution") or {}
+    config = execution.get("config", {}) if isinstance(execution, dict) else {}
+    max_concurrent = config.get("max_concurrent") if isinstance(config, dict) else None
+    return int(max_concurrent) if max_concurrent else cpu_count
+
+
+def queued_runs(context) -> int:
+    if context is None:
+        return 0
+    return context.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))

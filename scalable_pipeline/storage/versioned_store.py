@@ -1,0 +1,116 @@
+"""Versioned, published tables and documents on the local filesystem.
+
+Layout under the data root::
+
+    tables/<asset>/<partition>/versions/<version>.parquet|.json   every written version
+    tables/<asset>/<partition>/published.json                       pointer to the published version
+
+Writers add a version (staging) and publish it by replacing the pointer atomically; readers only ever
+follow the pointer, so they see the last published version whole, never a half-written one.
+"""
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
+
+RAW_ROW_GROUP_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version of one asset partition, by reference (what steps pass around instead of data)."""
+
+    asset: str
+    partition: str
+    version: str
+    path: str
+
+    def as_metadata(self) -> dict:
+        return {"version": self.version, "path": self.path}
+
+
+def partition_dirname(partition_key: str) -> str:
+    return partition_key.replace(":", "")
+
+
+class VersionedStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def partition_dir(self, asset: str, partition: str) -> Path:
+        return self.root / "tables" / asset / partition_dirname(partition)
+
+    def write_table(self, asset: str, partition: str, frame: pd.DataFrame, run_id: str = "") -> StoredVersion:
+        version = new_version_id(run_id)
+        path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=RAW_ROW_GROUP_SIZE))
+        return StoredVersion(asset, partition, version, str(path))
+
+    def write_document(self, asset: str, partition: str, document: dict, run_id: str = "") -> StoredVersion:
+        version = new_version_id(run_id)
+        path = self.partition_dir(asset, partition) / "versions" / f"{version}.json"
+        atomic_write_json(path, document)
+        return StoredVersion(asset, partition, version, str(path))
+
+    def publish(self, stored: StoredVersion, run_id: str = "") -> StoredVersion | None:
+        """Point readers at ``stored``; returns the version it replaced."""
+        previous = self.published(stored.asset, stored.partition)
+        pointer = {**asdict(stored), "run_id": run_id, "published_at": time.time()}
+        atomic_write_json(self.partition_dir(stored.asset, stored.partition) / "published.json", pointer)
+        return previous
+
+    def published(self, asset: str, partition: str) -> StoredVersion | None:
+        pointer_path = self.partition_dir(asset, partition) / "published.json"
+        if not pointer_path.exists():
+            return None
+        pointer = read_json(pointer_path)
+        return StoredVersion(pointer["asset"], pointer["partition"], pointer["version"], pointer["path"])
+
+    def require_published(self, asset: str, partition: str) -> StoredVersion:
+        stored = self.published(asset, partition)
+        if stored is None:
+            raise FileNotFoundError(f"{asset} has no published version for partition {partition} under {self.root}")
+        return stored
+
+    def read_published_table(self, asset: str, partition: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(self.require_published(asset, partition).path, columns=columns)
+
+    def read_published_document(self, asset: str, partition: str) -> dict:
+        return read_json(Path(self.require_published(asset, partition).path))
+
+    def versions(self, asset: str, partition: str) -> list[str]:
+        """All stored versions, oldest first."""
+        folder = self.partition_dir(asset, partition) / "versions"
+        if not folder.exists():
+            return []
+        return sorted(p.stem for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def new_version_id(run_id: str = "") -> str:
+    """Sortable by write time; names the run that wrote it."""
+    return f"v{time.time_ns()}-{(run_id or uuid.uuid4().hex)[:8]}"
+
+
+def read_row_range(path: str, start_row: int, stop_row: int) -> pd.DataFrame:
+    """Rows ``[start_row, stop_row)`` of a Parquet file, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    group_start = 0
+    wanted, first_group_start = [], None
+    for group in range(parquet.metadata.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        group_stop = group_start + group_rows
+        if group_stop > start_row and group_start < stop_row:
+            wanted.append(group)
+            first_group_start = group_start if first_group_start is None else first_group_start
+        group_start = group_stop
+    if not wanted:
+        return parquet.schema_arrow.empty_table().to_pandas()
+    table = parquet.read_row_groups(wanted, use_pandas_metadata=True)
+    offset = start_row - first_group_start
+    return table.slice(offset, stop_row - start_row).to_pandas().reset_index(drop=True)

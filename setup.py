@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="scalable_pipeline",
+    version="0.1.0",
+    description="Dagster asset-based pipeline for hourly data whose volume swings 10x through the day.",
+    packages=find_packages(exclude=["scalable_pipeline_tests*", "bench*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-postgres==0.29.27",
+        "psycopg2-binary>=2.9,<3",
+        "pandas>=2.2,<4",
+        "pyarrow>=15,<27",
+        "psutil>=5.9,<8",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+        "celery": ["dagster-celery==0.29.27", "redis>=5,<9"],
+    },
+    entry_points={"console_scripts": ["scalable-pipeline=scalable_pipeline.cli:main"]},
+)
