@@ -58,12 +58,10 @@ def executor_worker_slots(context) -> int:
     cpu_count = os.cpu_count() or 1
     if context is None:
         return cpu_count
-    executor_name = context.job_def.executor_def.name
-    if executor_name == "in_process":
+    if "in_process" in context.job_def.executor_def.name:
         return 1
     execution = (context.run.run_config or {}).get("execution") or {}
-    config = execution.get("config", {}) if isinstance(execution, dict) else {}
-    max_concurrent = config.get("max_concurrent") if isinstance(config, dict) else None
+    max_concurrent = (execution.get("config") or {}).get("max_concurrent")
     return int(max_concurrent) if max_concurrent else cpu_count
 
 

@@ -1,0 +1,91 @@
+"""Command line: run the main job for one hour on the local instance and print a summary."""
+
+import argparse
+import resource
+import sys
+import time
+
+import dagster as dg
+
+from scalable_pipeline.constants import JOB_NAME
+from scalable_pipeline.dagster_home import ensure_dagster_home
+
+DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    scaling = {"chunk_count": args.chunks} if args.chunks else {}
+    config: dict = {
+        "resources": {
+            "source": {"config": {"scale": args.scale, "seed": args.seed}},
+            "scaling": {"config": scaling},
+        }
+    }
+    if args.max_concurrent:
+        config["execution"] = {"config": {"max_concurrent": args.max_concurrent}}
+    return config
+
+
+def summary_lines(result, seconds: float) -> list[str]:
+    metadata = {
+        event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
+    raw, plan = metadata.get("raw_volume", {}), metadata.get("chunk_partitions", {})
+    processed, output = metadata.get("processed_chunks", {}), metadata.get("consolidated_output", {})
+    peak_rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return [
+        f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {seconds:.2f} s",
+        f"records in:   {raw.get('total_records', '?')}",
+        f"chunks:       {plan.get('chunk_count', '?')} ({plan.get('processing_mode', '?')}, batch_size {plan.get('batch_size', '?')}, parallel_tasks {plan.get('parallel_tasks', '?')})",
+        f"valid:        {output.get('valid', '?')}",
+        f"invalid:      {processed.get('invalid', '?')}",
+        f"duplicates:   {processed.get('duplicates', '?')}",
+        f"records/s:    {raw.get('total_records', 0) / seconds:,.0f} (end to end)",
+        f"peak memory:  {peak_rss_mb:,.0f} MB (largest process)",
+        f"output:       {output.get('path', 'not published')}",
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    home = ensure_dagster_home()
+    from scalable_pipeline.definitions import scalable_data_processing_job
+
+    job = scalable_data_processing_job() if args.in_process else dg.reconstructable(scalable_data_processing_job)
+    with dg.DagsterInstance.get() as instance:
+        started = time.perf_counter()
+        if args.in_process:
+            result = job.execute_in_process(
+                run_config=run_config(args), instance=instance, partition_key=args.partition, raise_on_error=False
+            )
+        else:
+            result = dg.execute_job(
+                job, instance=instance, run_config=run_config(args), tags={"dagster/partition": args.partition}
+            )
+        seconds = time.perf_counter() - started
+        print(f"{JOB_NAME} partition {args.partition} (DAGSTER_HOME={home})")
+        print("\n".join(summary_lines(result, seconds)))
+        return 0 if result.success else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(prog="scalable-pipeline", description=__doc__)
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help=f"materialize one hourly partition with the {JOB_NAME} job")
+    run_parser.add_argument("--partition", default=DEFAULT_PARTITION, help="hourly partition key, e.g. 2024-01-01-10:00")
+    run_parser.add_argument("--scale", type=float, default=1.0, help="volume multiplier of the synthetic source")
+    run_parser.add_argument("--seed", type=int, default=0)
+    run_parser.add_argument("--chunks", type=int, help="pin the number of chunks (default: the scaling resource decides)")
+    run_parser.add_argument("--max-concurrent", type=int, help="steps at once (default: CPU count)")
+    run_parser.add_argument("--in-process", action="store_true", help="run every step in this process")
+    run_parser.set_defaults(handler=run)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

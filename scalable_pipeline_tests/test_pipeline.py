@@ -1,0 +1,161 @@
+"""The four assets end to end, checked against an independent pandas computation of the rules."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
+from scalable_pipeline.definitions import defs
+from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
+
+VALID = {"placed", "paid", "shipped", "cancelled"}
+
+
+def expected_from_raw(raw: pd.DataFrame, partition_key: str) -> dict:
+    """Rule 4 written out again, directly on the stored raw table."""
+    hour_start = pd.Timestamp(f"{partition_key[:10]} {partition_key[11:]}", tz="UTC")
+    hour_end = hour_start + pd.Timedelta(hours=1)
+    first = raw[~raw["order_id"].duplicated(keep="first")]
+    ok = (
+        first["customer_id"].notna()
+        & first["amount"].notna()
+        & (first["amount"] > 0)
+        & first["status"].isin(VALID)
+        & (first["event_time"] >= hour_start)
+        & (first["event_time"] < hour_end)
+    )
+    valid = first[ok.fillna(False).astype(bool)].sort_values("order_id").reset_index(drop=True)
+    return {"valid": valid, "duplicates": len(raw) - len(first), "invalid": len(first) - len(valid)}
+
+
+@pytest.mark.parametrize("partition_key, peak", [(PEAK_PARTITION, True), (OFF_PEAK_PARTITION, False)])
+def test_full_run_matches_independent_computation(partition_key, peak, instance, data_dir):
+    result = materialize_hour(partition_key, instance)
+    assert result.success
+
+    raw = defs.load_asset_value("raw_volume", partition_key=partition_key, instance=instance)
+    output = defs.load_asset_value("consolidated_output", partition_key=partition_key, instance=instance)
+    expected = expected_from_raw(raw, partition_key)
+
+    assert (8_000 <= len(raw) <= 12_000) if peak else (1_000 <= len(raw) <= 3_000)
+    assert expected["duplicates"] > 0 and expected["invalid"] > 0  # the source really injected defects
+    pd.testing.assert_frame_equal(output, expected["valid"], check_dtype=False)
+    assert list(output.columns) == list(raw.columns)
+
+    raw_meta = materialization_metadata(result, "raw_volume")
+    assert raw_meta["total_records"] == len(raw) and raw_meta["peak_hour"] is peak
+    output_meta = materialization_metadata(result, "consolidated_output")
+    assert output_meta["raw_records"] == len(raw)
+    assert output_meta["valid"] == len(output)
+    assert (output_meta["duplicates"], output_meta["invalid"]) == (expected["duplicates"], expected["invalid"])
+    by_region = {row.data["region"]: row.data for row in output_meta["region_totals"].records}
+    for region, group in output.groupby("region"):
+        assert by_region[region]["orders"] == len(group)
+        assert by_region[region]["revenue"] == pytest.approx(group["amount"].sum(), abs=0.01)
+
+    checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert len(checks) == 7 and all(checks.values())
+
+
+def test_raw_volume_is_stored_in_raw_order_and_reproducible(instance):
+    materialize_hour(PEAK_PARTITION, instance)
+    raw = defs.load_asset_value("raw_volume", partition_key=PEAK_PARTITION, instance=instance)
+    regenerated = SyntheticOrderSource().fetch_hour(pd.Timestamp("2024-01-01 10:00", tz="UTC"))
+    pd.testing.assert_frame_equal(raw, regenerated)
+
+
+def test_same_output_whatever_the_chunking(instance, data_dir):
+    outputs = {}
+    for chunks in (1, 3, 17):
+        result = materialize_hour(PEAK_PARTITION, instance, scaling=ScalingResource(chunk_count=chunks))
+        assert materialization_metadata(result, "chunk_partitions")["chunk_count"] == chunks
+        chunk_steps = [e for e in result.get_step_success_events() if e.step_key.startswith("processed_chunks.process_chunk[")]
+        assert len(chunk_steps) == chunks
+        outputs[chunks] = defs.load_asset_value("consolidated_output", partition_key=PEAK_PARTITION, instance=instance)
+    pd.testing.assert_frame_equal(outputs[1], outputs[3])
+    pd.testing.assert_frame_equal(outputs[1], outputs[17])
+
+
+def test_duplicates_across_chunks_are_caught(instance):
+    result = materialize_hour(
+        OFF_PEAK_PARTITION,
+        instance,
+        source=SyntheticOrderSource(duplicate_rate=0.2),
+        scaling=ScalingResource(chunk_count=9),
+        quality=QualityResource(max_duplicate_ratio=0.3),
+    )
+    raw = defs.load_asset_value("raw_volume", partition_key=OFF_PEAK_PARTITION, instance=instance)
+    output = defs.load_asset_value("consolidated_output", partition_key=OFF_PEAK_PARTITION, instance=instance)
+    within_chunks = sum(
+        e.event_specific_data.metadata["duplicates"].value
+        for e in result.all_events
+        if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("processed_chunks.process_chunk[")
+    )
+    all_duplicates = int(raw["order_id"].duplicated().sum())
+    assert within_chunks < all_duplicates  # some repeats sit in a later chunk than their first row
+    assert materialization_metadata(result, "processed_chunks")["duplicates"] == all_duplicates
+    assert output["order_id"].is_unique
+
+
+def test_chunk_plan_metadata_records_the_strategy(instance):
+    pinned = ScalingResource(cpu_usage_percent=20, memory_usage_percent=30, available_workers=12, queue_length=0, min_batch_size=100)
+    result = materialize_hour(PEAK_PARTITION, instance, scaling=pinned)
+    meta = materialization_metadata(result, "chunk_partitions")
+    assert meta["processing_mode"] == "aggressive" and meta["parallel_tasks"] == 12
+    assert meta["chunk_count"] == 12
+    raw_records = materialization_metadata(result, "raw_volume")["total_records"]
+    assert meta["batch_size"] == -(-raw_records // 12)
+    snapshot = meta["resource_snapshot"]
+    assert snapshot["cpu_usage_percent"] == 20 and snapshot["available_workers"] == 12
+    assert snapshot["sources"]["cpu_usage_percent"] == "pinned"
+    assert snapshot["memory_total_bytes"] > 0
+
+
+def test_failing_gate_blocks_consolidation(instance, data_dir):
+    result = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, quality=QualityResource(max_invalid_ratio=0.001))
+    assert not result.success
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "invalid_ratio")
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert gate.metadata["threshold"].value == 0.001 and gate.metadata["score"].value > 0.001
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "consolidated_output" not in materialized and "processed_chunks" not in materialized
+    store = VersionedStore(data_dir)
+    assert store.published("consolidated_output", PEAK_PARTITION) is None
+    assert store.published("processed_chunks", PEAK_PARTITION) is None
+
+
+def test_estimated_processing_time_comes_from_measured_throughput(instance):
+    first = materialize_hour(PEAK_PARTITION, instance)
+    assert materialization_metadata(first, "raw_volume")["estimated_processing_time"] is None
+    throughput = materialization_metadata(first, "processed_chunks")["records_per_second"]
+    second = materialize_hour(OFF_PEAK_PARTITION, instance)
+    records = materialization_metadata(second, "raw_volume")["total_records"]
+    assert materialization_metadata(second, "raw_volume")["estimated_processing_time"] == pytest.approx(records / throughput, rel=1e-3)
+
+
+def test_definitions_validate(tmp_path):
+    shutil.copyfile(PROJECT_DAGSTER_YAML, tmp_path / "dagster.yaml")
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(PROJECT_DAGSTER_YAML.parent / "workspace.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DAGSTER_YAML.parent,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_job_and_schedule_are_defined():
+    job = defs.resolve_job_def("scalable_data_processing")
+    assert job.partitions_def is not None
+    schedule = defs.resolve_schedule_def("scalable_data_processing_schedule")
+    assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == "scalable_data_processing"

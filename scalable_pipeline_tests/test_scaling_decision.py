@@ -1,0 +1,118 @@
+"""The scaling decision, without Dagster: the seed table, its fixed defects and the memory bound."""
+
+import math
+
+import pytest
+
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
+from scalable_pipeline.decisions.scaling import (
+    CHUNK_MEMORY_OVERHEAD,
+    ResourceSnapshot,
+    ScalingLimits,
+    decide_strategy,
+    processing_mode,
+)
+
+GIB = 1024**3
+
+
+def snapshot(cpu=10.0, memory=20.0, workers=16, queue=0, total_memory=16 * GIB):
+    return ResourceSnapshot(cpu, memory, total_memory, workers, queue)
+
+
+@pytest.mark.parametrize(
+    "cpu, workers, mode",
+    [
+        (10, 16, "aggressive"),
+        (49.9, 9, "aggressive"),
+        (50, 16, "moderate"),  # the boundaries are strict, as in the seed rule
+        (10, 8, "moderate"),
+        (69.9, 5, "moderate"),
+        (70, 16, "conservative"),
+        (10, 4, "conservative"),
+        (95, 64, "conservative"),
+        (0, 0, "conservative"),
+    ],
+)
+def test_seed_table(cpu, workers, mode):
+    assert processing_mode(cpu, workers) == mode
+
+
+@pytest.mark.parametrize("total", [0, 1, 7, 999, 1_000, 1_001, 11_141, 1_114_100])
+@pytest.mark.parametrize("workers", [0, 1, 2, 5, 9, 32])
+def test_chunks_cover_every_record_for_any_volume_and_workers(total, workers):
+    strategy = decide_strategy(total, snapshot(workers=workers), bytes_per_record=60)
+    assert strategy.parallel_tasks >= 1 and strategy.batch_size >= 1 and strategy.chunk_count >= 1
+    assert strategy.chunk_count * strategy.batch_size >= total  # no records left uncovered (ceil, not floor)
+    chunks = split_rows(total, strategy.chunk_count)
+    assert coverage_problems(ChunkPlan("p", "v", "path", total, chunks)) == []
+    assert max(c.rows for c in chunks) <= strategy.batch_size
+
+
+def test_empty_hour_gets_one_empty_chunk():
+    strategy = decide_strategy(0, snapshot(workers=0), bytes_per_record=0)
+    assert strategy.chunk_count == 1
+    assert split_rows(0, strategy.chunk_count)[0].rows == 0
+
+
+def test_aggressive_spreads_one_wave_over_all_workers():
+    strategy = decide_strategy(160_000, snapshot(cpu=10, workers=16), bytes_per_record=60)
+    assert (strategy.processing_mode, strategy.parallel_tasks) == ("aggressive", 16)
+    assert strategy.batch_size == 10_000 and strategy.chunk_count == 16
+
+
+def test_busier_machine_runs_fewer_tasks():
+    calm = decide_strategy(160_000, snapshot(cpu=10, workers=16), 60)
+    busy = decide_strategy(160_000, snapshot(cpu=60, workers=16), 60)
+    loaded = decide_strategy(160_000, snapshot(cpu=90, workers=16), 60)
+    assert calm.parallel_tasks > busy.parallel_tasks > loaded.parallel_tasks >= 1
+
+
+def test_queued_runs_share_the_workers():
+    alone = decide_strategy(160_000, snapshot(workers=16, queue=0), 60)
+    shared = decide_strategy(160_000, snapshot(workers=16, queue=3), 60)
+    assert shared.parallel_tasks < alone.parallel_tasks
+
+
+def test_memory_bounds_the_batch_size():
+    # 256 MiB total, 90% used: ~25 MiB free, half of it budgeted, over the parallel tasks.
+    tight = snapshot(memory=90.0, total_memory=GIB // 4, workers=2, cpu=90)
+    strategy = decide_strategy(2_000_000, tight, bytes_per_record=100)
+    free = GIB / 4 * 0.10
+    expected_rows = int(free * 0.5 / strategy.parallel_tasks // (100 * CHUNK_MEMORY_OVERHEAD))
+    assert strategy.memory_bound_rows == expected_rows
+    assert strategy.batch_size == expected_rows
+    assert strategy.reason == "bounded by free memory"
+    assert strategy.chunk_count == math.ceil(2_000_000 / expected_rows)
+
+
+def test_memory_bound_wins_over_the_chunk_cap():
+    tight = snapshot(memory=90.0, total_memory=GIB // 4, workers=2, cpu=90)
+    strategy = decide_strategy(20_000_000, tight, 100, ScalingLimits(max_chunks=256))
+    assert strategy.chunk_count > 256 and strategy.batch_size == strategy.memory_bound_rows
+
+
+def test_full_memory_still_makes_progress():
+    strategy = decide_strategy(50, snapshot(memory=100.0), bytes_per_record=100)
+    assert strategy.batch_size == 1 and strategy.chunk_count == 50
+
+
+def test_limits_clamp_the_batch_and_the_number_of_chunks():
+    limits = ScalingLimits(min_batch_size=1_000, max_batch_size=5_000, max_chunks=10)
+    small = decide_strategy(1_500, snapshot(workers=16), 60, limits)
+    assert small.batch_size == 1_000 and small.chunk_count == 2
+    big = decide_strategy(1_000_000, snapshot(workers=16), 60, limits)
+    assert big.chunk_count == 10 and big.batch_size == 100_000  # the chunk cap wins over max_batch_size
+
+
+def test_pinned_chunk_count():
+    strategy = decide_strategy(11_141, snapshot(workers=2), 60, ScalingLimits(pinned_chunk_count=17))
+    assert strategy.chunk_count == 17
+    assert len(split_rows(11_141, strategy.chunk_count)) == 17
+
+
+def test_coverage_problems_are_named():
+    plan = ChunkPlan("p", "v", "path", 10, split_rows(12, 3))
+    assert coverage_problems(plan) == ["chunks end at row 12, the hour has 10"]
+    gap = ChunkPlan("p", "v", "path", 10, (split_rows(10, 2)[0], split_rows(10, 2)[1].__class__(1, 6, 10)))
+    assert coverage_problems(gap) == ["chunk 1 starts at row 6, expected 5"]
