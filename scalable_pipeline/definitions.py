@@ -11,6 +11,7 @@ from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import VersionedStoreIOManager
 
 # Separate processes per step, started from a preloaded forkserver (seconds saved per step).
@@ -43,6 +44,7 @@ defs = dg.Definitions(
     assets=[raw_volume, chunk_partitions, processed_chunks, consolidated_output],
     jobs=[scalable_data_processing],
     schedules=[scalable_data_processing_schedule],
+    sensors=[quality_gate_alerts],
     resources=build_resources(),
 )
 

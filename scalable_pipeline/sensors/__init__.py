@@ -1,0 +1,1 @@
+"""Sensors: thin layers over the plain modules that do the work."""
