@@ -7,6 +7,7 @@ from scalable_pipeline.assets.consolidated_output import consolidated_output
 from scalable_pipeline.assets.processed_chunks import processed_chunks
 from scalable_pipeline.assets.raw_volume import raw_volume
 from scalable_pipeline.constants import GROUP_NAME, JOB_NAME
+from scalable_pipeline.jobs.rollback_partition import rollback_partition
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
@@ -42,7 +43,7 @@ def build_resources() -> dict:
 
 defs = dg.Definitions(
     assets=[raw_volume, chunk_partitions, processed_chunks, consolidated_output],
-    jobs=[scalable_data_processing],
+    jobs=[scalable_data_processing, rollback_partition],
     schedules=[scalable_data_processing_schedule],
     sensors=[quality_gate_alerts],
     resources=build_resources(),

@@ -8,6 +8,7 @@ from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 
 
@@ -26,7 +27,9 @@ def bytes_per_record(parquet_path: str) -> float:
     kinds={"python"},
     check_specs=[gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once.")],
 )
-def chunk_partitions(context: dg.AssetExecutionContext, scaling: ScalingResource, data_store: DataStoreResource):
+def chunk_partitions(
+    context: dg.AssetExecutionContext, scaling: ScalingResource, data_store: DataStoreResource, quality: QualityResource
+):
     """Measure the machine, decide the strategy, split the published raw hour into row ranges."""
     store = data_store.store()
     raw = store.require_published("raw_volume", context.partition_key)
@@ -36,7 +39,7 @@ def chunk_partitions(context: dg.AssetExecutionContext, scaling: ScalingResource
     plan = ChunkPlan(context.partition_key, raw.version, raw.path, total_records, split_rows(total_records, strategy.chunk_count))
     staged = store.write_document("chunk_partitions", context.partition_key, plan.to_json(), context.run_id)
     yield from audit_then_publish(
-        context, store, staged, [all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage")]
+        context, store, staged, [all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage")], quality
     )
     yield dg.Output(
         staged,

@@ -4,11 +4,14 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
+from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
+from scalable_pipeline.decisions.volume_anomaly import VOLUME_ANOMALY_GATE
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.quality import QualityResource
 
 ASSET = "consolidated_output"
 REGION_TOTALS_SCHEMA = dg.TableSchema(
@@ -45,9 +48,12 @@ def repeated_order_ids(table: pd.DataFrame) -> list[str]:
     check_specs=[
         gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
         gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
+        gate_spec(ASSET, VOLUME_ANOMALY_GATE, "Valid records within the same hour's usual band (history of earlier days)."),
     ],
 )
-def consolidated_output(context: dg.AssetExecutionContext, processed_chunks: pd.DataFrame, data_store: DataStoreResource):
+def consolidated_output(
+    context: dg.AssetExecutionContext, processed_chunks: pd.DataFrame, data_store: DataStoreResource, quality: QualityResource
+):
     """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id."""
     reasons = processed_chunks[REASON_COLUMN]
     table = processed_chunks.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
@@ -63,7 +69,9 @@ def consolidated_output(context: dg.AssetExecutionContext, processed_chunks: pd.
         [
             all_true("reconciliation", reconciliation_problems(raw_records, len(table), invalid, duplicates), "reconciliation"),
             all_true("unique_order_id", repeated_order_ids(table), "unique order_id"),
+            volume_gate(context, quality, ASSET, len(table)),
         ],
+        quality,
     )
     totals = region_totals(table)
     yield dg.Output(

@@ -1,10 +1,20 @@
-"""Turning gate verdicts into Dagster check results, and publishing only what passed its gates."""
+"""Turning gate verdicts into Dagster check results, and publishing only what passed its gates.
+
+A stage whose ERROR gate fails is rolled back: its staged version is deleted, the published pointer
+stays on the last good version, and the rollback is recorded on the stage and on every stage after it
+(their published versions are kept too). Earlier stages of the run that passed their own gates stay
+published: each is whole and audited, and re-execution from failure loads them as its inputs.
+"""
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import dagster as dg
 
 from scalable_pipeline.decisions.gates import GateVerdict
+from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.rollbacks import record_rollback
+from scalable_pipeline.storage.rollback_log import RollbackRecord
 from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedStore
 
 
@@ -24,24 +34,68 @@ def check_result(asset: str, verdict: GateVerdict) -> dg.AssetCheckResult:
 
 
 def audit_then_publish(
-    context: dg.OpExecutionContext, store: VersionedStore, staged: StoredVersion, verdicts: Sequence[GateVerdict]
+    context: dg.OpExecutionContext,
+    store: VersionedStore,
+    staged: StoredVersion,
+    verdicts: Sequence[GateVerdict],
+    quality: QualityResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Report every gate; publish ``staged`` only when no ERROR gate failed, else fail the step."""
+    """Report every gate at its configured severity; publish ``staged`` only when no ERROR gate
+    failed, else roll the stage back and fail the step."""
+    verdicts = [replace(v, severity=quality.policy(v.name).severity) for v in verdicts]
     for verdict in verdicts:
         yield check_result(staged.asset, verdict)
     blocking = [v for v in verdicts if not v.passed and v.severity == "ERROR"]
     if blocking:
-        published = store.published(staged.asset, staged.partition)
+        published = roll_back_stage(context, store, staged, blocking)
         raise dg.Failure(
             description=(
                 f"{staged.asset} partition {staged.partition}: quality gate(s) failed: "
                 + "; ".join(f"{v.name} ({v.description})" for v in blocking)
-                + f". Version {staged.version} was not published; readers still get "
+                + f". Version {staged.version} was discarded; readers still get "
                 + (f"version {published.version}." if published else "nothing (no version was ever published).")
             ),
             metadata={"staged_version": staged.version, "failed_gates": [v.name for v in blocking]},
         )
-    store.publish(staged, context.run_id)
+    store.publish(staged, context.run.run_id)
+
+
+def roll_back_stage(
+    context: dg.OpExecutionContext, store: VersionedStore, staged: StoredVersion, failed: Sequence[GateVerdict]
+) -> StoredVersion | None:
+    """Discard ``staged``, record the rollback on its asset and the assets after it; returns what readers get."""
+    store.discard(staged)
+    gates = [{"gate": v.name, "score": v.score, "threshold": v.threshold, "description": v.description} for v in failed]
+    for asset in [staged.asset, *downstream_assets(context, staged.asset)]:
+        kept = store.published(asset, staged.partition)
+        record = RollbackRecord(
+            kind="automatic",
+            asset=asset,
+            partition=staged.partition,
+            run_id=context.run.run_id,
+            restored_version=kept.version if kept else None,
+            replaced_version=staged.version if asset == staged.asset else None,
+            cause_asset=staged.asset,
+            gate=failed[0].name,
+            score=float(failed[0].score),
+            threshold=float(failed[0].threshold),
+            failed_gates=gates,
+            reason=f"ERROR gate(s) {', '.join(v.name for v in failed)} of {staged.asset} failed",
+        )
+        record_rollback(context, store.root, record)
+    return store.published(staged.asset, staged.partition)
+
+
+def downstream_assets(context: dg.OpExecutionContext, asset: str) -> list[str]:
+    """Every asset after ``asset`` in the job's asset graph, breadth first."""
+    graph = context.job_def.asset_layer.asset_graph
+    found, frontier = [], [dg.AssetKey(asset)]
+    while frontier:
+        for child in sorted(graph.get(frontier.pop(0)).child_keys):
+            if child not in found:
+                found.append(child)
+                frontier.append(child)
+    return [key.path[-1] for key in found]
 
 
 def _plain(details: dict) -> dict:

@@ -10,10 +10,11 @@ import time
 import dagster as dg
 import pandas as pd
 
+from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
-from scalable_pipeline.decisions.gates import all_true, ratio_at_most
+from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, final_reasons, validity_reasons
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -117,11 +118,11 @@ def collect_chunks(
     store = data_store.store()
     staged = store.write_table(ASSET, context.partition_key, frame, context.run_id)
     verdicts = [
-        ratio_at_most("invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"),
-        ratio_at_most("duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),
+        ratio_gate(context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"),
+        ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),
         all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
     ]
-    yield from audit_then_publish(context, store, staged, verdicts)
+    yield from audit_then_publish(context, store, staged, verdicts, quality)
     chunk_seconds = sum(r.seconds for r in results)
     yield dg.Output(
         staged,

@@ -8,6 +8,7 @@ from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.sources.synthetic_orders import is_peak_hour
 from scalable_pipeline.throughput import estimated_processing_seconds
@@ -20,14 +21,16 @@ from scalable_pipeline.throughput import estimated_processing_seconds
     kinds={"pandas", "parquet"},
     check_specs=[gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type.")],
 )
-def raw_volume(context: dg.AssetExecutionContext, source: SyntheticOrderSource, data_store: DataStoreResource):
+def raw_volume(
+    context: dg.AssetExecutionContext, source: SyntheticOrderSource, data_store: DataStoreResource, quality: QualityResource
+):
     """Fetch the hour from the ``source`` resource and keep it exactly as delivered (raw order)."""
     hour_start = context.partition_time_window.start
     frame = source.fetch_hour(pd.Timestamp(hour_start))
     store = data_store.store()
     staged = store.write_table("raw_volume", context.partition_key, frame, context.run_id)
     yield from audit_then_publish(
-        context, store, staged, [all_true("raw_schema", schema_problems(frame), "order record schema")]
+        context, store, staged, [all_true("raw_schema", schema_problems(frame), "order record schema")], quality
     )
     yield dg.Output(
         staged,

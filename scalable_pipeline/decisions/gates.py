@@ -1,6 +1,14 @@
 """Quality gates as pure verdicts: a score, a threshold, and whether it passed."""
 
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Severity(str, Enum):
+    """WARN gates report; ERROR gates block publishing and roll the stage back."""
+
+    WARN = "WARN"
+    ERROR = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -10,7 +18,7 @@ class GateVerdict:
     score: float
     threshold: float
     description: str
-    severity: str = "ERROR"  # "ERROR" blocks (and, later, rolls back); "WARN" reports
+    severity: str = "ERROR"  # a Severity value: "ERROR" blocks and rolls back; "WARN" reports
     details: dict = field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from scalable_pipeline.constants import DATA_DIR_ENV
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -21,10 +22,14 @@ class DataStoreResource(dg.ConfigurableResource):
     """Versioned tables under one root directory (default from the environment, see README)."""
 
     data_dir: str | None = None
+    keep_versions: int = Field(default=5, ge=1, description="Published-good versions kept per asset partition (the published one included).")
+    staging_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="Age after which a never-published (staged) version counts as abandoned and is deleted."
+    )
 
     @property
     def root(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
     def store(self) -> VersionedStore:
-        return VersionedStore(self.root)
+        return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)

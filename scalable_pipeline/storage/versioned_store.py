@@ -4,11 +4,15 @@ Layout under the data root::
 
     tables/<asset>/<partition>/versions/<version>.parquet|.json   every written version
     tables/<asset>/<partition>/published.json                       pointer to the published version
+    tables/<asset>/<partition>/history.jsonl                        append-only log of pointer changes
 
 Writers add a version (staging) and publish it by replacing the pointer atomically; readers only ever
-follow the pointer, so they see the last published version whole, never a half-written one.
+follow the pointer, so they see the last published version whole, never a half-written one. A version
+that was ever published is "good"; each publish keeps the published version and the newest good ones
+(``keep_versions`` in all) and deletes older good versions and stale never-published (staged) ones.
 """
 
+import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -17,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from scalable_pipeline.decisions.retention import versions_to_delete
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
 
 RAW_ROW_GROUP_SIZE = 10_000
@@ -39,9 +44,15 @@ def partition_dirname(partition_key: str) -> str:
     return partition_key.replace(":", "")
 
 
+class VersionNotFound(LookupError):
+    """A version that does not exist, or was never published (so never passed its gates)."""
+
+
 class VersionedStore:
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, keep_versions: int = 5, staging_grace_seconds: float = 3600.0):
         self.root = Path(root)
+        self.keep_versions = keep_versions
+        self.staging_grace_seconds = staging_grace_seconds
 
     def partition_dir(self, asset: str, partition: str) -> Path:
         return self.root / "tables" / asset / partition_dirname(partition)
@@ -58,12 +69,61 @@ class VersionedStore:
         atomic_write_json(path, document)
         return StoredVersion(asset, partition, version, str(path))
 
-    def publish(self, stored: StoredVersion, run_id: str = "") -> StoredVersion | None:
-        """Point readers at ``stored``; returns the version it replaced."""
+    def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion | None:
+        """Point readers at ``stored``, log the change, apply retention; returns the version it replaced."""
         previous = self.published(stored.asset, stored.partition)
-        pointer = {**asdict(stored), "run_id": run_id, "published_at": time.time()}
-        atomic_write_json(self.partition_dir(stored.asset, stored.partition) / "published.json", pointer)
+        folder = self.partition_dir(stored.asset, stored.partition)
+        change = {"version": stored.version, "previous": previous.version if previous else None, "run_id": run_id, "at": time.time()}
+        atomic_write_json(folder / "published.json", {**asdict(stored), **change})
+        with open(folder / "history.jsonl", "a") as log:
+            log.write(json.dumps({"action": action, **change}) + "\n")
+        self.clean(stored.asset, stored.partition)
         return previous
+
+    def history(self, asset: str, partition: str) -> list[dict]:
+        """Every pointer change of the partition, oldest first."""
+        path = self.partition_dir(asset, partition) / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+    def good_versions(self, asset: str, partition: str) -> list[str]:
+        """Versions that were published once and are still stored, oldest first."""
+        stored = set(self.versions(asset, partition))
+        return sorted({change["version"] for change in self.history(asset, partition)} & stored)
+
+    def version(self, asset: str, partition: str, version: str) -> StoredVersion:
+        """A good version by id; ``VersionNotFound`` if it is not stored or never passed its gates."""
+        if version not in self.good_versions(asset, partition):
+            known = ", ".join(self.good_versions(asset, partition)) or "none"
+            raise VersionNotFound(f"{asset} partition {partition} has no published-good version {version!r} (known: {known})")
+        path = next((self.partition_dir(asset, partition) / "versions").glob(f"{version}.*"))
+        return StoredVersion(asset, partition, version, str(path))
+
+    def discard(self, stored: StoredVersion) -> bool:
+        """Delete a staged version that is not published; True if a file was deleted."""
+        published = self.published(stored.asset, stored.partition)
+        if published and published.version == stored.version:
+            return False
+        path = Path(stored.path)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
+    def clean(self, asset: str, partition: str) -> list[str]:
+        """Apply retention to one asset partition; returns the deleted versions."""
+        published = self.published(asset, partition)
+        doomed = versions_to_delete(
+            self.versions(asset, partition),
+            set(self.good_versions(asset, partition)),
+            published.version if published else None,
+            self.keep_versions,
+            time.time_ns(),
+            int(self.staging_grace_seconds * 1e9),
+        )
+        folder = self.partition_dir(asset, partition) / "versions"
+        for version in doomed:
+            for path in folder.glob(f"{version}.*"):
+                path.unlink(missing_ok=True)
+        return doomed
 
     def published(self, asset: str, partition: str) -> StoredVersion | None:
         pointer_path = self.partition_dir(asset, partition) / "published.json"

@@ -1,0 +1,58 @@
+"""Gate history from the Dagster instance, for adaptive thresholds (the derivation itself is pure)."""
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from scalable_pipeline.decisions.gates import GateVerdict, ratio_at_most
+from scalable_pipeline.decisions.thresholds import Threshold, derive_threshold, explained
+from scalable_pipeline.decisions.volume_anomaly import DEFAULT_VOLUME_POLICY, VOLUME_ANOMALY_GATE, same_hour_partition_keys, volume_anomaly
+from scalable_pipeline.resources.quality import QualityResource
+
+
+def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: int) -> list[float]:
+    """``score`` of the last ``limit`` passed evaluations of the check (any partition), newest first."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit, status={AssetCheckExecutionRecordStatus.SUCCEEDED}
+    )
+    scores = []
+    for record in records:
+        score = record.evaluation.metadata.get("score") if record.evaluation else None
+        if score is not None:
+            scores.append(float(score.value))
+    return scores
+
+
+def same_hour_values(instance: dg.DagsterInstance, asset: str, partition_key: str, metadata_key: str, days: int) -> list[float]:
+    """``metadata_key`` of the newest materialization of the same hour on each of ``days`` earlier days, newest first."""
+    keys = same_hour_partition_keys(partition_key, days)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=keys), limit=days * 10
+    ).records
+    newest: dict[str, float] = {}
+    for record in records:  # newest first
+        value = record.asset_materialization.metadata.get(metadata_key)
+        if record.partition_key not in newest and value is not None:
+            newest[record.partition_key] = float(value.value)
+    return [newest[key] for key in keys if key in newest]
+
+
+def gate_threshold(context: dg.OpExecutionContext, quality: QualityResource, asset: str, check: str, static: float) -> Threshold:
+    """The threshold of a score gate: static, or adaptive from the check's passed scores."""
+    policy = quality.policy(check)
+    history = passed_scores(context.instance, asset, check, policy.history) if policy.adaptive else []
+    return derive_threshold(policy, static, history)
+
+
+def ratio_gate(
+    context: dg.OpExecutionContext, quality: QualityResource, asset: str, check: str, count: int, total: int, static: float, what: str
+) -> GateVerdict:
+    """``ratio_at_most`` at the gate's static or adaptive threshold, with the derivation in its details."""
+    threshold = gate_threshold(context, quality, asset, check, static)
+    return explained(ratio_at_most(check, count, total, threshold.value, what), threshold)
+
+
+def volume_gate(context: dg.OpExecutionContext, quality: QualityResource, asset: str, valid: int) -> GateVerdict:
+    """The volume-anomaly gate: ``valid`` against the same hour's ``valid`` on earlier days."""
+    policy = quality.policy(VOLUME_ANOMALY_GATE)
+    history = same_hour_values(context.instance, asset, context.partition_key, "valid", policy.history)
+    return volume_anomaly(VOLUME_ANOMALY_GATE, valid, history, policy, DEFAULT_VOLUME_POLICY.threshold)

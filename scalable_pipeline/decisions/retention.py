@@ -1,0 +1,25 @@
+"""Which stored versions of an asset partition to delete (retention of published-good versions)."""
+
+from collections.abc import Sequence
+
+
+def version_written_ns(version: str) -> int:
+    """Write time of a version id ``v<time_ns>-<run>`` (see ``new_version_id``)."""
+    return int(version[1:].split("-", 1)[0])
+
+
+def versions_to_delete(
+    stored: Sequence[str], good: set[str], published: str | None, keep: int, now_ns: int, grace_ns: int
+) -> list[str]:
+    """Keep the published version and the newest ``keep - 1`` other good (once published) versions;
+    delete older good versions and staged versions that were never published once older than the grace
+    period (a run may still be auditing a younger one). Never deletes ``published``.
+    """
+    newest_first = sorted(stored, key=version_written_ns, reverse=True)
+    kept_good = [v for v in newest_first if v in good and v != published][: max(keep - (published is not None), 0)]
+    keep_set = set(kept_good) | {published}
+    return [
+        v
+        for v in newest_first
+        if v not in keep_set and (v in good or now_ns - version_written_ns(v) > grace_ns)
+    ]

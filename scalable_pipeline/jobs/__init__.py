@@ -1,0 +1,1 @@
+"""Op jobs that are not asset materializations (operations on stored data)."""

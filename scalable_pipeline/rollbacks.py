@@ -1,0 +1,18 @@
+"""Recording rollbacks where users look: an asset observation in Dagster and a line in the rollback log."""
+
+import dagster as dg
+
+from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
+
+
+def record_rollback(context: dg.OpExecutionContext, root, record: RollbackRecord) -> None:
+    metadata = {**record.as_metadata(), "failed_gates": dg.MetadataValue.json(record.failed_gates)}
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=record.asset,
+            partition=record.partition,
+            description=f"{record.kind} rollback: readers get version {record.restored_version or '(none)'}",
+            metadata=metadata,
+        )
+    )
+    append_rollback(root, record)
