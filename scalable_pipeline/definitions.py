@@ -8,8 +8,11 @@ from scalable_pipeline.assets.processed_chunks import processed_chunks
 from scalable_pipeline.assets.raw_volume import raw_volume
 from scalable_pipeline.constants import GROUP_NAME, JOB_NAME
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
+from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
@@ -38,6 +41,9 @@ def build_resources() -> dict:
         "quality": QualityResource(),
         "data_store": data_store,
         "versioned_store_io_manager": VersionedStoreIOManager(data_store=data_store),
+        "faults": FaultInjectionResource(),
+        "chunk_retries": ChunkRetryResource(),
+        "circuit_breaker": CircuitBreakerResource(data_store=data_store),
     }
 
 

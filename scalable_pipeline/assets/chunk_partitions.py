@@ -1,5 +1,7 @@
 """chunk_partitions: the chunk plan for the hour, sized by the scaling resource."""
 
+import hashlib
+
 import dagster as dg
 import pyarrow.parquet as pq
 
@@ -19,6 +21,15 @@ def bytes_per_record(parquet_path: str) -> float:
     return total / metadata.num_rows if metadata.num_rows else 0.0
 
 
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes: the same records written the same way give the same digest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dg.asset(
     partitions_def=HOURLY_PARTITIONS,
     group_name=GROUP_NAME,
@@ -36,7 +47,8 @@ def chunk_partitions(
     total_records = pq.read_metadata(raw.path).num_rows
     row_bytes = bytes_per_record(raw.path)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
-    plan = ChunkPlan(context.partition_key, raw.version, raw.path, total_records, split_rows(total_records, strategy.chunk_count))
+    chunks = split_rows(total_records, strategy.chunk_count)
+    plan = ChunkPlan(context.partition_key, raw.version, raw.path, total_records, chunks, file_digest(raw.path))
     staged = store.write_document("chunk_partitions", context.partition_key, plan.to_json(), context.run_id)
     yield from audit_then_publish(
         context, store, staged, [all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage")], quality

@@ -17,7 +17,9 @@ from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, final_reasons, validity_reasons
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask
 from scalable_pipeline.storage.versioned_store import read_row_range
 
@@ -54,30 +56,65 @@ def validate_chunk(task: ChunkTask) -> pd.DataFrame:
     return frame
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS))
-def process_chunk(context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource) -> ChunkResult:
-    """Validate one chunk, or reuse its checkpoint from an earlier attempt of the same plan."""
-    checkpoints = ChunkCheckpoints(data_store.root)
+def checkpointed_chunk(task: ChunkTask, checkpoints: ChunkCheckpoints) -> ChunkResult:
+    """The chunk's checkpoint when one exists for exactly this task, else validate and checkpoint it."""
     result = checkpoints.load(task)
-    if result is None:
-        started = time.perf_counter()
-        frame = validate_chunk(task)
-        seconds = time.perf_counter() - started
-        reasons = frame[REASON_COLUMN]
-        result = checkpoints.save(
-            task,
-            frame,
-            ChunkResult(
-                index=task.index,
-                path="",
-                rows_in=len(frame),
-                rows_out=int(reasons.isna().sum()),
-                invalid=int((reasons.notna() & (reasons != DUPLICATE)).sum()),
-                duplicates=int((reasons == DUPLICATE).sum()),
-                seconds=round(seconds, 6),
-                records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
-            ),
-        )
+    if result is not None:
+        return result
+    started = time.perf_counter()
+    frame = validate_chunk(task)
+    seconds = time.perf_counter() - started
+    reasons = frame[REASON_COLUMN]
+    return checkpoints.save(
+        task,
+        frame,
+        ChunkResult(
+            index=task.index,
+            path="",
+            rows_in=len(frame),
+            rows_out=int(reasons.isna().sum()),
+            invalid=int((reasons.notna() & (reasons != DUPLICATE)).sum()),
+            duplicates=int((reasons == DUPLICATE).sum()),
+            seconds=round(seconds, 6),
+            records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
+        ),
+    )
+
+
+def chunk_failure_message(task: ChunkTask, attempts: int, error: Exception, checkpoint_dir: str) -> str:
+    return (
+        f"chunk {task.index} (rows {task.start_row}-{task.stop_row}) of partition {task.partition_key} failed after "
+        f"{attempts} attempt(s): {type(error).__name__}: {error}. The other chunks are not affected: they finish and "
+        f"are checkpointed under {checkpoint_dir}; nothing is published for this hour until every chunk succeeds. "
+        "Resume: re-execute this run from failure (UI: Re-execute > From failure; Python: "
+        "dg.ReexecutionOptions.from_failure), which re-runs only the failed chunks and what follows them, "
+        f"or launch a new run of partition {task.partition_key}, which reuses every finished chunk."
+    )
+
+
+@dg.op
+def process_chunk(
+    context: dg.OpExecutionContext,
+    task: ChunkTask,
+    data_store: DataStoreResource,
+    faults: FaultInjectionResource,
+    chunk_retries: ChunkRetryResource,
+) -> ChunkResult:
+    """Validate one chunk or reuse its checkpoint; retry errors with backoff, then fail saying how to resume."""
+    checkpoints = ChunkCheckpoints(data_store.root)
+    try:
+        faults.before_chunk(context, task.index)
+        result = checkpointed_chunk(task, checkpoints)
+    except Exception as error:
+        if chunk_retries.should_retry(context.retry_number):
+            delay = chunk_retries.delay(context.retry_number)
+            context.log.warning(f"chunk {task.index}: {type(error).__name__}: {error}; retrying in {delay} s")
+            raise dg.RetryRequested(max_retries=chunk_retries.max_retries, seconds_to_wait=delay) from error
+        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+        raise dg.Failure(
+            description=chunk_failure_message(task, context.retry_number + 1, error, plan_dir),
+            metadata={"chunk": task.index, "attempts": context.retry_number + 1, "checkpoints": plan_dir},
+        ) from error
     context.add_output_metadata(result.as_metadata())
     return result
 
@@ -123,6 +160,7 @@ def collect_chunks(
         all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
     ]
     yield from audit_then_publish(context, store, staged, verdicts, quality)
+    ChunkCheckpoints(data_store.root).prune(context.partition_key, chunk_plan.fingerprint)
     chunk_seconds = sum(r.seconds for r in results)
     yield dg.Output(
         staged,

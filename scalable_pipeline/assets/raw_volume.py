@@ -7,10 +7,13 @@ from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
+from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.sources.synthetic_orders import is_peak_hour
+from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.throughput import estimated_processing_seconds
 
 
@@ -22,11 +25,24 @@ from scalable_pipeline.throughput import estimated_processing_seconds
     check_specs=[gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type.")],
 )
 def raw_volume(
-    context: dg.AssetExecutionContext, source: SyntheticOrderSource, data_store: DataStoreResource, quality: QualityResource
+    context: dg.AssetExecutionContext,
+    source: SyntheticOrderSource,
+    data_store: DataStoreResource,
+    circuit_breaker: CircuitBreakerResource,
+    faults: FaultInjectionResource,
+    quality: QualityResource,
 ):
-    """Fetch the hour from the ``source`` resource and keep it exactly as delivered (raw order)."""
+    """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
     hour_start = context.partition_time_window.start
-    frame = source.fetch_hour(pd.Timestamp(hour_start))
+
+    def fetch() -> pd.DataFrame:
+        faults.before_source_fetch()
+        return source.fetch_hour(pd.Timestamp(hour_start))
+
+    try:
+        frame = circuit_breaker.call("source", fetch)
+    except CircuitOpenError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
     store = data_store.store()
     staged = store.write_table("raw_volume", context.partition_key, frame, context.run_id)
     yield from audit_then_publish(

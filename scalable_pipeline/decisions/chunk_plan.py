@@ -23,11 +23,12 @@ class ChunkPlan:
     raw_path: str
     total_records: int
     chunks: tuple[ChunkSpec, ...]
+    raw_digest: str = ""  # content hash of the raw file: a new run re-fetching the same records keeps the fingerprint
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the plan's inputs and boundaries; part of every chunk checkpoint's key."""
-        body = json.dumps([self.partition_key, self.raw_version, [(c.start_row, c.stop_row) for c in self.chunks]])
+        """Identifies the plan's input content and boundaries; part of every chunk checkpoint's key."""
+        body = json.dumps([self.partition_key, self.raw_digest, [(c.start_row, c.stop_row) for c in self.chunks]])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
@@ -36,7 +37,7 @@ class ChunkPlan:
     @classmethod
     def from_json(cls, data: dict) -> "ChunkPlan":
         chunks = tuple(ChunkSpec(**chunk) for chunk in data["chunks"])
-        return cls(data["partition_key"], data["raw_version"], data["raw_path"], data["total_records"], chunks)
+        return cls(data["partition_key"], data["raw_version"], data["raw_path"], data["total_records"], chunks, data.get("raw_digest", ""))
 
 
 def split_rows(total_records: int, chunk_count: int) -> tuple[ChunkSpec, ...]:

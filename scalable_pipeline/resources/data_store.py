@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from scalable_pipeline.constants import DATA_DIR_ENV
+from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
 
@@ -31,5 +32,17 @@ class DataStoreResource(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every step of a partitioned run takes (or keeps) its partition's lease: see storage/partition_lease.py."""
+        run, instance = context.dagster_run, context.instance
+        partition = run.tags.get("dagster/partition") if run else None
+        if partition and instance:
+            PartitionLeases(self.root).acquire(partition, run.run_id, lambda run_id: run_status(instance, run_id))
+
     def store(self) -> VersionedStore:
         return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
+
+
+def run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    run = instance.get_run_by_id(run_id)
+    return run.status.value if run else None

@@ -1,0 +1,22 @@
+"""When a simulated fault fires (recovery drills): which chunk, which attempt, which run."""
+
+from dataclasses import dataclass
+
+FAULT_MODES = ("raise", "kill", "slow")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    fail_chunks: tuple[int, ...] = ()
+    mode: str = "raise"
+    fail_first_attempts: int | None = None  # None: every attempt fails; 1: only the first (a transient fault)
+    fail_reexecutions: bool = False
+
+
+def chunk_fault_fires(plan: FaultPlan, chunk_index: int, retry_number: int, is_reexecution: bool) -> bool:
+    """Whether the fault hits this attempt (``retry_number`` 0 = first) of this chunk in this run."""
+    if chunk_index not in plan.fail_chunks:
+        return False
+    if is_reexecution and not plan.fail_reexecutions:
+        return False
+    return plan.fail_first_attempts is None or retry_number < plan.fail_first_attempts

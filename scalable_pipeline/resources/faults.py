@@ -1,0 +1,55 @@
+"""Fault injection for recovery drills (resource key ``faults``): simulated failures, off by default.
+
+``mode``: ``raise`` (the chunk step raises), ``kill`` (the step's process dies at once with SIGKILL, as
+a killed worker would; under the in-process executor that is the whole run), ``slow`` (the step
+sleeps ``slow_seconds``, then works normally). By default a fault hits every attempt of the chosen
+chunks in the original run and never in its re-executions, so "re-execute from failure" recovers.
+"""
+
+import os
+import signal
+import time
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from scalable_pipeline.decisions.faults import FaultPlan, chunk_fault_fires
+
+
+class SimulatedFault(RuntimeError):
+    """An error raised on purpose by the ``faults`` resource."""
+
+
+class FaultInjectionResource(dg.ConfigurableResource):
+    """Simulated failures for drills; with the defaults nothing is injected."""
+
+    fail_chunks: list[int] = Field(default=[], description="Chunk indices whose steps fail (empty: no chunk fault).")
+    mode: Literal["raise", "kill", "slow"] = Field(default="raise", description="raise, kill (SIGKILL the step process) or slow.")
+    slow_seconds: float = Field(default=5.0, ge=0, description="Delay of mode slow.")
+    fail_first_attempts: int | None = Field(
+        default=None, ge=1, description="Only the first N attempts of a chunk fail (a transient fault); unset: every attempt."
+    )
+    fail_reexecutions: bool = Field(default=False, description="Also inject into re-executions of the faulted run.")
+    fail_source: bool = Field(default=False, description="Every source fetch raises (a source outage; trips the circuit breaker).")
+
+    @property
+    def plan(self) -> FaultPlan:
+        return FaultPlan(tuple(self.fail_chunks), self.mode, self.fail_first_attempts, self.fail_reexecutions)
+
+    def before_chunk(self, context: dg.OpExecutionContext, chunk_index: int) -> None:
+        """Inject the configured fault into this attempt of the chunk step, if it is chosen."""
+        is_reexecution = context.run.parent_run_id is not None
+        if not chunk_fault_fires(self.plan, chunk_index, context.retry_number, is_reexecution):
+            return
+        context.log.warning(f"faults: simulated {self.mode} in chunk {chunk_index} (attempt {context.retry_number + 1})")
+        if self.mode == "slow":
+            time.sleep(self.slow_seconds)
+        elif self.mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            raise SimulatedFault(f"simulated failure of chunk {chunk_index} (faults resource, mode raise)")
+
+    def before_source_fetch(self) -> None:
+        if self.fail_source:
+            raise SimulatedFault("simulated source outage (faults resource, fail_source)")

@@ -1,0 +1,66 @@
+"""A circuit breaker whose state lives in a JSON file under the data root, shared by every run.
+
+Layout: ``circuit_breakers/<name>.json`` (state) and ``<name>.lock`` (serialises read-modify-write
+between concurrent steps). Wrap any external call with ``DurableCircuitBreaker(...).call(fn)``.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TypeVar
+
+from scalable_pipeline.decisions.circuit_breaker import (
+    BreakerSettings,
+    BreakerState,
+    admit,
+    record_failure,
+    record_success,
+    reopens_at,
+)
+from scalable_pipeline.storage.atomic import atomic_write_json, read_json
+from scalable_pipeline.storage.file_lock import file_lock
+
+T = TypeVar("T")
+
+
+class CircuitOpenError(RuntimeError):
+    """Raised instead of calling a dependency whose circuit is open."""
+
+
+class DurableCircuitBreaker:
+    def __init__(self, root: Path | str, name: str, settings: BreakerSettings, clock: Callable[[], float] = time.time):
+        folder = Path(root) / "circuit_breakers"
+        self.name, self.settings, self.clock = name, settings, clock
+        self.state_path, self.lock_path = folder / f"{name}.json", folder / f"{name}.lock"
+
+    def state(self) -> BreakerState:
+        if not self.state_path.exists():
+            return BreakerState()
+        data = read_json(self.state_path)
+        return BreakerState(**{**data, "failure_times": tuple(data["failure_times"])})
+
+    def _save(self, state: BreakerState) -> None:
+        atomic_write_json(self.state_path, asdict(state))
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` unless the circuit is open; record its outcome for every later run."""
+        with file_lock(self.lock_path):
+            allowed, state = admit(self.state(), self.clock(), self.settings)
+            self._save(state)
+        if not allowed:
+            wait = max(0.0, reopens_at(state, self.settings) - self.clock())
+            raise CircuitOpenError(
+                f"circuit '{self.name}' is open after {len(state.failure_times)} consecutive failures "
+                f"(last: {state.last_error}); failing fast without calling it. A trial call is allowed in "
+                f"{wait:.0f} s (cool-down {self.settings.cooldown_seconds:.0f} s). State: {self.state_path}"
+            )
+        try:
+            result = fn()
+        except Exception as error:
+            with file_lock(self.lock_path):
+                self._save(record_failure(self.state(), self.clock(), self.settings, f"{type(error).__name__}: {error}"[:300]))
+            raise
+        with file_lock(self.lock_path):
+            self._save(record_success(self.state()))
+        return result

@@ -1,0 +1,43 @@
+"""Per-partition leases under the data root, so two runs of one partition never interleave outputs.
+
+Layout: ``locks/<partition>.json`` names the run holding the partition; ``locks/<partition>.lock`` is
+flocked while the lease is read and changed. A run takes the lease in its first step that touches the
+data root and keeps it until it ends; a run that finds it held by another active run fails at once.
+"""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scalable_pipeline.decisions.partition_lease import BUSY, HOLD, lease_decision
+from scalable_pipeline.storage.atomic import atomic_write_json, read_json
+from scalable_pipeline.storage.file_lock import file_lock
+from scalable_pipeline.storage.versioned_store import partition_dirname
+
+
+class PartitionBusyError(RuntimeError):
+    """Another active run holds the partition."""
+
+
+class PartitionLeases:
+    def __init__(self, root: Path | str):
+        self.folder = Path(root) / "locks"
+
+    def holder(self, partition: str) -> str | None:
+        path = self.folder / f"{partition_dirname(partition)}.json"
+        return read_json(path)["run_id"] if path.exists() else None
+
+    def acquire(self, partition: str, run_id: str, run_status: Callable[[str], str | None]) -> None:
+        """Take or keep the lease for ``run_id``; ``run_status`` gives a run's status name (None: unknown)."""
+        name = partition_dirname(partition)
+        with file_lock(self.folder / f"{name}.lock"):
+            holder = self.holder(partition)
+            status = run_status(holder) if holder and holder != run_id else None
+            decision = lease_decision(holder, run_id, status)
+            if decision == BUSY:
+                raise PartitionBusyError(
+                    f"partition {partition} is being written by run {holder} ({status}); run {run_id} stops here so "
+                    f"their outputs do not interleave. Launch it again once run {holder} has ended."
+                )
+            if not (decision == HOLD and holder == run_id):
+                atomic_write_json(self.folder / f"{name}.json", {"run_id": run_id, "acquired_at": time.time(), "replaced": holder})
