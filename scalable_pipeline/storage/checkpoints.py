@@ -2,8 +2,10 @@
 
 Layout: ``checkpoints/<partition>/<plan fingerprint>/chunk-<index>.parquet`` and a ``.json`` summary
 written after it. The summary is the commit marker: a chunk counts as done only when both exist.
+Once processed_chunks publishes an hour, the partition's checkpoints of every other plan are deleted.
 """
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,3 +70,11 @@ class ChunkCheckpoints:
         result = ChunkResult(**{**asdict(result), "path": str(data_path)})
         atomic_write_json(summary_path, {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result)})
         return result
+
+    def prune(self, partition_key: str, keep_fingerprint: str) -> list[str]:
+        """Delete the partition's checkpoints of every other plan (called once a plan's hour is published)."""
+        partition_dir = self.root / partition_dirname(partition_key)
+        stale = [d for d in partition_dir.iterdir() if d.is_dir() and d.name != keep_fingerprint] if partition_dir.exists() else []
+        for plan_dir in stale:
+            shutil.rmtree(plan_dir, ignore_errors=True)
+        return [d.name for d in stale]

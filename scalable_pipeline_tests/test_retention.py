@@ -1,0 +1,76 @@
+"""Retention: the last N published-good versions stay, older ones and abandoned staging data go."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from scalable_pipeline.decisions.retention import versions_to_delete
+from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
+
+PARTITION = "2024-01-01-03:00"
+SECOND = 1_000_000_000
+
+
+def v(seconds: int) -> str:
+    return f"v{seconds * SECOND}-run{seconds:05d}"
+
+
+def test_keeps_published_plus_newest_good_versions():
+    stored = [v(i) for i in range(1, 8)]
+    doomed = versions_to_delete(stored, set(stored), v(7), keep=5, now_ns=100 * SECOND, grace_ns=10 * SECOND)
+    assert sorted(doomed) == [v(1), v(2)]
+
+
+def test_never_deletes_the_published_version_even_when_old():
+    stored = [v(i) for i in range(1, 8)]
+    doomed = versions_to_delete(stored, set(stored), v(1), keep=3, now_ns=100 * SECOND, grace_ns=10 * SECOND)
+    assert v(1) not in doomed and sorted(set(stored) - set(doomed)) == [v(1), v(6), v(7)]
+
+
+def test_staged_versions_are_deleted_only_after_the_grace_period():
+    stored = [v(1), v(50), v(95)]
+    doomed = versions_to_delete(stored, {v(1)}, v(1), keep=5, now_ns=100 * SECOND, grace_ns=10 * SECOND)
+    assert doomed == [v(50)]
+
+
+def publish_frames(store: VersionedStore, count: int) -> list[str]:
+    versions = []
+    for i in range(count):
+        stored = store.write_table("consolidated_output", PARTITION, pd.DataFrame({"order_id": [i]}), f"run{i:05d}")
+        store.publish(stored, f"run{i:05d}")
+        versions.append(stored.version)
+    return versions
+
+
+def test_store_keeps_exactly_n_versions(tmp_path):
+    store = VersionedStore(tmp_path, keep_versions=5)
+    versions = publish_frames(store, 8)
+    assert store.versions("consolidated_output", PARTITION) == versions[-5:]
+    assert store.require_published("consolidated_output", PARTITION).version == versions[-1]
+    assert [change["version"] for change in store.history("consolidated_output", PARTITION)] == versions
+
+
+def test_abandoned_staging_is_cleaned_on_the_next_publish(tmp_path):
+    store = VersionedStore(tmp_path, keep_versions=5, staging_grace_seconds=0)
+    abandoned = store.write_table("consolidated_output", PARTITION, pd.DataFrame({"order_id": [1]}), "crashed")
+    publish_frames(store, 1)
+    assert not Path(abandoned.path).exists()
+    assert len(store.versions("consolidated_output", PARTITION)) == 1
+
+
+def test_pipeline_keeps_exactly_n_versions_and_prunes_old_plans(instance, data_dir):
+    data_store = DataStoreResource(keep_versions=2)
+    for chunk_count in (2, 3, 4):
+        materialize_hour(OFF_PEAK_PARTITION, instance, data_store=data_store, scaling=ScalingResource(chunk_count=chunk_count))
+
+    store = data_store.store()
+    for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
+        versions = store.versions(asset, OFF_PEAK_PARTITION)
+        assert len(versions) == 2, asset
+        assert store.require_published(asset, OFF_PEAK_PARTITION).version == versions[-1]
+    plan = store.read_published_document("chunk_partitions", OFF_PEAK_PARTITION)
+    plan_dirs = [d.name for d in (data_dir / "checkpoints" / OFF_PEAK_PARTITION.replace(":", "")).iterdir()]
+    assert plan_dirs == [plan["fingerprint"]]
