@@ -63,7 +63,16 @@ def test_full_run_matches_independent_computation(partition_key, peak, instance,
         assert by_region[region]["revenue"] == pytest.approx(group["amount"].sum(), abs=0.01)
 
     checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    assert len(checks) == 7 and all(checks.values())
+    core_gates = {
+        ("raw_volume", "raw_schema"),
+        ("chunk_partitions", "chunk_plan_covers_raw"),
+        ("processed_chunks", "invalid_ratio"),
+        ("processed_chunks", "duplicate_ratio"),
+        ("processed_chunks", "chunks_complete"),
+        ("consolidated_output", "reconciliation"),
+        ("consolidated_output", "unique_order_id"),
+    }
+    assert core_gates <= set(checks) and all(checks.values())
 
 
 def test_raw_volume_is_stored_in_raw_order_and_reproducible(instance):
@@ -139,7 +148,7 @@ def test_estimated_processing_time_comes_from_measured_throughput(instance):
     throughput = materialization_metadata(first, "processed_chunks")["records_per_second"]
     second = materialize_hour(OFF_PEAK_PARTITION, instance)
     records = materialization_metadata(second, "raw_volume")["total_records"]
-    assert materialization_metadata(second, "raw_volume")["estimated_processing_time"] == pytest.approx(records / throughput, rel=1e-3)
+    assert materialization_metadata(second, "raw_volume")["estimated_processing_time"] == pytest.approx(records / throughput, abs=1e-3)
 
 
 def test_definitions_validate(tmp_path):
