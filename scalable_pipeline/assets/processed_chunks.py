@@ -161,7 +161,6 @@ def collect_chunks(
     ]
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     ChunkCheckpoints(data_store.root).prune(context.partition_key, chunk_plan.fingerprint)
-    ChunkCheckpoints(data_store.root).prune(context.partition_key, chunk_plan.fingerprint)
     chunk_seconds = sum(r.seconds for r in results)
     yield dg.Output(
         staged,
