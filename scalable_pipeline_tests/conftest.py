@@ -19,7 +19,8 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as test_instance:
+    """An in-memory instance: fast (no SQLite fsync per event); persistence tests make their own."""
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 
