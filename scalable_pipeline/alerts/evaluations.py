@@ -54,18 +54,20 @@ def failed_alerts(instance: dg.DagsterInstance, records: Sequence[dg.EventLogRec
     In-op checks of a partitioned asset carry no partition on the evaluation (dagster 1.13), so the
     partition comes from the run's tags when the evaluation has none.
     """
-    alerts = []
+    alerts, partitions = [], {}
     for record in records:
         entry = record.event_log_entry
         evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
         if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
             continue
+        if not evaluation.partition and entry.run_id not in partitions:
+            partitions[entry.run_id] = run_partition(instance, entry.run_id)
         alerts.append(
             Alert(
                 storage_id=record.storage_id,
                 run_id=entry.run_id,
                 asset=evaluation.asset_key.to_user_string(),
-                partition=evaluation.partition or run_partition(instance, entry.run_id),
+                partition=evaluation.partition or partitions[entry.run_id],
                 check=evaluation.check_name,
                 severity=evaluation.severity.value,
                 score=_metadata_number(evaluation, "score"),
