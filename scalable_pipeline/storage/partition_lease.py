@@ -37,7 +37,8 @@ class PartitionLeases:
             if decision == BUSY:
                 raise PartitionBusyError(
                     f"partition {partition} is being written by run {holder} ({status}); run {run_id} stops here so "
-                    f"their outputs do not interleave. Launch it again once run {holder} has ended."
+                    f"their outputs do not interleave. Launch it again once run {holder} has ended (if its process died, "
+                    "run monitoring marks it failed; or terminate it in the UI)."
                 )
             if not (decision == HOLD and holder == run_id):
                 atomic_write_json(self.folder / f"{name}.json", {"run_id": run_id, "acquired_at": time.time(), "replaced": holder})

@@ -1,0 +1,84 @@
+"""Recovery drills: run the main job out of process against a temp DAGSTER_HOME and data root.
+
+Each run happens in a freshly spawned Python process that sets ``DAGSTER_HOME`` and
+``SCALABLE_PIPELINE_DATA_DIR`` before Dagster starts its forkserver, so step processes see this
+drill's data root (a forkserver keeps the environment it started with).
+"""
+
+import multiprocessing
+import os
+
+import dagster as dg
+
+from scalable_pipeline.storage.versioned_store import VersionedStore
+
+PARTITION = "2024-01-01-10:00"
+CHUNKS = 4
+SCALE = 0.2
+
+
+def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = SCALE) -> dict:
+    resources = {
+        "scaling": {"config": {"chunk_count": chunks}},
+        "source": {"config": {"scale": scale}},
+        "chunk_retries": {"config": {"max_retries": 1, "delay_seconds": 0.01}},
+    }
+    if faults:
+        resources["faults"] = {"config": faults}
+    return {"resources": resources}
+
+
+def _execute(home: str, data_dir: str, config: dict, partition: str, parent_run_id: str | None, in_process: bool) -> None:
+    os.environ["DAGSTER_HOME"], os.environ["SCALABLE_PIPELINE_DATA_DIR"] = home, data_dir
+    from scalable_pipeline.definitions import build_resources, defs, scalable_data_processing_job
+
+    with dg.instance_for_test(temp_dir=home) as instance:
+        if in_process:  # the whole run in this process: a ``kill`` fault kills the run itself
+            assets = [defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")]
+            dg.materialize(assets, partition_key=partition, resources=build_resources(), run_config=config, instance=instance, raise_on_error=False)
+            return
+        reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
+        dg.execute_job(
+            dg.reconstructable(scalable_data_processing_job),
+            instance=instance,
+            run_config=config,
+            tags={"dagster/partition": partition},
+            reexecution_options=reexecution,
+            raise_on_error=False,
+        )
+
+
+def start_run(home, data_dir, config, partition=PARTITION, parent_run_id=None, in_process=False) -> multiprocessing.Process:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_execute, args=(str(home), str(data_dir), config, partition, parent_run_id, in_process)
+    )
+    process.start()
+    return process
+
+
+def run(home, data_dir, config, partition=PARTITION, parent_run_id=None, in_process=False) -> int:
+    """Run to the end; returns the driver's exit code (negative: killed by that signal)."""
+    process = start_run(home, data_dir, config, partition, parent_run_id, in_process)
+    process.join(timeout=300)
+    return process.exitcode
+
+
+def latest_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    return instance.get_runs(limit=1)[0]
+
+
+def step_events(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> list:
+    return [record.dagster_event for record in instance.all_logs(run_id, of_type=event_type)]
+
+
+def chunk_steps_started(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return sorted(
+        event.step_key
+        for event in step_events(instance, run_id, dg.DagsterEventType.STEP_START)
+        if event.step_key.startswith("processed_chunks.process_chunk[")
+    )
+
+
+def published_tables(data_dir) -> dict:
+    store = VersionedStore(data_dir)
+    return {asset: store.read_published_table(asset, PARTITION) for asset in ("processed_chunks", "consolidated_output")}

@@ -1,0 +1,107 @@
+"""Recovery drills across the process boundary: the multiprocess executor on a persistent instance.
+
+A failed chunk (raised or killed) is re-executed from failure and the hour published is identical to
+a clean run; a new run after a crash of the whole run reuses every finished chunk.
+"""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from scalable_pipeline.definitions import build_resources, defs
+from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
+from scalable_pipeline_tests import drills
+
+
+@pytest.fixture(scope="module")
+def clean_tables(tmp_path_factory):
+    """The hour as a clean in-process run publishes it (same plan as the drills)."""
+    data_dir = tmp_path_factory.mktemp("clean")
+    with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
+        patch.setenv("SCALABLE_PIPELINE_DATA_DIR", str(data_dir))
+        resources = {**build_resources(), "scaling": ScalingResource(chunk_count=drills.CHUNKS), "source": SyntheticOrderSource(scale=drills.SCALE)}
+        assets = [defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")]
+        assert dg.materialize(assets, partition_key=drills.PARTITION, resources=resources, instance=instance).success
+        return drills.published_tables(data_dir)
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / "dagster_home").mkdir()
+    return tmp_path / "dagster_home"
+
+
+def assert_same_tables(data_dir, clean_tables):
+    for asset, table in drills.published_tables(data_dir).items():
+        pd.testing.assert_frame_equal(table, clean_tables[asset], obj=asset)
+
+
+def finished_chunks(data_dir) -> int:
+    return len(list((ChunkCheckpoints(data_dir).root).glob("*/*/chunk-*.json")))
+
+
+@pytest.mark.parametrize("mode", ["raise", "kill"])
+def test_reexecution_from_failure_reruns_only_the_failed_chunk(mode, home, data_dir, clean_tables):
+    drills.run(home, data_dir, drills.run_config({"fail_chunks": [2], "mode": mode}))
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        failed = drills.latest_run(instance)
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        failures = drills.step_events(instance, failed.run_id, dg.DagsterEventType.STEP_FAILURE)
+        assert [event.step_key for event in failures] == ["processed_chunks.process_chunk[chunk_00002]"]
+        if mode == "raise":  # the step's own message names the chunk and how to resume
+            message = failures[0].step_failure_data.user_failure_data.description
+            assert "chunk 2" in message and "from_failure" in message and "new run" in message
+        assert finished_chunks(data_dir) == drills.CHUNKS - 1  # the siblings finished and checkpointed
+        assert drills.VersionedStore(data_dir).published("consolidated_output", drills.PARTITION) is None
+
+        assert drills.run(home, data_dir, drills.run_config(), parent_run_id=failed.run_id) == 0
+        resumed = drills.latest_run(instance)
+        assert resumed.status == dg.DagsterRunStatus.SUCCESS and resumed.parent_run_id == failed.run_id
+        assert drills.chunk_steps_started(instance, resumed.run_id) == ["processed_chunks.process_chunk[chunk_00002]"]
+    assert_same_tables(data_dir, clean_tables)
+
+
+def test_new_run_after_a_killed_run_reuses_finished_chunks(home, data_dir, clean_tables):
+    # The whole run in one process, killed in chunk 2: chunks 0 and 1 are checkpointed, the run record stays STARTED.
+    exit_code = drills.run(home, data_dir, drills.run_config({"fail_chunks": [2], "mode": "kill"}), in_process=True)
+    assert exit_code == -9
+    assert finished_chunks(data_dir) == 2
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        crashed = drills.latest_run(instance)
+        assert crashed.status == dg.DagsterRunStatus.STARTED
+        instance.report_run_failed(crashed)  # what run monitoring does for a run whose process died
+
+        assert drills.run(home, data_dir, drills.run_config(), in_process=True) == 0
+        fresh = drills.latest_run(instance)
+        assert fresh.status == dg.DagsterRunStatus.SUCCESS and fresh.parent_run_id is None
+        materialization = instance.fetch_materializations(dg.AssetKey("processed_chunks"), limit=1).records[0]
+        metadata = materialization.asset_materialization.metadata
+        assert metadata["chunks_reused"].value == 2 and metadata["chunks"].value == drills.CHUNKS
+    assert_same_tables(data_dir, clean_tables)
+
+
+def test_concurrent_runs_of_one_partition_do_not_interleave(home, data_dir, clean_tables):
+    # The first run is slowed down; the second starts while the first holds the partition's lease.
+    slow = drills.run_config({"fail_chunks": list(range(drills.CHUNKS)), "mode": "slow", "slow_seconds": 1.5})
+    first = drills.start_run(home, data_dir, slow, in_process=True)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        lease = data_dir / "locks" / "2024-01-01-1000.json"
+        for _ in range(600):  # until the first run holds the partition
+            if lease.exists():
+                break
+            first.join(timeout=0.1)
+        holder = drills.latest_run(instance)
+        assert drills.run(home, data_dir, drills.run_config(), in_process=True) == 0
+        first.join(timeout=300)
+        runs = {run.run_id: run for run in instance.get_runs()}
+        loser = next(run for run_id, run in runs.items() if run_id != holder.run_id)
+        assert runs[holder.run_id].status == dg.DagsterRunStatus.SUCCESS
+        assert loser.status == dg.DagsterRunStatus.FAILURE
+        loser_log = " ".join(str(record.dagster_event) for record in instance.all_logs(loser.run_id) if record.dagster_event)
+        assert f"being written by run {holder.run_id}" in loser_log
+    store = drills.VersionedStore(data_dir)
+    for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
+        assert holder.run_id[:8] in store.published(asset, drills.PARTITION).version
+    assert_same_tables(data_dir, clean_tables)
