@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from scalable_pipeline.decisions.partition_lease import BUSY, HOLD, TAKE_OVER, lease_decision
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
@@ -105,3 +106,9 @@ def test_concurrent_runs_of_one_partition_do_not_interleave(home, data_dir, clea
     for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
         assert holder.run_id[:8] in store.published(asset, drills.PARTITION).version
     assert_same_tables(data_dir, clean_tables)
+
+
+def test_lease_decision():
+    assert lease_decision(None, "b", None) == HOLD and lease_decision("b", "b", None) == HOLD
+    assert lease_decision("a", "b", "STARTED") == BUSY and lease_decision("a", "b", "CANCELING") == BUSY
+    assert lease_decision("a", "b", "FAILURE") == TAKE_OVER and lease_decision("a", "b", None) == TAKE_OVER
