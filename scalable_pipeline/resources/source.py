@@ -1,13 +1,26 @@
-"""The order source (resource key ``source``); the default is the deterministic synthetic generator."""
+"""The order source (resource key ``source``): synthetic by default, or files in a landing folder."""
+
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, landing_path, read_landing_file
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, generate_orders, hour_volume
 
 
-class SyntheticOrderSource(dg.ConfigurableResource):
+class OrderSource(dg.ConfigurableResource):
+    """What ``raw_volume`` needs of a source: the records of one hour, and a line saying where from."""
+
+    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class SyntheticOrderSource(OrderSource):
     """Simulated orders: volume follows the day profile times ``scale``, with injected defects."""
 
     scale: float = Field(default=1.0, ge=0, description="Volume multiplier (100 gives about a million records at peak).")
@@ -27,3 +40,21 @@ class SyntheticOrderSource(dg.ConfigurableResource):
 
     def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
         return generate_orders(hour_start, self.spec)
+
+
+class LandingFileSource(OrderSource):
+    """Real files: one Parquet or CSV file per hour under ``landing_dir`` (``pattern`` names it)."""
+
+    landing_dir: str = Field(description="Folder where the hourly files land.")
+    pattern: str = Field(
+        default=DEFAULT_PATTERN, description="File of an hour, with {date} (YYYY-MM-DD) and {hour}; .csv or .parquet."
+    )
+
+    def path_for(self, hour_start: pd.Timestamp) -> Path:
+        return landing_path(self.landing_dir, hour_start, self.pattern)
+
+    def describe(self) -> str:
+        return f"landing files {Path(self.landing_dir) / self.pattern}"
+
+    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+        return read_landing_file(self.path_for(hour_start))
