@@ -59,7 +59,7 @@ def build_quality_gate_alerts(
         send = (lambda payload: post_json(url, payload)) if url else None
         delivery = outbox.deliver_due(now, send, backoff_base_seconds, backoff_cap_seconds, DELIVERY_BUDGET_SECONDS)
         summary = (
-            f"{len(records)} evaluations read, {added} new alerts; delivered {delivery.delivered}, "
+            f"{len(records)} evaluations read, {added} new alerts; logged {delivery.logged}, delivered {delivery.delivered}, "
             f"failed {delivery.failed}, waiting {delivery.waiting}; webhook {'set' if url else 'not set'}"
         )
         context.log.info(summary)
