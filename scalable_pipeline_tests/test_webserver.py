@@ -1,5 +1,6 @@
 """What `dagster dev` shows: the webserver, started on the project's workspace, serves the four assets,
-their checks, and the metadata of a materialized hour (asked over the UI's own GraphQL API)."""
+their checks, and the metadata of a materialized hour: asked over the UI's own GraphQL API, and rendered
+by a real browser (headless Chromium, from ``SCALABLE_PIPELINE_TEST_CHROMIUM``)."""
 
 import json
 import os
@@ -7,9 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,6 +20,11 @@ from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialize_hour
 
 PROJECT_ROOT = PROJECT_DAGSTER_YAML.parent
+CHROMIUM = os.environ.get("SCALABLE_PIPELINE_TEST_CHROMIUM")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000",
+]
 ASSETS_QUERY = """{ assetNodes { assetKey { path } groupName
   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
 MATERIALIZATION_QUERY = """query ($key: AssetKeyInput!, $partition: String!) {
@@ -39,12 +46,14 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())["data"]
 
 
-@pytest.fixture
-def webserver(tmp_path: Path, data_dir):
-    home = tmp_path / "dagster_home"
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ui")
+    home, data_dir = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     shutil.copyfile(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with pytest.MonkeyPatch.context() as patch, dg.instance_for_test(temp_dir=str(home)) as instance:
+        patch.setenv("SCALABLE_PIPELINE_DATA_DIR", str(data_dir))
         assert materialize_hour(PEAK_PARTITION, instance).success
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SCALABLE_PIPELINE_DATA_DIR": str(data_dir)}
@@ -81,3 +90,24 @@ def test_ui_serves_assets_checks_and_metadata(webserver):
     assert materialization["partition"] == PEAK_PARTITION
     assert entries["region_totals"] == "TableMetadataEntry"
     assert {"raw_records", "valid", "invalid", "duplicates"} <= set(entries)
+
+
+def rendered_page(port: int, path: str) -> str:
+    """The page's DOM after the browser ran the UI's JavaScript."""
+    with tempfile.TemporaryDirectory() as profile:
+        completed = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", f"http://127.0.0.1:{port}{path}"],
+            capture_output=True, text=True, timeout=120,
+        )
+    return completed.stdout
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="SCALABLE_PIPELINE_TEST_CHROMIUM is not set (browser tests off)")
+def test_browser_renders_the_hour_metadata_and_the_gates(webserver):
+    partition = urllib.parse.quote(PEAK_PARTITION)
+    events_page = rendered_page(webserver, f"/assets/consolidated_output?view=events&partition={partition}")
+    for text in ("region_totals", "raw_records", "northeast", "southwest", "dagster/row_count"):
+        assert text in events_page, f"{text!r} not rendered on the consolidated_output events page"
+    checks_page = rendered_page(webserver, "/assets/processed_chunks?view=checks")
+    for gate in ("invalid_ratio", "duplicate_ratio", "chunks_complete"):
+        assert gate in checks_page, f"gate {gate!r} not rendered on the processed_chunks checks page"
