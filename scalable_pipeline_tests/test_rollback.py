@@ -98,7 +98,7 @@ def test_warn_gate_reports_and_publishes(instance, data_dir):
 
 
 def test_error_gate_on_consolidated_output_rolls_it_back(instance, data_dir):
-    """A per-gate severity and threshold: unique_order_id can be relaxed, volume made blocking."""
+    """Per-gate severity and threshold from the quality resource: the volume gate made blocking (ERROR)."""
     materialize_hour(PARTITION, instance)
     version, data = published_bytes("consolidated_output")
     # a bigger hour with a static band of 0 around a one-day history: the volume gate fails, ERROR
