@@ -49,7 +49,7 @@ def chunk_partitions(
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
     chunks = split_rows(total_records, strategy.chunk_count)
     plan = ChunkPlan(context.partition_key, raw.version, raw.path, total_records, chunks, file_digest(raw.path))
-    staged = store.write_document("chunk_partitions", context.partition_key, plan.to_json(), context.run_id)
+    staged = store.write_document("chunk_partitions", context.partition_key, plan.to_json(), context.run.run_id)
     yield from audit_then_publish(
         context, store, staged, [all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage")], quality
     )

@@ -61,7 +61,7 @@ def consolidated_output(
     invalid = int(reasons.notna().sum()) - duplicates
     store = data_store.store()
     raw_records = pq.read_metadata(store.require_published("raw_volume", context.partition_key).path).num_rows
-    staged = store.write_table(ASSET, context.partition_key, table, context.run_id)
+    staged = store.write_table(ASSET, context.partition_key, table, context.run.run_id)
     yield from audit_then_publish(
         context,
         store,

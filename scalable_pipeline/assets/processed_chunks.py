@@ -153,7 +153,7 @@ def collect_chunks(
     duplicates = int((reasons == DUPLICATE).sum())
     invalid = int(reasons.notna().sum()) - duplicates
     store = data_store.store()
-    staged = store.write_table(ASSET, context.partition_key, frame, context.run_id)
+    staged = store.write_table(ASSET, context.partition_key, frame, context.run.run_id)
     verdicts = [
         ratio_gate(context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"),
         ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),

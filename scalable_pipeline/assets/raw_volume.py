@@ -44,7 +44,7 @@ def raw_volume(
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
     store = data_store.store()
-    staged = store.write_table("raw_volume", context.partition_key, frame, context.run_id)
+    staged = store.write_table("raw_volume", context.partition_key, frame, context.run.run_id)
     yield from audit_then_publish(
         context, store, staged, [all_true("raw_schema", schema_problems(frame), "order record schema")], quality
     )
