@@ -1,12 +1,14 @@
 """Every definition of the project, assembled in one place."""
 
+import os
+
 import dagster as dg
 
 from scalable_pipeline.assets.chunk_partitions import chunk_partitions
 from scalable_pipeline.assets.consolidated_output import consolidated_output
 from scalable_pipeline.assets.processed_chunks import processed_chunks
 from scalable_pipeline.assets.raw_volume import raw_volume
-from scalable_pipeline.constants import GROUP_NAME, JOB_NAME
+from scalable_pipeline.constants import GROUP_NAME, JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
@@ -14,7 +16,7 @@ from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import VersionedStoreIOManager
 
@@ -33,10 +35,16 @@ scalable_data_processing = dg.define_asset_job(
 scalable_data_processing_schedule = dg.build_schedule_from_partitioned_job(scalable_data_processing)
 
 
+def build_source() -> OrderSource:
+    """Files from ``$SCALABLE_PIPELINE_LANDING_DIR`` when it is set, else the synthetic generator."""
+    landing_dir = os.environ.get(LANDING_DIR_ENV)
+    return LandingFileSource(landing_dir=landing_dir) if landing_dir else SyntheticOrderSource()
+
+
 def build_resources() -> dict:
     data_store = DataStoreResource()
     return {
-        "source": SyntheticOrderSource(),
+        "source": build_source(),
         "scaling": ScalingResource(),
         "quality": QualityResource(),
         "data_store": data_store,

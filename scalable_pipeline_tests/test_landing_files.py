@@ -3,8 +3,11 @@
 import pandas as pd
 import pytest
 
+from scalable_pipeline.definitions import build_source, defs
 from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
 from scalable_pipeline.sources.landing_files import LandingFileError
+from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline_tests.conftest import materialize_hour
 
 HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
 
@@ -58,3 +61,32 @@ def test_missing_and_unreadable_files(tmp_path):
     source.path_for(HOUR).write_bytes(b"PAR1 not really parquet")
     with pytest.raises(LandingFileError, match="readable_table"):
         source.fetch_hour(HOUR)
+
+
+def test_pipeline_on_landing_files_and_a_bad_file_is_quarantined(tmp_path, instance, data_dir):
+    landing = tmp_path / "landing"
+    source = LandingFileSource(landing_dir=str(landing))
+    orders = SyntheticOrderSource().fetch_hour(HOUR)
+    source.path_for(HOUR).parent.mkdir(parents=True)
+    orders.to_parquet(source.path_for(HOUR), index=False)
+    assert materialize_hour("2024-01-01-10:00", instance, source=source).success
+    good = VersionedStore(data_dir).published("consolidated_output", "2024-01-01-10:00")
+    pd.testing.assert_frame_equal(defs.load_asset_value("raw_volume", partition_key="2024-01-01-10:00", instance=instance), orders)
+
+    orders.drop(columns=["amount"]).to_parquet(source.path_for(HOUR), index=False)  # a broken redelivery
+    result = materialize_hour("2024-01-01-10:00", instance, source=source, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "2024-01-01-10:00" in message and "order_record_columns" in message and "10.parquet" in message
+    quarantined = list((data_dir / "quarantine" / "raw_volume").rglob("*10.parquet"))
+    assert len(quarantined) == 1
+    assert "amount" not in pd.read_parquet(quarantined[0]).columns  # the bad input itself is kept
+    assert VersionedStore(data_dir).published("consolidated_output", "2024-01-01-10:00") == good
+
+
+def test_deployment_picks_the_source_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("SCALABLE_PIPELINE_LANDING_DIR", raising=False)
+    assert isinstance(build_source(), SyntheticOrderSource)
+    monkeypatch.setenv("SCALABLE_PIPELINE_LANDING_DIR", str(tmp_path))
+    assert build_source().landing_dir == str(tmp_path)

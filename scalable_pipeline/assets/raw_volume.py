@@ -11,10 +11,26 @@ from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.resources.source import OrderSource
 from scalable_pipeline.sources.synthetic_orders import is_peak_hour
+from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
+from scalable_pipeline.storage.quarantine import quarantine_file
 from scalable_pipeline.throughput import estimated_processing_seconds
+
+
+def rejected_input(data_store: DataStoreResource, partition: str, error: LandingFileError) -> dg.Failure:
+    """Keep the bad file in quarantine and say which file, partition and rule; nothing is published."""
+    kept = quarantine_file(data_store.root, "raw_volume", partition, error.path, error.rule, str(error))
+    return dg.Failure(
+        description=(
+            f"raw_volume partition {partition}: {error}. "
+            + (f"A copy of the file is quarantined at {kept}. " if error.path.exists() else "")
+            + "Nothing was published: readers keep the last good version of this hour; other hours are unaffected."
+        ),
+        metadata={"file": str(error.path), "rule": error.rule, "quarantined": str(kept) if error.path.exists() else ""},
+        allow_retries=False,
+    )
 
 
 @dg.asset(
@@ -26,7 +42,7 @@ from scalable_pipeline.throughput import estimated_processing_seconds
 )
 def raw_volume(
     context: dg.AssetExecutionContext,
-    source: SyntheticOrderSource,
+    source: OrderSource,
     data_store: DataStoreResource,
     circuit_breaker: CircuitBreakerResource,
     faults: FaultInjectionResource,
@@ -35,14 +51,19 @@ def raw_volume(
     """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
     hour_start = context.partition_time_window.start
 
-    def fetch() -> pd.DataFrame:
+    def fetch() -> pd.DataFrame | LandingFileError:
         faults.before_source_fetch()
-        return source.fetch_hour(pd.Timestamp(hour_start))
+        try:
+            return source.fetch_hour(pd.Timestamp(hour_start))
+        except LandingFileError as error:
+            return error  # the source answered, with a bad file: bad data, not an outage for the breaker
 
     try:
         frame = circuit_breaker.call("source", fetch)
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
+    if isinstance(frame, LandingFileError):
+        raise rejected_input(data_store, context.partition_key, frame)
     store = data_store.store()
     staged = store.write_table("raw_volume", context.partition_key, frame, context.run.run_id)
     yield from audit_then_publish(
