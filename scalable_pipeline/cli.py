@@ -13,14 +13,12 @@ from scalable_pipeline.dagster_home import ensure_dagster_home
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
 
 
-def run_config(args: argparse.Namespace) -> dict:
-    scaling = {"chunk_count": args.chunks} if args.chunks else {}
-    config: dict = {
-        "resources": {
-            "source": {"config": {"scale": args.scale, "seed": args.seed}},
-            "scaling": {"config": scaling},
-        }
-    }
+def run_config(args: argparse.Namespace, synthetic_source: bool) -> dict:
+    """Resource config from the options; --scale and --seed apply to the synthetic source only."""
+    resources: dict = {"scaling": {"config": {"chunk_count": args.chunks} if args.chunks else {}}}
+    if synthetic_source:
+        resources["source"] = {"config": {"scale": args.scale, "seed": args.seed}}
+    config: dict = {"resources": resources}
     if args.multiprocess and args.max_concurrent:
         config["execution"] = {"config": {"max_concurrent": args.max_concurrent}}
     return config
@@ -49,23 +47,43 @@ def summary_lines(result, seconds: float) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     home = ensure_dagster_home()
-    from scalable_pipeline.definitions import scalable_data_processing_job
+    from scalable_pipeline.definitions import build_source, scalable_data_processing_job
+    from scalable_pipeline.resources.source import SyntheticOrderSource
+
+    config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
 
     job = dg.reconstructable(scalable_data_processing_job) if args.multiprocess else scalable_data_processing_job()
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
         if args.multiprocess:
             result = dg.execute_job(
-                job, instance=instance, run_config=run_config(args), tags={"dagster/partition": args.partition}
+                job, instance=instance, run_config=config, tags={"dagster/partition": args.partition}
             )
         else:
             result = job.execute_in_process(
-                run_config=run_config(args), instance=instance, partition_key=args.partition, raise_on_error=False
+                run_config=config, instance=instance, partition_key=args.partition, raise_on_error=False
             )
         seconds = time.perf_counter() - started
         print(f"{JOB_NAME} partition {args.partition} (DAGSTER_HOME={home})")
         print("\n".join(summary_lines(result, seconds)))
         return 0 if result.success else 1
+
+
+def land(args: argparse.Namespace) -> int:
+    """Write synthetic hours as landing files, to try the file source on realistic data."""
+    from scalable_pipeline.constants import HOURLY_PARTITIONS
+    from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
+
+    synthetic = SyntheticOrderSource(scale=args.scale, seed=args.seed)
+    landing = LandingFileSource(landing_dir=args.landing_dir, pattern=args.pattern)
+    for partition in args.partitions:
+        hour_start = HOURLY_PARTITIONS.time_window_for_partition_key(partition).start
+        path = landing.path_for(hour_start)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = synthetic.fetch_hour(hour_start)
+        frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_parquet(path, index=False)
+        print(f"{partition}: {len(frame)} records -> {path}")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,6 +102,14 @@ def parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--max-concurrent", type=int, help="with --multiprocess: steps at once (default: CPU count)")
     run_parser.set_defaults(handler=run)
+
+    land_parser = commands.add_parser("land", help="write synthetic hours as landing files (simulation, for the file source)")
+    land_parser.add_argument("landing_dir")
+    land_parser.add_argument("partitions", nargs="+", help="hourly partition keys")
+    land_parser.add_argument("--pattern", default="{date}/{hour:02d}.parquet", help="file of an hour (.parquet or .csv)")
+    land_parser.add_argument("--scale", type=float, default=1.0)
+    land_parser.add_argument("--seed", type=int, default=0)
+    land_parser.set_defaults(handler=land)
     return main_parser
 
 
