@@ -116,3 +116,16 @@ def test_coverage_problems_are_named():
     assert coverage_problems(plan) == ["chunks end at row 12, the hour has 10"]
     gap = ChunkPlan("p", "v", "path", 10, (split_rows(10, 2)[0], split_rows(10, 2)[1].__class__(1, 6, 10)))
     assert coverage_problems(gap) == ["chunk 1 starts at row 6, expected 5"]
+
+
+def test_fingerprint_changes_with_content_boundaries_and_rules_version(monkeypatch):
+    import scalable_pipeline.decisions.chunk_plan as chunk_plan_module
+
+    plan = ChunkPlan("p", "v1", "path", 10, split_rows(10, 2), raw_digest="abc")
+    same_content_new_version = ChunkPlan("p", "v2", "other", 10, split_rows(10, 2), raw_digest="abc")
+    assert plan.fingerprint == same_content_new_version.fingerprint  # a re-fetch of the same bytes reuses checkpoints
+    assert plan.fingerprint != ChunkPlan("p", "v1", "path", 10, split_rows(10, 3), raw_digest="abc").fingerprint
+    assert plan.fingerprint != ChunkPlan("p", "v1", "path", 10, split_rows(10, 2), raw_digest="abd").fingerprint
+    before = plan.fingerprint
+    monkeypatch.setattr(chunk_plan_module, "RULES_VERSION", chunk_plan_module.RULES_VERSION + 1)
+    assert plan.fingerprint != before

@@ -4,6 +4,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from scalable_pipeline.decisions.order_rules import RULES_VERSION
+
 
 @dataclass(frozen=True)
 class ChunkSpec:
@@ -27,8 +29,9 @@ class ChunkPlan:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the plan's input content and boundaries; part of every chunk checkpoint's key."""
-        body = json.dumps([self.partition_key, self.raw_digest, [(c.start_row, c.stop_row) for c in self.chunks]])
+        """Identifies the plan's input content, boundaries and the rules version; part of every chunk checkpoint's key."""
+        boundaries = [(c.start_row, c.stop_row) for c in self.chunks]
+        body = json.dumps([self.partition_key, self.raw_digest, boundaries, RULES_VERSION])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:

@@ -10,6 +10,9 @@ import pandas as pd
 
 from scalable_pipeline.constants import ORDER_COLUMNS, VALID_STATUSES
 
+# Bump when a rule changes: it is part of the chunk plan fingerprint, so old checkpoints are not reused.
+RULES_VERSION = 1
+
 DUPLICATE = "duplicate_order_id"
 # Validity rules in the order they are reported: the first broken rule names the row's reason.
 VALIDITY_RULES = ("null_customer_id", "invalid_amount", "unknown_status", "event_time_outside_hour")
