@@ -18,7 +18,7 @@ from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
-from scalable_pipeline.storage.io_manager import VersionedStoreIOManager
+from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
 # Separate processes per step, started from a preloaded forkserver (seconds saved per step).
 parallel_executor = dg.multiprocess_executor.configured(
@@ -42,16 +42,15 @@ def build_source() -> OrderSource:
 
 
 def build_resources() -> dict:
-    data_store = DataStoreResource()
     return {
         "source": build_source(),
         "scaling": ScalingResource(),
         "quality": QualityResource(),
-        "data_store": data_store,
-        "versioned_store_io_manager": VersionedStoreIOManager(data_store=data_store),
+        "data_store": DataStoreResource(),
+        "versioned_store_io_manager": versioned_store_io_manager,
         "faults": FaultInjectionResource(),
         "chunk_retries": ChunkRetryResource(),
-        "circuit_breaker": CircuitBreakerResource(data_store=data_store),
+        "circuit_breaker": CircuitBreakerResource(),
     }
 
 

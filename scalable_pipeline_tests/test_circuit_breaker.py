@@ -76,7 +76,7 @@ def test_durable_breaker_state_is_shared_through_the_data_root(tmp_path):
 
 def test_source_breaker_opens_fails_fast_and_closes_after_cool_down(instance):
     assets = [defs.get_assets_def("raw_volume")]
-    breaker = CircuitBreakerResource(data_store=DataStoreResource(), failure_threshold=2, cooldown_seconds=1.0)
+    breaker = CircuitBreakerResource(failure_threshold=2, cooldown_seconds=1.0)
 
     def run(fail_source: bool) -> dg.ExecuteInProcessResult:
         resources = {**build_resources(), "circuit_breaker": breaker, "faults": FaultInjectionResource(fail_source=fail_source)}
@@ -91,4 +91,4 @@ def test_source_breaker_opens_fails_fast_and_closes_after_cool_down(instance):
     assert not fast.success and "circuit 'source' is open" in failure_message(fast)
     time.sleep(1.1)
     assert run(False).success
-    assert breaker.breaker("source").state().status == CLOSED
+    assert breaker.breaker("source", DataStoreResource()).state().status == CLOSED

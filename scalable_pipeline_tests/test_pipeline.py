@@ -168,3 +168,16 @@ def test_job_and_schedule_are_defined():
     assert job.partitions_def is not None
     schedule = defs.resolve_schedule_def("scalable_data_processing_schedule")
     assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == "scalable_data_processing"
+
+
+def test_data_root_set_in_run_config_reaches_every_step(tmp_path, data_dir):
+    configured = tmp_path / "configured_root"
+    result = defs.resolve_job_def("scalable_data_processing").execute_in_process(
+        partition_key=OFF_PEAK_PARTITION,
+        run_config={
+            "resources": {"data_store": {"config": {"data_dir": str(configured)}}, "scaling": {"config": {"chunk_count": 2}}}
+        },
+    )
+    assert result.success
+    assert VersionedStore(configured).published("consolidated_output", OFF_PEAK_PARTITION) is not None
+    assert not (data_dir / "tables").exists()

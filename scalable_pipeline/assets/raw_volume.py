@@ -59,7 +59,7 @@ def raw_volume(
             return error  # the source answered, with a bad file: bad data, not an outage for the breaker
 
     try:
-        frame = circuit_breaker.call("source", fetch)
+        frame = circuit_breaker.call("source", data_store, fetch)
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
     if isinstance(frame, LandingFileError):

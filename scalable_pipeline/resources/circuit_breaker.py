@@ -16,14 +16,14 @@ T = TypeVar("T")
 class CircuitBreakerResource(dg.ConfigurableResource):
     """One breaker per external dependency name, shared by all runs on the same data root."""
 
-    data_store: dg.ResourceDependency[DataStoreResource]
     failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
     window_seconds: float = Field(default=300.0, gt=0, description="Failures older than this do not count.")
     cooldown_seconds: float = Field(default=60.0, ge=0, description="How long an open circuit fails fast before a trial call.")
 
-    def breaker(self, name: str) -> DurableCircuitBreaker:
+    def breaker(self, name: str, data_store: DataStoreResource) -> DurableCircuitBreaker:
         settings = BreakerSettings(self.failure_threshold, self.window_seconds, self.cooldown_seconds)
-        return DurableCircuitBreaker(self.data_store.root, name, settings)
+        return DurableCircuitBreaker(data_store.root, name, settings)
 
-    def call(self, name: str, fn: Callable[[], T]) -> T:
-        return self.breaker(name).call(fn)
+    def call(self, name: str, data_store: DataStoreResource, fn: Callable[[], T]) -> T:
+        """``fn()`` through the breaker ``name``, whose state lives under ``data_store``'s root."""
+        return self.breaker(name, data_store).call(fn)

@@ -1,38 +1,34 @@
-"""IO manager over the versioned store: writes and publishes outputs, loads the published version."""
+"""IO manager over the versioned store: loads the published version of an asset partition.
+
+Every asset op writes, audits and publishes its own output (write-audit-publish) and returns the
+``StoredVersion`` reference; storing it only records where it went. The data root comes from the
+run's ``data_store`` resource, so a data root set in run config reaches loading too.
+"""
 
 import dagster as dg
 import pandas as pd
 
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
-from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.storage.versioned_store import StoredVersion
 
 DOCUMENT_TYPES = {"ChunkPlan": ChunkPlan}
 
 
-class VersionedStoreIOManager(dg.ConfigurableIOManager):
-    """Tables as Parquet, documents as JSON; an output already published by its op is only recorded."""
-
-    data_store: dg.ResourceDependency[DataStoreResource]
+class VersionedStoreIOManager(dg.IOManager):
+    """Tables as Parquet, documents as JSON, always the published version."""
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        store = self.data_store.store()
-        asset, partition = _asset_partition(context)
-        if isinstance(obj, StoredVersion):
-            stored = obj
-        elif isinstance(obj, pd.DataFrame):
-            stored = store.write_table(asset, partition, obj, context.run_id)
-            store.publish(stored, context.run_id)
-        elif isinstance(obj, ChunkPlan):
-            stored = store.write_document(asset, partition, obj.to_json(), context.run_id)
-            store.publish(stored, context.run_id)
-        else:
-            raise TypeError(f"{asset}: cannot store a {type(obj).__name__}")
-        context.add_output_metadata({"version": stored.version, "path": dg.MetadataValue.path(stored.path)})
+        if not isinstance(obj, StoredVersion):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: return the StoredVersion your op published, not a {type(obj).__name__}"
+            )
+        context.add_output_metadata({"version": obj.version, "path": dg.MetadataValue.path(obj.path)})
 
     def load_input(self, context: dg.InputContext):
-        store = self.data_store.store()
-        asset, partition = _asset_partition(context)
+        store = context.resources.data_store.store()
+        if not context.has_asset_partitions:
+            raise dg.DagsterInvariantViolationError(f"{context.asset_key.to_user_string()} is stored per partition")
+        asset, partition = context.asset_key.path[-1], context.asset_partition_key
         stored = store.require_published(asset, partition)
         if stored.path.endswith(".parquet"):
             return pd.read_parquet(stored.path)
@@ -41,7 +37,6 @@ class VersionedStoreIOManager(dg.ConfigurableIOManager):
         return document_type.from_json(document) if document_type else document
 
 
-def _asset_partition(context) -> tuple[str, str]:
-    if not context.has_asset_partitions:
-        raise dg.DagsterInvariantViolationError(f"{context.asset_key.to_user_string()} is stored per partition")
-    return context.asset_key.path[-1], context.asset_partition_key
+@dg.io_manager(required_resource_keys={"data_store"})
+def versioned_store_io_manager(_context) -> VersionedStoreIOManager:
+    return VersionedStoreIOManager()
