@@ -1,5 +1,7 @@
 """Fault injection and failure isolation in process: retries, a chunk that keeps failing, slow chunks."""
 
+import shutil
+
 import dagster as dg
 import pytest
 
@@ -36,6 +38,7 @@ def test_retry_delay_backs_off_exponentially_with_bounded_jitter():
 def test_transient_fault_succeeds_on_retry(instance, data_dir):
     clean = materialize_hour(PEAK_PARTITION, instance)
     expected = VersionedStore(data_dir).read_published_table("consolidated_output", PEAK_PARTITION)
+    shutil.rmtree(ChunkCheckpoints(data_dir).root)  # otherwise the second run reuses every chunk and starts no step
     faults = FaultInjectionResource(fail_chunks=[1], fail_first_attempts=1)
     result = materialize_hour(PEAK_PARTITION, instance, faults=faults, chunk_retries=NO_WAIT)
     assert clean.success and result.success
@@ -67,6 +70,8 @@ def test_new_run_reuses_chunks_of_the_same_plan(instance):
     second = materialize_hour(PEAK_PARTITION, instance)
     metadata = materialization_metadata(second, "processed_chunks")
     assert (metadata["chunks"], metadata["chunks_reused"]) == (4, 3)
+    chunk_steps = [e.step_key for e in second.get_step_success_events() if ".process_chunk[" in e.step_key]
+    assert chunk_steps == ["processed_chunks.process_chunk[chunk_00000]"]  # reused chunks start no step
     assert materialization_metadata(first, "chunk_partitions")["plan_fingerprint"] == materialization_metadata(second, "chunk_partitions")["plan_fingerprint"]
 
 

@@ -37,14 +37,21 @@ def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(window.start), pd.Timestamp(window.end)
 
 
+def chunk_tasks(chunk_plan: ChunkPlan) -> list[ChunkTask]:
+    return [
+        ChunkTask(chunk_plan.partition_key, chunk_plan.fingerprint, chunk_plan.raw_path, c.index, c.start_row, c.stop_row)
+        for c in chunk_plan.chunks
+    ]
+
+
 @dg.op(out=dg.DynamicOut(ChunkTask))
-def fan_out_chunks(chunk_plan: ChunkPlan):
-    """One dynamic output per chunk of the plan."""
-    for chunk in chunk_plan.chunks:
-        task = ChunkTask(
-            chunk_plan.partition_key, chunk_plan.fingerprint, chunk_plan.raw_path, chunk.index, chunk.start_row, chunk.stop_row
-        )
-        yield dg.DynamicOutput(task, mapping_key=f"chunk_{chunk.index:05d}")
+def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
+    """One dynamic output per chunk still to compute; chunks already checkpointed for this plan start no step."""
+    checkpoints = ChunkCheckpoints(data_store.root)
+    pending = [task for task in chunk_tasks(chunk_plan) if checkpoints.load(task) is None]
+    context.log.info(f"{len(pending)} of {len(chunk_plan.chunks)} chunks to compute; the rest are checkpointed")
+    for task in pending:
+        yield dg.DynamicOutput(task, mapping_key=f"chunk_{task.index:05d}")
 
 
 def validate_chunk(task: ChunkTask) -> pd.DataFrame:
@@ -119,6 +126,13 @@ def process_chunk(
     return result
 
 
+def with_checkpointed_chunks(plan: ChunkPlan, computed: list[ChunkResult], checkpoints: ChunkCheckpoints) -> list[ChunkResult]:
+    """``computed`` plus the checkpoint of every other chunk of the plan that has one."""
+    done = {result.index for result in computed}
+    reused = [checkpoints.load(task) for task in chunk_tasks(plan) if task.index not in done]
+    return [*computed, *(result for result in reused if result is not None)]
+
+
 def combine_chunks(results: list[ChunkResult]) -> pd.DataFrame:
     """Every raw row, in raw order, with its final verdict (cross-chunk duplicates applied)."""
     ordered = sorted(results, key=lambda r: r.index)
@@ -146,8 +160,9 @@ def collect_chunks(
     quality: QualityResource,
     data_store: DataStoreResource,
 ):
-    """Fan-in: combine chunks, audit the hour, publish it."""
+    """Fan-in: the computed chunks plus the checkpointed ones, combined, audited, published."""
     started = time.perf_counter()
+    results = with_checkpointed_chunks(chunk_plan, results, ChunkCheckpoints(data_store.root))
     frame = combine_chunks(results)
     reasons = frame[REASON_COLUMN]
     duplicates = int((reasons == DUPLICATE).sum())
