@@ -70,13 +70,6 @@ class Receiver:
 
 
 @pytest.fixture
-def data_root(tmp_path, monkeypatch):
-    root = tmp_path / "alerts_data"
-    monkeypatch.setenv("SCALABLE_PIPELINE_DATA_DIR", str(root))
-    return root
-
-
-@pytest.fixture
 def test_instance():
     with dg.instance_for_test() as instance:
         yield instance
@@ -150,7 +143,7 @@ def test_post_json_errors_never_name_the_url():
 # --- the sensor against a real instance and a local webhook -------------------------------------
 
 
-def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_root, receiver):
+def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_dir, receiver):
     run_tiny(test_instance, "good")
     run_tiny(test_instance, "bad")
     run_tiny(test_instance, "bad")
@@ -169,7 +162,7 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_ro
     all_ids = evaluation_storage_ids(test_instance, True) + failed_ids
     assert int(result.cursor) == max(all_ids)
 
-    log = read_lines(alerts_log_path(data_root))
+    log = read_lines(alerts_log_path(data_dir))
     assert [line["alert_id"] for line in log] == [alert_id(i) for i in failed_ids]
     assert {(line["asset"], line["partition"], line["check"], line["score"], line["threshold"]) for line in log} == {
         ("tiny_orders", "bad", "invalid_ratio", 0.3, 0.05)
@@ -177,7 +170,7 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_ro
 
     again = tick(test_instance, cursor=result.cursor)
     assert receiver.attempts == 2 and again.cursor == result.cursor
-    assert len(read_lines(alerts_log_path(data_root))) == 2
+    assert len(read_lines(alerts_log_path(data_dir))) == 2
 
     run_tiny(test_instance, "bad")
     later = tick(test_instance, cursor=again.cursor)
@@ -185,26 +178,26 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_ro
     assert "partition bad" in receiver.texts()[-1]
 
 
-def test_passed_evaluations_produce_no_alert_but_advance_the_cursor(test_instance, data_root, receiver):
+def test_passed_evaluations_produce_no_alert_but_advance_the_cursor(test_instance, data_dir, receiver):
     run_tiny(test_instance, "good")
     result = tick(test_instance)
     assert receiver.attempts == 0
-    assert read_lines(alerts_log_path(data_root)) == []
+    assert read_lines(alerts_log_path(data_dir)) == []
     assert int(result.cursor) == evaluation_storage_ids(test_instance, passed=True)[0]
-    assert Outbox(data_root).entries(PENDING) == [] and Outbox(data_root).entries(DELIVERED) == []
+    assert Outbox(data_dir).entries(PENDING) == [] and Outbox(data_dir).entries(DELIVERED) == []
 
 
-def test_lost_cursor_does_not_duplicate_alerts(test_instance, data_root, receiver):
+def test_lost_cursor_does_not_duplicate_alerts(test_instance, data_dir, receiver):
     """A tick whose cursor was never saved is re-run from scratch: the outbox ids keep it at one alert."""
     run_tiny(test_instance, "bad")
     tick(test_instance)
     tick(test_instance)  # same records again, no cursor
     assert receiver.attempts == 1
-    assert len(read_lines(alerts_log_path(data_root))) == 1
+    assert len(read_lines(alerts_log_path(data_dir))) == 1
 
 
 @pytest.mark.parametrize("outage", ["refused", "http_500"])
-def test_webhook_down_then_up_delivers_each_alert_once(test_instance, data_root, receiver, monkeypatch, outage):
+def test_webhook_down_then_up_delivers_each_alert_once(test_instance, data_dir, receiver, monkeypatch, outage):
     sensor = build_quality_gate_alerts(backoff_base_seconds=1.5, backoff_cap_seconds=5)
     run_tiny(test_instance, "bad")
     run_tiny(test_instance, "bad")
@@ -214,20 +207,20 @@ def test_webhook_down_then_up_delivers_each_alert_once(test_instance, data_root,
         receiver.status = 500
 
     first = tick(test_instance, sensor=sensor)
-    pending = Outbox(data_root).entries(PENDING)
+    pending = Outbox(data_dir).entries(PENDING)
     assert [e["attempts"] for e in pending] == [1, 0]  # the round stops after the first failure
     assert pending[0]["next_attempt_at"] == pytest.approx(pending[0]["created_at"] + 1.5)
     assert pending[0]["last_error"] and "xoxSecretToken" not in pending[0]["last_error"]
     assert receiver.bodies == []
     # Both alerts are in the local log even while the webhook is down.
-    assert len(read_lines(alerts_log_path(data_root))) == 2
+    assert len(read_lines(alerts_log_path(data_dir))) == 2
 
     # The webhook comes back, but the first entry's backoff has not elapsed: it waits, the second goes.
     monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
     receiver.status = 200
     second = tick(test_instance, cursor=first.cursor, sensor=sensor)
     assert len(receiver.bodies) == 1
-    assert [e["attempts"] for e in Outbox(data_root).entries(PENDING)] == [1]
+    assert [e["attempts"] for e in Outbox(data_dir).entries(PENDING)] == [1]
 
     time.sleep(max(0.0, pending[0]["next_attempt_at"] - time.time()) + 0.05)
     third = tick(test_instance, cursor=second.cursor, sensor=sensor)
@@ -236,15 +229,15 @@ def test_webhook_down_then_up_delivers_each_alert_once(test_instance, data_root,
     # Each alert received once: the second while the first waited out its backoff, then the first.
     assert len(receiver.bodies) == 2
     assert alert_id(failed_ids[1]) in receiver.texts()[0] and alert_id(failed_ids[0]) in receiver.texts()[1]
-    assert Outbox(data_root).entries(PENDING) == []
-    delivered = Outbox(data_root).entries(DELIVERED)
+    assert Outbox(data_dir).entries(PENDING) == []
+    delivered = Outbox(data_dir).entries(DELIVERED)
     assert [e["attempts"] for e in delivered] == [2, 1] and {e["webhook"] for e in delivered} == {"sent"}
-    assert len(read_lines(alerts_log_path(data_root))) == 2
+    assert len(read_lines(alerts_log_path(data_dir))) == 2
 
 
-def test_entry_marked_delivered_before_a_crash_is_not_resent(data_root):
+def test_entry_marked_delivered_before_a_crash_is_not_resent(data_dir):
     """A round that marked an entry delivered but died before moving it: the next round only moves it."""
-    outbox = Outbox(data_root)
+    outbox = Outbox(data_dir)
     outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=0.0)
     sent = []
     outbox.deliver_due(0.0, sent.append, 1, 10, 5)
@@ -257,22 +250,22 @@ def test_entry_marked_delivered_before_a_crash_is_not_resent(data_root):
     assert outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=2.0) is False
 
 
-def test_without_a_webhook_alerts_go_to_the_log_only(test_instance, data_root, monkeypatch):
+def test_without_a_webhook_alerts_go_to_the_log_only(test_instance, data_dir, monkeypatch):
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
     run_tiny(test_instance, "bad")
     tick(test_instance)
-    assert len(read_lines(alerts_log_path(data_root))) == 1
-    assert [e["webhook"] for e in Outbox(data_root).entries(DELIVERED)] == ["not configured"]
+    assert len(read_lines(alerts_log_path(data_dir))) == 1
+    assert [e["webhook"] for e in Outbox(data_dir).entries(DELIVERED)] == ["not configured"]
 
 
-def test_webhook_url_never_appears_in_logs(test_instance, data_root, monkeypatch, caplog, capfd):
+def test_webhook_url_never_appears_in_logs(test_instance, data_dir, monkeypatch, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     down = closed_port_url()
     monkeypatch.setenv(WEBHOOK_ENV, down)
     run_tiny(test_instance, "bad")
     tick(test_instance)
     captured = capfd.readouterr()  # the sensor's logger writes to the process's stderr
-    written = [p.read_text() for p in data_root.rglob("*") if p.is_file()]
+    written = [p.read_text() for p in data_dir.rglob("*") if p.is_file()]
     assert "failed 1" in captured.err and "webhook set" in captured.err  # the sensor did log its summary
     assert any("unreachable" in text for text in written)  # and recorded the error, redacted
     for text in [caplog.text, captured.out, captured.err, *written]:
@@ -282,7 +275,7 @@ def test_webhook_url_never_appears_in_logs(test_instance, data_root, monkeypatch
 # --- the project's own gates and definitions ----------------------------------------------------
 
 
-def test_failed_project_gate_is_alerted_with_its_partition(test_instance, data_root, receiver):
+def test_failed_project_gate_is_alerted_with_its_partition(test_instance, data_dir, receiver):
     assets = [defs.get_assets_def(key) for key in ["raw_volume", "chunk_partitions", "processed_chunks"]]
     resources = {**build_resources(), "quality": QualityResource(max_invalid_ratio=0.0)}
     result = dg.materialize(assets, partition_key="2024-01-01-03:00", resources=resources, instance=test_instance, raise_on_error=False)
