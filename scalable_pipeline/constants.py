@@ -23,5 +23,9 @@ REGIONS = (
 # Peak hours of the day profile: 09:00 to 16:59 UTC (the 09-17 business window).
 PEAK_HOURS = range(9, 17)
 
+# Pool of the chunk steps: a slot limit set for it (`dagster instance concurrency set chunk_processing N`,
+# or `concurrency.pools.default_limit` in dagster.yaml) caps how many run at once, across runs.
+CHUNK_POOL = "chunk_processing"
+
 DATA_DIR_ENV = "SCALABLE_PIPELINE_DATA_DIR"
 LANDING_DIR_ENV = "SCALABLE_PIPELINE_LANDING_DIR"

@@ -1,7 +1,9 @@
-"""The scaling decision, without Dagster: the seed table, its fixed defects and the memory bound."""
+"""The scaling decision (pure, without Dagster): the seed table, its fixed defects, the memory bound,
+worker slots; and reading the chunk pool's limit from an instance."""
 
 import math
 
+import dagster as dg
 import pytest
 
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
@@ -11,7 +13,9 @@ from scalable_pipeline.decisions.scaling import (
     ScalingLimits,
     decide_strategy,
     processing_mode,
+    worker_slots,
 )
+from scalable_pipeline.resources.scaling import chunk_pool_limit
 
 GIB = 1024**3
 
@@ -129,3 +133,27 @@ def test_fingerprint_changes_with_content_boundaries_and_rules_version(monkeypat
     before = plan.fingerprint
     monkeypatch.setattr(chunk_plan_module, "RULES_VERSION", chunk_plan_module.RULES_VERSION + 1)
     assert plan.fingerprint != before
+
+
+@pytest.mark.parametrize(
+    "executor, max_concurrent, pool_limit, slots",
+    [
+        ("execute_in_process_executor", 8, None, 1),
+        ("multiprocess", None, None, 6),  # the CPU count
+        ("multiprocess", 4, None, 4),
+        ("multiprocess", 4, 2, 2),  # the chunk pool caps the executor
+        ("multiprocess", None, 10, 6),
+        ("multiprocess", None, 0, 0),  # a closed pool: conservative, one task, as decide_strategy floors it
+    ],
+)
+def test_worker_slots_from_executor_and_pool(executor, max_concurrent, pool_limit, slots):
+    assert worker_slots(executor, max_concurrent, 6, pool_limit) == slots
+
+
+def test_measured_worker_slots_read_the_chunk_pool_limit():
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 3}}}) as instance:
+        assert chunk_pool_limit(instance) == 3
+        instance.event_log_storage.set_concurrency_slots("chunk_processing", 2)
+        assert chunk_pool_limit(instance) == 2
+    with dg.instance_for_test() as instance:
+        assert chunk_pool_limit(instance) is None

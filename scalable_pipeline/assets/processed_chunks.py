@@ -12,7 +12,7 @@ import pandas as pd
 
 from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
-from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
+from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, final_reasons, validity_reasons
@@ -99,7 +99,7 @@ def chunk_failure_message(task: ChunkTask, attempts: int, error: Exception, chec
     )
 
 
-@dg.op
+@dg.op(pool=CHUNK_POOL)
 def process_chunk(
     context: dg.OpExecutionContext,
     task: ChunkTask,

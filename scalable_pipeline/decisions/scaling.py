@@ -50,6 +50,13 @@ class ScalingStrategy:
     reason: str
 
 
+def worker_slots(executor_name: str, max_concurrent: int | None, cpu_count: int, pool_limit: int | None) -> int:
+    """Steps that can run at once: 1 in process, else the executor's ``max_concurrent`` or the CPU count,
+    capped by the chunk pool's slot limit when one is set."""
+    slots = 1 if "in_process" in executor_name else (max_concurrent or cpu_count)
+    return max(0, min(slots, pool_limit)) if pool_limit is not None else slots
+
+
 def processing_mode(cpu_usage_percent: float, available_workers: int) -> str:
     """The seed table."""
     if cpu_usage_percent < 50 and available_workers > 8:

@@ -7,7 +7,8 @@ import psutil
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from pydantic import Field
 
-from scalable_pipeline.decisions.scaling import ResourceSnapshot, ScalingLimits, ScalingStrategy, decide_strategy
+from scalable_pipeline.constants import CHUNK_POOL
+from scalable_pipeline.decisions.scaling import ResourceSnapshot, ScalingLimits, ScalingStrategy, decide_strategy, worker_slots
 
 CPU_SAMPLE_SECONDS = 0.2
 
@@ -44,7 +45,7 @@ class ScalingResource(dg.ConfigurableResource):
         memory = psutil.virtual_memory()
         cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: psutil.cpu_percent(interval=CPU_SAMPLE_SECONDS), "psutil")
         mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory.percent, "psutil")
-        workers = pick("available_workers", self.available_workers, lambda: executor_worker_slots(context), "executor")
+        workers = pick("available_workers", self.available_workers, lambda: available_worker_slots(context), "executor and pool")
         queue = pick("queue_length", self.queue_length, lambda: queued_runs(context), "instance")
         return ResourceSnapshot(float(cpu), float(mem), int(memory.total), int(workers), int(queue), tuple(sources))
 
@@ -53,16 +54,22 @@ class ScalingResource(dg.ConfigurableResource):
         return decide_strategy(total_records, snapshot, bytes_per_record, self.limits), snapshot
 
 
-def executor_worker_slots(context) -> int:
-    """Steps the run's executor can run at once: 1 in process, else its ``max_concurrent`` or the CPU count."""
+def available_worker_slots(context) -> int:
+    """Chunk steps this run can run at once, from its executor and the chunk pool's limit."""
     cpu_count = os.cpu_count() or 1
     if context is None:
         return cpu_count
-    if "in_process" in context.job_def.executor_def.name:
-        return 1
     execution = (context.run.run_config or {}).get("execution") or {}
     max_concurrent = (execution.get("config") or {}).get("max_concurrent")
-    return int(max_concurrent) if max_concurrent else cpu_count
+    return worker_slots(context.job_def.executor_def.name, max_concurrent, cpu_count, chunk_pool_limit(context.instance))
+
+
+def chunk_pool_limit(instance: dg.DagsterInstance) -> int | None:
+    """The slot limit of the chunk steps' pool: set for the pool, else the instance's default pool limit."""
+    for pool in instance.event_log_storage.get_pool_limits():
+        if pool.name == CHUNK_POOL:
+            return pool.limit
+    return instance.get_concurrency_config().pool_config.default_pool_limit
 
 
 def queued_runs(context) -> int:
