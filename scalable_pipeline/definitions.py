@@ -20,9 +20,16 @@ from scalable_pipeline.resources.source import LandingFileSource, OrderSource, S
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
-# Separate processes per step, started from a preloaded forkserver (seconds saved per step).
+def parallel_executor_config(config: dict) -> dict:
+    """Separate processes per step, forked from a server with the project preloaded (seconds saved per
+    step); ``max_concurrent`` (default: CPU count) passes through, and the scaling resource reads it."""
+    preloaded = {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.definitions"]}}}
+    return {**preloaded, **({"max_concurrent": config["max_concurrent"]} if config.get("max_concurrent") else {})}
+
+
 parallel_executor = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.definitions"]}}}
+    parallel_executor_config,
+    config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
 )
 
 scalable_data_processing = dg.define_asset_job(

@@ -181,3 +181,10 @@ def test_data_root_set_in_run_config_reaches_every_step(tmp_path, data_dir):
     assert result.success
     assert VersionedStore(configured).published("consolidated_output", OFF_PEAK_PARTITION) is not None
     assert not (data_dir / "tables").exists()
+
+
+def test_max_concurrent_reaches_the_executor_and_the_scaling_decision():
+    job = defs.resolve_job_def("scalable_data_processing")
+    executor_config = dg.validate_run_config(job, {"execution": {"config": {"max_concurrent": 3}}})["execution"]["multiprocess"]
+    assert executor_config["max_concurrent"] == 3
+    assert "forkserver" in executor_config["start_method"]
