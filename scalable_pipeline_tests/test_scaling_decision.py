@@ -109,10 +109,12 @@ def test_limits_clamp_the_batch_and_the_number_of_chunks():
     assert big.chunk_count == 10 and big.batch_size == 100_000  # the chunk cap wins over max_batch_size
 
 
-def test_pinned_chunk_count():
-    strategy = decide_strategy(11_141, snapshot(workers=2), 60, ScalingLimits(pinned_chunk_count=17))
-    assert strategy.chunk_count == 17
-    assert len(split_rows(11_141, strategy.chunk_count)) == 17
+@pytest.mark.parametrize("total, pinned, chunks", [(11_141, 17, 17), (100, 40, 40), (2_000, 600, 600), (10, 6, 6), (3, 8, 3), (0, 5, 1)])
+def test_pinned_chunk_count_is_honoured(total, pinned, chunks):
+    strategy = decide_strategy(total, snapshot(workers=2), 60, ScalingLimits(pinned_chunk_count=pinned))
+    assert strategy.chunk_count == chunks  # never more chunks than records, at least one
+    planned = split_rows(total, strategy.chunk_count)
+    assert len(planned) == chunks and max(c.rows for c in planned) <= strategy.batch_size
 
 
 def test_coverage_problems_are_named():

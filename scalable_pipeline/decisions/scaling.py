@@ -86,13 +86,15 @@ def decide_strategy(
 
     memory_rows = memory_bound_rows(snapshot, bytes_per_record, parallel_tasks, limits)
     if limits.pinned_chunk_count:
-        batch_size = max(1, math.ceil(total_records / limits.pinned_chunk_count))
-        reason = f"pinned to {limits.pinned_chunk_count} chunks"
+        # Exactly the pinned count (no more chunks than records), unless memory needs more.
+        chunk_count = max(1, min(limits.pinned_chunk_count, total_records))
+        batch_size, reason = max(1, math.ceil(total_records / chunk_count)), f"pinned to {chunk_count} chunks"
     else:
         batch_size, reason = _batch_size_for_volume(total_records, parallel_tasks, limits)
+        chunk_count = max(1, math.ceil(total_records / batch_size))
     if memory_rows < batch_size:
         batch_size, reason = memory_rows, "bounded by free memory"
-    chunk_count = max(1, math.ceil(total_records / batch_size))
+        chunk_count = math.ceil(total_records / batch_size)
     return ScalingStrategy(mode, parallel_tasks, batch_size, chunk_count, memory_rows, reason)
 
 
