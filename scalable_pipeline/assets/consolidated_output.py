@@ -8,7 +8,7 @@ from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
+from scalable_pipeline.decisions.order_rules import REASON_COLUMN, reason_counts
 from scalable_pipeline.decisions.volume_anomaly import VOLUME_ANOMALY_GATE
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -57,11 +57,26 @@ def consolidated_output(
     """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id."""
     reasons = processed_chunks[REASON_COLUMN]
     table = processed_chunks.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
-    duplicates = int((reasons == DUPLICATE).sum())
-    invalid = int(reasons.notna().sum()) - duplicates
+    _, invalid, duplicates = reason_counts(reasons)
     store = data_store.store()
     raw_records = pq.read_metadata(store.require_published("raw_volume", context.partition_key).path).num_rows
     staged = store.write_table(ASSET, context.partition_key, table, context.run.run_id)
+    totals = region_totals(table)
+    metadata = {  # built before publishing: once published, nothing is left to fail before the Output
+        "raw_records": raw_records,
+        "duplicates": duplicates,
+        "invalid": invalid,
+        "valid": len(table),
+        "revenue": round(float(table["amount"].sum()), 2),
+        "region_totals": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"region": str(r.region), "orders": int(r.orders), "revenue": round(float(r.revenue), 2)})
+                for r in totals.itertuples()
+            ],
+            schema=REGION_TOTALS_SCHEMA,
+        ),
+        "dagster/row_count": len(table),
+    }
     yield from audit_then_publish(
         context,
         store,
@@ -73,22 +88,4 @@ def consolidated_output(
         ],
         quality,
     )
-    totals = region_totals(table)
-    yield dg.Output(
-        staged,
-        metadata={
-            "raw_records": raw_records,
-            "duplicates": duplicates,
-            "invalid": invalid,
-            "valid": len(table),
-            "revenue": round(float(table["amount"].sum()), 2),
-            "region_totals": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord({"region": str(r.region), "orders": int(r.orders), "revenue": round(float(r.revenue), 2)})
-                    for r in totals.itertuples()
-                ],
-                schema=REGION_TOTALS_SCHEMA,
-            ),
-            "dagster/row_count": len(table),
-        },
-    )
+    yield dg.Output(staged, metadata=metadata)

@@ -15,7 +15,7 @@ from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, final_reasons, validity_reasons
+from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, classify, final_reasons, reason_counts
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -55,11 +55,10 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
 
 
 def validate_chunk(task: ChunkTask) -> pd.DataFrame:
-    """Read only the chunk's rows, tag each with its raw position and the validity rule it breaks."""
+    """Read only the chunk's rows, tag each with its raw position and its verdict within the chunk."""
     frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    hour_start, hour_end = hour_window(task.partition_key)
     frame[RAW_ROW_COLUMN] = pd.RangeIndex(task.start_row, task.stop_row, dtype="int64")
-    frame[REASON_COLUMN] = final_reasons(frame["order_id"], validity_reasons(frame, hour_start, hour_end))
+    frame[REASON_COLUMN] = classify(frame, *hour_window(task.partition_key))
     return frame
 
 
@@ -71,7 +70,7 @@ def checkpointed_chunk(task: ChunkTask, checkpoints: ChunkCheckpoints) -> ChunkR
     started = time.perf_counter()
     frame = validate_chunk(task)
     seconds = time.perf_counter() - started
-    reasons = frame[REASON_COLUMN]
+    valid, invalid, duplicates = reason_counts(frame[REASON_COLUMN])
     return checkpoints.save(
         task,
         frame,
@@ -79,9 +78,9 @@ def checkpointed_chunk(task: ChunkTask, checkpoints: ChunkCheckpoints) -> ChunkR
             index=task.index,
             path="",
             rows_in=len(frame),
-            rows_out=int(reasons.isna().sum()),
-            invalid=int((reasons.notna() & (reasons != DUPLICATE)).sum()),
-            duplicates=int((reasons == DUPLICATE).sum()),
+            rows_out=valid,
+            invalid=invalid,
+            duplicates=duplicates,
             seconds=round(seconds, 6),
             records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
         ),
@@ -162,11 +161,10 @@ def collect_chunks(
 ):
     """Fan-in: the computed chunks plus the checkpointed ones, combined, audited, published."""
     started = time.perf_counter()
-    results = with_checkpointed_chunks(chunk_plan, results, ChunkCheckpoints(data_store.root))
+    checkpoints = ChunkCheckpoints(data_store.root)
+    results = with_checkpointed_chunks(chunk_plan, results, checkpoints)
     frame = combine_chunks(results)
-    reasons = frame[REASON_COLUMN]
-    duplicates = int((reasons == DUPLICATE).sum())
-    invalid = int(reasons.notna().sum()) - duplicates
+    valid, invalid, duplicates = reason_counts(frame[REASON_COLUMN])
     store = data_store.store()
     staged = store.write_table(ASSET, context.partition_key, frame, context.run.run_id)
     verdicts = [
@@ -174,25 +172,23 @@ def collect_chunks(
         ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),
         all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
     ]
+    computed = [r for r in results if not r.reused]  # throughput from this run's work only
+    computed_seconds = sum(r.seconds for r in computed)
+    metadata = {
+        "rows_in": len(frame),
+        "valid": valid,
+        "invalid": invalid,
+        "duplicates": duplicates,
+        "chunks": len(results),
+        "chunks_reused": len(results) - len(computed),
+        "chunk_seconds_total": round(computed_seconds, 3),
+        "collect_seconds": round(time.perf_counter() - started, 3),
+        "records_per_second": round(sum(r.rows_in for r in computed) / computed_seconds, 1) if computed_seconds else None,
+        "plan_fingerprint": chunk_plan.fingerprint,
+    }
     yield from audit_then_publish(context, store, staged, verdicts, quality)
-    ChunkCheckpoints(data_store.root).prune(context.partition_key, chunk_plan.fingerprint)
-    chunk_seconds = sum(r.seconds for r in results)
-    yield dg.Output(
-        staged,
-        "result",
-        metadata={
-            "rows_in": len(frame),
-            "valid": int(reasons.isna().sum()),
-            "invalid": invalid,
-            "duplicates": duplicates,
-            "chunks": len(results),
-            "chunks_reused": sum(r.reused for r in results),
-            "chunk_seconds_total": round(chunk_seconds, 3),
-            "collect_seconds": round(time.perf_counter() - started, 3),
-            "records_per_second": round(len(frame) / chunk_seconds, 1) if chunk_seconds else 0.0,
-            "plan_fingerprint": chunk_plan.fingerprint,
-        },
-    )
+    yield dg.Output(staged, "result", metadata=metadata)
+    checkpoints.prune(context.partition_key, chunk_plan.fingerprint)  # the hour is published: other plans are stale
 
 
 @dg.graph_asset(

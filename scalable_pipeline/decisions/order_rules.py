@@ -58,3 +58,10 @@ def schema_problems(frame: pd.DataFrame) -> list[str]:
     if not pd.api.types.is_integer_dtype(frame["customer_id"]) and not frame["customer_id"].isna().all():
         problems.append(f"customer_id must be (nullable) integers, got {frame['customer_id'].dtype}")
     return problems
+
+
+def reason_counts(reasons: pd.Series) -> tuple[int, int, int]:
+    """(valid, invalid, duplicates) of a ``rejection_reason`` column."""
+    duplicates = int((reasons == DUPLICATE).sum())
+    rejected = int(reasons.notna().sum())
+    return len(reasons) - rejected, rejected - duplicates, duplicates
