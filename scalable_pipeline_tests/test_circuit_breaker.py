@@ -39,7 +39,7 @@ def test_opens_after_k_consecutive_failures_within_the_window():
 
 def test_old_failures_and_successes_reset_the_count():
     assert fail(fail(fail(BreakerState(), 0), 1), 100).status == CLOSED  # the first two left the window
-    assert fail(fail(record_success(fail(fail(BreakerState(), 0), 1)), 2), 3).status == CLOSED
+    assert fail(fail(record_success(), 2), 3).status == CLOSED
 
 
 def test_half_open_trial_closes_or_reopens():
@@ -47,7 +47,7 @@ def test_half_open_trial_closes_or_reopens():
     allowed, trial = admit(opened, 30, SETTINGS)
     assert allowed and trial.status == HALF_OPEN
     assert admit(trial, 31, SETTINGS)[0] is False  # one trial at a time
-    assert record_success(trial) == BreakerState()
+    assert record_success() == BreakerState()
     reopened = fail(trial, 32)
     assert reopened.status == OPEN and admit(reopened, 61, SETTINGS)[0] is False and admit(reopened, 62, SETTINGS)[0]
 
@@ -72,6 +72,17 @@ def test_durable_breaker_state_is_shared_through_the_data_root(tmp_path):
     clock[0] = 31.0
     assert breaker().call(lambda: "ok") == "ok"
     assert breaker().state() == BreakerState()
+
+
+def test_bad_data_errors_propagate_without_counting_as_failures(tmp_path):
+    breaker = DurableCircuitBreaker(tmp_path, "source", SETTINGS, clock=lambda: 0.0)
+    with pytest.raises(TimeoutError):
+        breaker.call(lambda: (_ for _ in ()).throw(TimeoutError("down")))
+    assert len(breaker.state().failure_times) == 1
+    for _ in range(5):  # far more than the threshold of bad files: still closed, and the count was reset
+        with pytest.raises(ValueError):
+            breaker.call(lambda: (_ for _ in ()).throw(ValueError("bad file")), not_outage=(ValueError,))
+    assert breaker.state() == BreakerState()
 
 
 def test_source_breaker_opens_fails_fast_and_closes_after_cool_down(instance):

@@ -51,19 +51,17 @@ def raw_volume(
     """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
     hour_start = context.partition_time_window.start
 
-    def fetch() -> pd.DataFrame | LandingFileError:
+    def fetch() -> pd.DataFrame:
         faults.before_source_fetch()
-        try:
-            return source.fetch_hour(pd.Timestamp(hour_start))
-        except LandingFileError as error:
-            return error  # the source answered, with a bad file: bad data, not an outage for the breaker
+        return source.fetch_hour(pd.Timestamp(hour_start))
 
     try:
-        frame = circuit_breaker.call("source", data_store, fetch)
+        # A bad landing file is bad data, not an outage: it does not count towards opening the circuit.
+        frame = circuit_breaker.call("source", data_store, fetch, not_outage=(LandingFileError,))
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
-    if isinstance(frame, LandingFileError):
-        raise rejected_input(data_store, context.partition_key, frame)
+    except LandingFileError as error:
+        raise rejected_input(data_store, context.partition_key, error) from error
     store = data_store.store()
     staged = store.write_table("raw_volume", context.partition_key, frame, context.run.run_id)
     yield from audit_then_publish(
@@ -75,7 +73,6 @@ def raw_volume(
             "total_records": len(frame),
             "peak_hour": is_peak_hour(pd.Timestamp(hour_start)),
             "estimated_processing_time": estimated_processing_seconds(context.instance, len(frame)),
-            "bytes_per_record": float(frame.memory_usage(deep=True).sum() / max(1, len(frame))),
             "source": source.describe(),
         },
     )

@@ -35,7 +35,8 @@ def admit(state: BreakerState, now: float, settings: BreakerSettings) -> tuple[b
     return False, state
 
 
-def record_success(state: BreakerState) -> BreakerState:
+def record_success() -> BreakerState:
+    """Any success closes the circuit and forgets the failures."""
     return BreakerState()
 
 

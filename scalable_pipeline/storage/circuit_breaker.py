@@ -43,8 +43,9 @@ class DurableCircuitBreaker:
     def _save(self, state: BreakerState) -> None:
         atomic_write_json(self.state_path, asdict(state))
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` unless the circuit is open; record its outcome for every later run."""
+    def call(self, fn: Callable[[], T], not_outage: tuple[type[Exception], ...] = ()) -> T:
+        """Run ``fn`` unless the circuit is open; record its outcome for every later run. Errors of the
+        ``not_outage`` types (the dependency answered, with bad data) count as successes, then propagate."""
         with file_lock(self.lock_path):
             allowed, state = admit(self.state(), self.clock(), self.settings)
             self._save(state)
@@ -57,10 +58,17 @@ class DurableCircuitBreaker:
             )
         try:
             result = fn()
-        except Exception as error:
-            with file_lock(self.lock_path):
-                self._save(record_failure(self.state(), self.clock(), self.settings, f"{type(error).__name__}: {error}"[:300]))
+        except not_outage:
+            self._update(lambda _: record_success())
             raise
-        with file_lock(self.lock_path):
-            self._save(record_success(self.state()))
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"[:300]
+            self._update(lambda state: record_failure(state, self.clock(), self.settings, message))
+            raise
+        self._update(lambda _: record_success())
         return result
+
+    def _update(self, change: Callable[[BreakerState], BreakerState]) -> None:
+        """Read, change and save the state under the lock (concurrent steps share it)."""
+        with file_lock(self.lock_path):
+            self._save(change(self.state()))
