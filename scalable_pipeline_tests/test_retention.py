@@ -3,13 +3,16 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from scalable_pipeline.decisions.retention import versions_to_delete
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.storage import versioned_store
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
+ASSET = "consolidated_output"
 PARTITION = "2024-01-01-03:00"
 SECOND = 1_000_000_000
 
@@ -51,6 +54,41 @@ def test_store_keeps_exactly_n_versions(tmp_path):
     assert store.versions("consolidated_output", PARTITION) == versions[-5:]
     assert store.require_published("consolidated_output", PARTITION).version == versions[-1]
     assert [change["version"] for change in store.history("consolidated_output", PARTITION)] == versions
+
+
+class Crash(Exception):
+    """The process dying at a chosen point."""
+
+
+def test_crash_between_history_line_and_pointer_swap_keeps_the_version_good(tmp_path, monkeypatch):
+    """publish dies after logging the change, before swapping the pointer: the version stays usable and kept."""
+    store = VersionedStore(tmp_path, keep_versions=5, staging_grace_seconds=0)
+    [first] = publish_frames(store, 1)
+    crashed = store.write_table(ASSET, PARTITION, pd.DataFrame({"order_id": [9]}), "crashed")
+
+    def dying_write(path, document):
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(versioned_store, "atomic_write_json", dying_write)
+        with pytest.raises(Crash):
+            store.publish(crashed, "crashed")
+
+    assert store.require_published(ASSET, PARTITION).version == first  # readers never saw it
+    assert store.version(ASSET, PARTITION, crashed.version) == crashed  # a rollback target
+    assert store.clean(ASSET, PARTITION) == []  # good, so not swept as stale staging
+    store.publish(store.version(ASSET, PARTITION, crashed.version), "manual", action="rollback")
+    assert store.read_published_table(ASSET, PARTITION)["order_id"].tolist() == [9]
+
+
+def test_published_version_missing_from_the_history_is_still_good(tmp_path):
+    """A pointer whose history line is missing (written by an older publish order) still names a good version."""
+    store = VersionedStore(tmp_path, keep_versions=1, staging_grace_seconds=0)
+    [published] = publish_frames(store, 1)
+    (store.partition_dir(ASSET, PARTITION) / "history.jsonl").unlink()
+
+    assert store.good_versions(ASSET, PARTITION) == [published]
+    assert store.version(ASSET, PARTITION, published).version == published
 
 
 def test_abandoned_staging_is_cleaned_on_the_next_publish(tmp_path):

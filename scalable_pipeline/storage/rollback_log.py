@@ -1,9 +1,10 @@
 """The rollback record and its append-only log: ``<data root>/logs/rollback.jsonl``, one JSON line each."""
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from scalable_pipeline.storage.jsonl import append_record, read_records
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,8 @@ def rollback_log_path(root: Path | str) -> Path:
 
 
 def append_rollback(root: Path | str, record: RollbackRecord) -> None:
-    """Append one line (a single small ``O_APPEND`` write, so concurrent writers do not interleave)."""
-    path = rollback_log_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as log:
-        log.write(json.dumps(asdict(record)) + "\n")
+    append_record(rollback_log_path(root), asdict(record))
 
 
 def read_rollbacks(root: Path | str) -> list[RollbackRecord]:
-    path = rollback_log_path(root)
-    if not path.exists():
-        return []
-    return [RollbackRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
+    return [RollbackRecord(**line) for line in read_records(rollback_log_path(root))]

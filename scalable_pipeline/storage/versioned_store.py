@@ -8,11 +8,11 @@ Layout under the data root::
 
 Writers add a version (staging) and publish it by replacing the pointer atomically; readers only ever
 follow the pointer, so they see the last published version whole, never a half-written one. A version
-that was ever published is "good"; each publish keeps the published version and the newest good ones
-(``keep_versions`` in all) and deletes older good versions and stale never-published (staged) ones.
+that was ever published (in the history, or named by the pointer) is "good"; each publish keeps the
+published version and the newest good ones (``keep_versions`` in all) and deletes older good versions
+and stale never-published (staged) ones.
 """
 
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.decisions.retention import versions_to_delete
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
+from scalable_pipeline.storage.jsonl import append_record, read_records
 
 RAW_ROW_GROUP_SIZE = 10_000
 
@@ -35,9 +36,6 @@ class StoredVersion:
     partition: str
     version: str
     path: str
-
-    def as_metadata(self) -> dict:
-        return {"version": self.version, "path": self.path}
 
 
 def partition_dirname(partition_key: str) -> str:
@@ -70,25 +68,28 @@ class VersionedStore:
         return StoredVersion(asset, partition, version, str(path))
 
     def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion | None:
-        """Point readers at ``stored``, log the change, apply retention; returns the version it replaced."""
+        """Log the change, point readers at ``stored``, apply retention; returns the version it replaced.
+
+        The history line goes first: a crash before the pointer swap leaves a good version that is not
+        published, never a published one that is not recorded as good.
+        """
         previous = self.published(stored.asset, stored.partition)
         folder = self.partition_dir(stored.asset, stored.partition)
         change = {"version": stored.version, "previous": previous.version if previous else None, "run_id": run_id, "at": time.time()}
+        append_record(folder / "history.jsonl", {"action": action, **change})
         atomic_write_json(folder / "published.json", {**asdict(stored), **change})
-        with open(folder / "history.jsonl", "a") as log:
-            log.write(json.dumps({"action": action, **change}) + "\n")
         self.clean(stored.asset, stored.partition)
         return previous
 
     def history(self, asset: str, partition: str) -> list[dict]:
         """Every pointer change of the partition, oldest first."""
-        path = self.partition_dir(asset, partition) / "history.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+        return read_records(self.partition_dir(asset, partition) / "history.jsonl")
 
     def good_versions(self, asset: str, partition: str) -> list[str]:
-        """Versions that were published once and are still stored, oldest first."""
-        stored = set(self.versions(asset, partition))
-        return sorted({change["version"] for change in self.history(asset, partition)} & stored)
+        """Versions that were published once (in the history, or the pointer's) and are still stored, oldest first."""
+        published = self.published(asset, partition)
+        ever = {change["version"] for change in self.history(asset, partition)} | ({published.version} if published else set())
+        return sorted(ever & set(self.versions(asset, partition)))
 
     def version(self, asset: str, partition: str, version: str) -> StoredVersion:
         """A good version by id; ``VersionNotFound`` if it is not stored or never passed its gates."""
@@ -138,8 +139,8 @@ class VersionedStore:
             raise FileNotFoundError(f"{asset} has no published version for partition {partition} under {self.root}")
         return stored
 
-    def read_published_table(self, asset: str, partition: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_parquet(self.require_published(asset, partition).path, columns=columns)
+    def read_published_table(self, asset: str, partition: str) -> pd.DataFrame:
+        return pd.read_parquet(self.require_published(asset, partition).path)
 
     def read_published_document(self, asset: str, partition: str) -> dict:
         return read_json(Path(self.require_published(asset, partition).path))
