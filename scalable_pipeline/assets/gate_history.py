@@ -1,7 +1,6 @@
 """Gate history from the Dagster instance, for adaptive thresholds (the derivation itself is pure)."""
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from scalable_pipeline.decisions.gates import GateVerdict, ratio_at_most
 from scalable_pipeline.decisions.thresholds import Threshold, derive_threshold, explained
@@ -10,16 +9,19 @@ from scalable_pipeline.resources.quality import QualityResource
 
 
 def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: int) -> list[float]:
-    """``score`` of the last ``limit`` passed evaluations of the check (any partition), newest first."""
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit, status={AssetCheckExecutionRecordStatus.SUCCEEDED}
-    )
+    """``score`` of the last ``limit`` passed evaluations of the check (any partition), newest first.
+
+    Planned and failed executions are filtered out after fetching, so up to ``3 * limit`` executions are read.
+    """
+    records = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit * 3)
     scores = []
     for record in records:
-        score = record.evaluation.metadata.get("score") if record.evaluation else None
+        evaluation = record.evaluation  # an AssetCheckEvaluationPlanned while the check has not run
+        passed = isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.passed
+        score = evaluation.metadata.get("score") if passed else None
         if score is not None:
             scores.append(float(score.value))
-    return scores
+    return scores[:limit]
 
 
 def same_hour_values(instance: dg.DagsterInstance, asset: str, partition_key: str, metadata_key: str, days: int) -> list[float]:
