@@ -5,9 +5,10 @@ from statistics import fmean, pstdev
 import dagster as dg
 import pytest
 
-from scalable_pipeline.decisions.gates import Severity
+from scalable_pipeline.decisions.gates import GATE_NAMES, Severity
 from scalable_pipeline.decisions.thresholds import GatePolicy, derive_threshold
 from scalable_pipeline.decisions.volume_anomaly import DEFAULT_VOLUME_POLICY, same_hour_partition_keys, volume_anomaly
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.resources.quality import GateSettings, QualityResource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
@@ -57,7 +58,7 @@ def test_volume_anomaly_band_from_same_hour_history():
     assert normal.passed and normal.threshold == pytest.approx(max(band, 0.2))
     assert normal.details["threshold_method"] == "adaptive"
     dropped = volume_anomaly("volume_anomaly", 4_000, history, DEFAULT_VOLUME_POLICY, 0.5)
-    assert not dropped.passed and dropped.score == pytest.approx(0.6) and dropped.severity == "WARN"
+    assert not dropped.passed and dropped.score == pytest.approx(0.6)
 
 
 def test_volume_anomaly_without_history_passes():
@@ -71,6 +72,19 @@ def test_quality_policy_merges_settings_over_defaults():
     assert quality.policy("volume_anomaly").severity == "ERROR" and quality.policy("volume_anomaly").floor == 0.2
     assert QualityResource().policy("volume_anomaly") == DEFAULT_VOLUME_POLICY
     assert QualityResource().policy("reconciliation") == GatePolicy()
+
+
+def test_quality_rejects_unknown_gates_and_unused_settings():
+    with pytest.raises(ValueError, match="unknown gate 'invalid_ratios'; known gates: raw_schema, .*volume_anomaly"):
+        QualityResource(gates={"invalid_ratios": GateSettings(severity=Severity.WARN)})
+    with pytest.raises(ValueError, match="'unique_order_id' has a built-in threshold .*only severity can be set, not adaptive, threshold"):
+        QualityResource(gates={"unique_order_id": GateSettings(threshold=1.0, adaptive=True)})
+    assert QualityResource(gates={"unique_order_id": GateSettings(severity=Severity.WARN)}).policy("unique_order_id").severity == "WARN"
+
+
+def test_known_gate_names_are_the_pipelines_checks():
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert sorted(GATE_NAMES) == sorted(checks)
 
 
 def seed_passed_scores(instance, scores):
@@ -111,6 +125,8 @@ def test_adaptive_threshold_derived_from_seeded_history(instance):
     assert metadata["history_mean"] == pytest.approx(fmean(seeded))
     assert metadata["threshold_derivation"].startswith("mean")
     assert check_metadata(result, "duplicate_ratio")["threshold_method"] == "static"
+    fixed = check_metadata(result, "chunks_complete")  # a built-in threshold is reported as static too
+    assert (fixed["threshold_method"], fixed["threshold"]) == ("static", 0.0) and "not configurable" in fixed["threshold_derivation"]
 
 
 def test_volume_gate_reads_the_same_hour_of_earlier_days(instance):

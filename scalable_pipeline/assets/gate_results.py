@@ -12,17 +12,24 @@ from dataclasses import replace
 import dagster as dg
 
 from scalable_pipeline.decisions.gates import GateVerdict
+from scalable_pipeline.decisions.thresholds import with_derivation
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.rollbacks import record_rollback
 from scalable_pipeline.storage.rollback_log import RollbackRecord
 from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedStore
 
 
-def gate_spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
+# The pipeline's stages in order: a stage's rollback is recorded on it and on every stage after it.
+PIPELINE_STAGES = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
+
+
+def gate_spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=True)
 
 
 def check_result(asset: str, verdict: GateVerdict) -> dg.AssetCheckResult:
+    """The verdict as a check result; its metadata always says how the threshold was derived."""
+    verdict = with_derivation(verdict)
     return dg.AssetCheckResult(
         asset_key=asset,
         check_name=verdict.name,
@@ -66,7 +73,7 @@ def roll_back_stage(
     """Discard ``staged``, record the rollback on its asset and the assets after it; returns what readers get."""
     store.discard(staged)
     gates = [{"gate": v.name, "score": v.score, "threshold": v.threshold, "description": v.description} for v in failed]
-    for asset in [staged.asset, *downstream_assets(context, staged.asset)]:
+    for asset in PIPELINE_STAGES[PIPELINE_STAGES.index(staged.asset) :]:
         kept = store.published(asset, staged.partition)
         record = RollbackRecord(
             kind="automatic",
@@ -84,18 +91,6 @@ def roll_back_stage(
         )
         record_rollback(context, store.root, record)
     return store.published(staged.asset, staged.partition)
-
-
-def downstream_assets(context: dg.OpExecutionContext, asset: str) -> list[str]:
-    """Every asset after ``asset`` in the job's asset graph, breadth first."""
-    graph = context.job_def.asset_layer.asset_graph
-    found, frontier = [], [dg.AssetKey(asset)]
-    while frontier:
-        for child in sorted(graph.get(frontier.pop(0)).child_keys):
-            if child not in found:
-                found.append(child)
-                frontier.append(child)
-    return [key.path[-1] for key in found]
 
 
 def _plain(details: dict) -> dict:

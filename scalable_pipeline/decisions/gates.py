@@ -11,6 +11,13 @@ class Severity(str, Enum):
     ERROR = "ERROR"
 
 
+# Gates with a built-in threshold (0 problems): only their severity can be configured.
+FIXED_GATES = ("raw_schema", "chunk_plan_covers_raw", "chunks_complete", "reconciliation", "unique_order_id")
+# Gates with a score threshold: severity, static threshold and adaptive settings can be configured.
+SCORE_GATES = ("invalid_ratio", "duplicate_ratio", "volume_anomaly")
+GATE_NAMES = FIXED_GATES + SCORE_GATES
+
+
 @dataclass(frozen=True)
 class GateVerdict:
     name: str
@@ -18,11 +25,11 @@ class GateVerdict:
     score: float
     threshold: float
     description: str
-    severity: str = "ERROR"  # a Severity value: "ERROR" blocks and rolls back; "WARN" reports
+    severity: str = "ERROR"  # a Severity value, set from the gate's policy when the stage is audited
     details: dict = field(default_factory=dict)
 
 
-def ratio_at_most(name: str, count: int, total: int, max_ratio: float, what: str, severity: str = "ERROR") -> GateVerdict:
+def ratio_at_most(name: str, count: int, total: int, max_ratio: float, what: str) -> GateVerdict:
     """Passes when ``count / total`` is at most ``max_ratio`` (an empty total scores 0)."""
     ratio = count / total if total else 0.0
     return GateVerdict(
@@ -31,12 +38,11 @@ def ratio_at_most(name: str, count: int, total: int, max_ratio: float, what: str
         score=ratio,
         threshold=max_ratio,
         description=f"{what}: {count} of {total} ({ratio:.4%}); allowed at most {max_ratio:.4%}",
-        severity=severity,
         details={"count": count, "total": total},
     )
 
 
-def all_true(name: str, problems: list[str], what: str, severity: str = "ERROR") -> GateVerdict:
+def all_true(name: str, problems: list[str], what: str) -> GateVerdict:
     """Passes when there are no problems; the score is the number of problems."""
     return GateVerdict(
         name=name,
@@ -44,6 +50,5 @@ def all_true(name: str, problems: list[str], what: str, severity: str = "ERROR")
         score=float(len(problems)),
         threshold=0.0,
         description=f"{what}: " + ("ok" if not problems else "; ".join(problems[:10])),
-        severity=severity,
         details={"problems": problems[:50]},
     )

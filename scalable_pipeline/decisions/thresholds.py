@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from statistics import fmean, pstdev
 
-from scalable_pipeline.decisions.gates import GateVerdict
+from scalable_pipeline.decisions.gates import FIXED_GATES, GATE_NAMES, GateVerdict
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,24 @@ def derive_threshold(policy: GatePolicy, static: float, history: Sequence[float]
 def explained(verdict: GateVerdict, threshold: Threshold) -> GateVerdict:
     """``verdict`` with the threshold's derivation added to its details."""
     return replace(verdict, details={**verdict.details, **threshold.as_details()})
+
+
+def with_derivation(verdict: GateVerdict) -> GateVerdict:
+    """``verdict`` as is when it says how its threshold was derived, else with its built-in threshold as static."""
+    if "threshold_method" in verdict.details:
+        return verdict
+    return explained(verdict, Threshold(verdict.threshold, "static", f"built-in threshold {verdict.threshold:g} (not configurable)"))
+
+
+def settings_problems(settings: dict[str, set[str]]) -> list[str]:
+    """Problems of per-gate settings (gate name -> the fields set): unknown gates, and more than
+    ``severity`` set for a gate with a built-in threshold."""
+    problems = []
+    for gate, fields in settings.items():
+        if gate not in GATE_NAMES:
+            problems.append(f"unknown gate {gate!r}; known gates: {', '.join(GATE_NAMES)}")
+        elif gate in FIXED_GATES and fields - {"severity"}:
+            problems.append(
+                f"gate {gate!r} has a built-in threshold (0 problems): only severity can be set, not {', '.join(sorted(fields - {'severity'}))}"
+            )
+    return problems

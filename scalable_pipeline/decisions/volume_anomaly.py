@@ -43,7 +43,6 @@ def volume_anomaly(name: str, valid: int, history: Sequence[int], policy: GatePo
             f"valid records {valid} vs same-hour history {counts[:5]}{'...' if len(counts) > 5 else ''}:"
             f" deviation {score:.2%}; allowed at most {threshold.value:.2%}"
         ),
-        severity=policy.severity,
         details={"valid": valid, "history_values": counts},
     )
     return explained(verdict, threshold)

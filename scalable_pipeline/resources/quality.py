@@ -1,10 +1,10 @@
 """Quality gate thresholds and severities (resource key ``quality``)."""
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.gates import Severity
-from scalable_pipeline.decisions.thresholds import GatePolicy
+from scalable_pipeline.decisions.thresholds import GatePolicy, settings_problems
 from scalable_pipeline.decisions.volume_anomaly import DEFAULT_VOLUME_POLICY, VOLUME_ANOMALY_GATE
 
 DEFAULT_POLICIES = {VOLUME_ANOMALY_GATE: DEFAULT_VOLUME_POLICY}
@@ -27,8 +27,22 @@ class QualityResource(dg.ConfigurableResource):
     max_invalid_ratio: float = Field(default=0.05, ge=0, le=1, description="Largest share of invalid rows that passes.")
     max_duplicate_ratio: float = Field(default=0.05, ge=0, le=1, description="Largest share of duplicate rows that passes.")
     gates: dict[str, GateSettings] = Field(
-        default_factory=dict, description="Per-gate settings keyed by check name (check names are unique across assets)."
+        default_factory=dict,
+        description=(
+            "Per-gate settings keyed by check name (check names are unique across assets). Gates with a built-in "
+            "threshold of 0 problems (raw_schema, chunk_plan_covers_raw, chunks_complete, reconciliation, unique_order_id) "
+            "take only severity."
+        ),
     )
+
+    @field_validator("gates")
+    @classmethod
+    def known_settings(cls, gates: dict[str, GateSettings]) -> dict[str, GateSettings]:
+        """Reject unknown gate names and settings a gate does not use."""
+        problems = settings_problems({name: set(settings.model_dump(exclude_none=True)) for name, settings in gates.items()})
+        if problems:
+            raise ValueError("; ".join(problems))
+        return gates
 
     def policy(self, check: str) -> GatePolicy:
         """The gate's default policy with this resource's settings for it applied."""
