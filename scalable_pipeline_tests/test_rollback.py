@@ -1,16 +1,19 @@
 """Write-audit-publish and rollback: a failed gate never replaces the last good data."""
 
 import json
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from scalable_pipeline.assets.gate_results import PIPELINE_STAGES
 from scalable_pipeline.decisions.gates import Severity
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import GateSettings, QualityResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline.storage.rollback_log import read_rollbacks, rollback_log_path
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
@@ -117,6 +120,19 @@ def test_error_gate_on_consolidated_output_rolls_it_back(instance, data_dir):
     assert store().require_published("processed_chunks", PARTITION).version.endswith(bad.run_id[:8])
 
 
+def test_pipeline_stages_follow_the_asset_graph():
+    """The stages after each stage in PIPELINE_STAGES are exactly its descendants in the definitions."""
+    graph = defs.resolve_asset_graph()
+    assert {key.path[-1] for key in graph.get_all_asset_keys()} == set(PIPELINE_STAGES)
+    for index, stage in enumerate(PIPELINE_STAGES):
+        descendants, frontier = set(), [dg.AssetKey(stage)]
+        while frontier:
+            children = graph.get(frontier.pop()).child_keys - descendants
+            descendants |= children
+            frontier.extend(children)
+        assert {key.path[-1] for key in descendants} == set(PIPELINE_STAGES[index + 1 :])
+
+
 def run_rollback(instance, raise_on_error=True, **config):
     return defs.resolve_job_def("rollback_partition").execute_in_process(
         run_config={"ops": {"set_published_version": {"config": config}}}, instance=instance, raise_on_error=raise_on_error
@@ -157,3 +173,24 @@ def test_manual_rollback_to_a_missing_version_changes_nothing(instance, data_dir
     assert published_bytes("consolidated_output") == before
     assert (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text() == pointer
     assert read_rollbacks(data_dir) == []
+
+
+def test_manual_rollback_waits_for_a_run_writing_the_partition(instance, data_dir):
+    materialize_hour(PARTITION, instance)
+    first_version, _ = published_bytes("consolidated_output")
+    materialize_hour(PARTITION, instance, source=SyntheticOrderSource(seed=7))
+    before = published_bytes("consolidated_output")
+    pointer = (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text()
+    # another run of the partition is still going and holds its lease
+    writer = instance.add_run(dg.DagsterRun(job_name="scalable_data_processing", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED))
+    PartitionLeases(data_dir).acquire(PARTITION, writer.run_id, lambda run_id: None)
+
+    result = run_rollback(instance, raise_on_error=False, asset="consolidated_output", partition=PARTITION, version=first_version)
+
+    assert not result.success
+    failure = result.failure_data_for_node("set_published_version")
+    assert "Nothing changed" in failure.error.message and writer.run_id in failure.error.message
+    assert published_bytes("consolidated_output") == before
+    assert (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text() == pointer
+    assert read_rollbacks(data_dir) == []
+    assert PartitionLeases(data_dir).holder(PARTITION) == writer.run_id

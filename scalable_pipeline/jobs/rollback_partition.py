@@ -10,12 +10,13 @@ Launchpad config::
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.data_store import DataStoreResource, run_status
 from scalable_pipeline.rollbacks import record_rollback
+from scalable_pipeline.storage.partition_lease import PartitionBusyError, PartitionLeases
 from scalable_pipeline.storage.rollback_log import RollbackRecord
 from scalable_pipeline.storage.versioned_store import VersionNotFound
 
-JOB_NAME = "rollback_partition"
+ROLLBACK_JOB_NAME = "rollback_partition"
 
 
 class RollbackConfig(dg.Config):
@@ -27,7 +28,14 @@ class RollbackConfig(dg.Config):
 
 @dg.op
 def set_published_version(context: dg.OpExecutionContext, config: RollbackConfig, data_store: DataStoreResource) -> str:
-    """Point readers at ``config.version``; a version that does not exist (or never passed its gates) changes nothing."""
+    """Point readers at ``config.version``; a version that does not exist (or never passed its gates) changes nothing.
+
+    Takes the partition's lease first (held until this run ends), so no pipeline run writes the partition meanwhile.
+    """
+    try:
+        PartitionLeases(data_store.root).acquire(config.partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id))
+    except PartitionBusyError as error:
+        raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
     store = data_store.store()
     try:
         target = store.version(config.asset, config.partition, config.version)
@@ -52,6 +60,6 @@ def set_published_version(context: dg.OpExecutionContext, config: RollbackConfig
     return target.version
 
 
-@dg.job(name=JOB_NAME, description="Set a partition's published version back to an earlier good version (recorded).")
+@dg.job(name=ROLLBACK_JOB_NAME, description="Set a partition's published version back to an earlier good version (recorded).")
 def rollback_partition():
     set_published_version()
