@@ -10,17 +10,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from scalable_pipeline.alerts.alert_log import alerts_log_path, read_lines
+from scalable_pipeline.alerts import outbox as outbox_module
+from scalable_pipeline.alerts.alert_log import alerts_log_path
 from scalable_pipeline.alerts.evaluations import check_evaluation_records
 from scalable_pipeline.alerts.messages import Alert, alert_id, alert_text
-from scalable_pipeline.alerts.outbox import DELIVERED, PENDING, Outbox, retry_delay_seconds
+from scalable_pipeline.alerts.outbox import DELIVERED, PENDING, Outbox
 from scalable_pipeline.alerts.webhook import WEBHOOK_ENV, WebhookError, post_json, redact
 from scalable_pipeline.assets.gate_results import check_result
 from scalable_pipeline.decisions.gates import ratio_at_most
+from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.sensors.quality_gate_alerts import build_quality_gate_alerts, quality_gate_alerts
+from scalable_pipeline.storage.jsonl import read_records
 
 PARTS = dg.StaticPartitionsDefinition(["good", "bad"])
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSecretToken"
@@ -70,7 +73,8 @@ class Receiver:
 
 
 @pytest.fixture
-def test_instance():
+def sqlite_instance():
+    """A SQLite-backed instance (run-sharded event log), as a deployment has."""
     with dg.instance_for_test() as instance:
         yield instance
 
@@ -112,7 +116,9 @@ def evaluation_storage_ids(instance, passed: bool) -> list[int]:
 
 
 def test_backoff_doubles_from_base_up_to_cap():
-    assert [retry_delay_seconds(n, 30, 600) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
+    """The outbox's backoff: no jitter, attempt n waits ``retry_delay(n - 1)``."""
+    limits = RetryLimits(delay_seconds=30, max_delay_seconds=600, jitter_fraction=0.0)
+    assert [retry_delay(n - 1, limits, 0.0) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
 
 
 def test_alert_text_names_asset_partition_check_score_and_threshold():
@@ -143,14 +149,14 @@ def test_post_json_errors_never_name_the_url():
 # --- the sensor against a real instance and a local webhook -------------------------------------
 
 
-def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_dir, receiver):
-    run_tiny(test_instance, "good")
-    run_tiny(test_instance, "bad")
-    run_tiny(test_instance, "bad")
-    failed_ids = evaluation_storage_ids(test_instance, passed=False)
+def test_each_failed_evaluation_becomes_exactly_one_alert(sqlite_instance, data_dir, receiver):
+    run_tiny(sqlite_instance, "good")
+    run_tiny(sqlite_instance, "bad")
+    run_tiny(sqlite_instance, "bad")
+    failed_ids = evaluation_storage_ids(sqlite_instance, passed=False)
     assert len(failed_ids) == 2 and len(set(failed_ids)) == 2  # two runs, two distinct storage ids
 
-    result = tick(test_instance)
+    result = tick(sqlite_instance)
     assert receiver.attempts == 2
     assert len(receiver.bodies) == 2
     for text, storage_id in zip(receiver.texts(), failed_ids, strict=True):
@@ -159,80 +165,80 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(test_instance, data_di
         assert "check invalid_ratio" in text
         assert "score 0.3," in text and "threshold 0.05." in text
         assert alert_id(storage_id) in text
-    all_ids = evaluation_storage_ids(test_instance, True) + failed_ids
+    all_ids = evaluation_storage_ids(sqlite_instance, True) + failed_ids
     assert int(result.cursor) == max(all_ids)
 
-    log = read_lines(alerts_log_path(data_dir))
+    log = read_records(alerts_log_path(data_dir))
     assert [line["alert_id"] for line in log] == [alert_id(i) for i in failed_ids]
     assert {(line["asset"], line["partition"], line["check"], line["score"], line["threshold"]) for line in log} == {
         ("tiny_orders", "bad", "invalid_ratio", 0.3, 0.05)
     }
 
-    again = tick(test_instance, cursor=result.cursor)
+    again = tick(sqlite_instance, cursor=result.cursor)
     assert receiver.attempts == 2 and again.cursor == result.cursor
-    assert len(read_lines(alerts_log_path(data_dir))) == 2
+    assert len(read_records(alerts_log_path(data_dir))) == 2
 
-    run_tiny(test_instance, "bad")
-    later = tick(test_instance, cursor=again.cursor)
+    run_tiny(sqlite_instance, "bad")
+    later = tick(sqlite_instance, cursor=again.cursor)
     assert len(receiver.bodies) == 3 and int(later.cursor) > int(again.cursor)
     assert "partition bad" in receiver.texts()[-1]
 
 
-def test_passed_evaluations_produce_no_alert_but_advance_the_cursor(test_instance, data_dir, receiver):
-    run_tiny(test_instance, "good")
-    result = tick(test_instance)
+def test_passed_evaluations_produce_no_alert_but_advance_the_cursor(sqlite_instance, data_dir, receiver):
+    run_tiny(sqlite_instance, "good")
+    result = tick(sqlite_instance)
     assert receiver.attempts == 0
-    assert read_lines(alerts_log_path(data_dir)) == []
-    assert int(result.cursor) == evaluation_storage_ids(test_instance, passed=True)[0]
+    assert read_records(alerts_log_path(data_dir)) == []
+    assert int(result.cursor) == evaluation_storage_ids(sqlite_instance, passed=True)[0]
     assert Outbox(data_dir).entries(PENDING) == [] and Outbox(data_dir).entries(DELIVERED) == []
 
 
-def test_lost_cursor_does_not_duplicate_alerts(test_instance, data_dir, receiver):
+def test_lost_cursor_does_not_duplicate_alerts(sqlite_instance, data_dir, receiver):
     """A tick whose cursor was never saved is re-run from scratch: the outbox ids keep it at one alert."""
-    run_tiny(test_instance, "bad")
-    tick(test_instance)
-    tick(test_instance)  # same records again, no cursor
+    run_tiny(sqlite_instance, "bad")
+    tick(sqlite_instance)
+    tick(sqlite_instance)  # same records again, no cursor
     assert receiver.attempts == 1
-    assert len(read_lines(alerts_log_path(data_dir))) == 1
+    assert len(read_records(alerts_log_path(data_dir))) == 1
 
 
 @pytest.mark.parametrize("outage", ["refused", "http_500"])
-def test_webhook_down_then_up_delivers_each_alert_once(test_instance, data_dir, receiver, monkeypatch, outage):
+def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir, receiver, monkeypatch, outage):
     sensor = build_quality_gate_alerts(backoff_base_seconds=1.5, backoff_cap_seconds=5)
-    run_tiny(test_instance, "bad")
-    run_tiny(test_instance, "bad")
+    run_tiny(sqlite_instance, "bad")
+    run_tiny(sqlite_instance, "bad")
     if outage == "refused":
         monkeypatch.setenv(WEBHOOK_ENV, closed_port_url())
     else:
         receiver.status = 500
 
-    first = tick(test_instance, sensor=sensor)
+    first = tick(sqlite_instance, sensor=sensor)
     pending = Outbox(data_dir).entries(PENDING)
     assert [e["attempts"] for e in pending] == [1, 0]  # the round stops after the first failure
     assert pending[0]["next_attempt_at"] == pytest.approx(pending[0]["created_at"] + 1.5)
     assert pending[0]["last_error"] and "xoxSecretToken" not in pending[0]["last_error"]
     assert receiver.bodies == []
     # Both alerts are in the local log even while the webhook is down.
-    assert len(read_lines(alerts_log_path(data_dir))) == 2
+    assert len(read_records(alerts_log_path(data_dir))) == 2
 
     # The webhook comes back, but the first entry's backoff has not elapsed: it waits, the second goes.
     monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
     receiver.status = 200
-    second = tick(test_instance, cursor=first.cursor, sensor=sensor)
+    second = tick(sqlite_instance, cursor=first.cursor, sensor=sensor)
     assert len(receiver.bodies) == 1
     assert [e["attempts"] for e in Outbox(data_dir).entries(PENDING)] == [1]
 
     time.sleep(max(0.0, pending[0]["next_attempt_at"] - time.time()) + 0.05)
-    third = tick(test_instance, cursor=second.cursor, sensor=sensor)
-    tick(test_instance, cursor=third.cursor, sensor=sensor)
-    failed_ids = evaluation_storage_ids(test_instance, passed=False)
+    third = tick(sqlite_instance, cursor=second.cursor, sensor=sensor)
+    tick(sqlite_instance, cursor=third.cursor, sensor=sensor)
+    failed_ids = evaluation_storage_ids(sqlite_instance, passed=False)
     # Each alert received once: the second while the first waited out its backoff, then the first.
     assert len(receiver.bodies) == 2
     assert alert_id(failed_ids[1]) in receiver.texts()[0] and alert_id(failed_ids[0]) in receiver.texts()[1]
     assert Outbox(data_dir).entries(PENDING) == []
     delivered = Outbox(data_dir).entries(DELIVERED)
     assert [e["attempts"] for e in delivered] == [2, 1] and {e["webhook"] for e in delivered} == {"sent"}
-    assert len(read_lines(alerts_log_path(data_dir))) == 2
+    assert len(read_records(alerts_log_path(data_dir))) == 2
 
 
 def test_entry_marked_delivered_before_a_crash_is_not_resent(data_dir):
@@ -250,20 +256,47 @@ def test_entry_marked_delivered_before_a_crash_is_not_resent(data_dir):
     assert outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=2.0) is False
 
 
-def test_without_a_webhook_alerts_go_to_the_log_only(test_instance, data_dir, monkeypatch):
+class Crash(Exception):
+    """The process dying at a chosen point."""
+
+
+@pytest.mark.parametrize("crash", ["before_append", "after_append"])
+def test_crash_around_the_log_append_logs_the_alert_exactly_once(data_dir, monkeypatch, crash):
+    """A round that died just before or just after appending the log line: the next round leaves one line."""
+    outbox = Outbox(data_dir)
+    outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=0.0)
+    real_append = outbox_module.append_record
+
+    def dying_append(path, record):
+        if crash == "after_append":
+            real_append(path, record)
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox_module, "append_record", dying_append)
+        with pytest.raises(Crash):
+            outbox.deliver_due(0.0, None, 1, 10, 5)
+    assert outbox.entries(PENDING)[0]["logged_at"] is None
+
+    report = outbox.deliver_due(1.0, None, 1, 10, 5)
+    assert [line["alert_id"] for line in read_records(alerts_log_path(data_dir))] == [alert_id(1)]
+    assert report.logged == 1 and outbox.entries(DELIVERED)[0]["logged_at"] == 1.0
+
+
+def test_without_a_webhook_alerts_go_to_the_log_only(sqlite_instance, data_dir, monkeypatch):
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
-    run_tiny(test_instance, "bad")
-    tick(test_instance)
-    assert len(read_lines(alerts_log_path(data_dir))) == 1
+    run_tiny(sqlite_instance, "bad")
+    tick(sqlite_instance)
+    assert len(read_records(alerts_log_path(data_dir))) == 1
     assert [e["webhook"] for e in Outbox(data_dir).entries(DELIVERED)] == ["not configured"]
 
 
-def test_webhook_url_never_appears_in_logs(test_instance, data_dir, monkeypatch, caplog, capfd):
+def test_webhook_url_never_appears_in_logs(sqlite_instance, data_dir, monkeypatch, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     down = closed_port_url()
     monkeypatch.setenv(WEBHOOK_ENV, down)
-    run_tiny(test_instance, "bad")
-    tick(test_instance)
+    run_tiny(sqlite_instance, "bad")
+    tick(sqlite_instance)
     captured = capfd.readouterr()  # the sensor's logger writes to the process's stderr
     written = [p.read_text() for p in data_dir.rglob("*") if p.is_file()]
     assert "failed 1" in captured.err and "webhook set" in captured.err  # the sensor did log its summary
@@ -275,18 +308,21 @@ def test_webhook_url_never_appears_in_logs(test_instance, data_dir, monkeypatch,
 # --- the project's own gates and definitions ----------------------------------------------------
 
 
-def test_failed_project_gate_is_alerted_with_its_partition(test_instance, data_dir, receiver):
+def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data_dir, receiver):
     assets = [defs.get_assets_def(key) for key in ["raw_volume", "chunk_partitions", "processed_chunks"]]
     resources = {**build_resources(), "quality": QualityResource(max_invalid_ratio=0.0)}
-    result = dg.materialize(assets, partition_key="2024-01-01-03:00", resources=resources, instance=test_instance, raise_on_error=False)
+    result = dg.materialize(assets, partition_key="2024-01-01-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False)
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed
 
-    tick(test_instance)
+    tick(sqlite_instance)
     assert len(receiver.bodies) == len(failed)
     texts = " | ".join(receiver.texts())
     assert "asset processed_chunks" in texts and "partition 2024-01-01-03:00" in texts and "check invalid_ratio" in texts
-    assert "threshold 0." in texts
+    for evaluation in failed:
+        score, threshold = evaluation.metadata["score"].value, evaluation.metadata["threshold"].value
+        assert threshold == 0.0  # max_invalid_ratio=0.0, formatted "0" and followed by the sentence's full stop
+        assert f"check {evaluation.check_name}: score {score:.6g}, threshold 0. " in texts
 
 
 def test_sensor_is_registered_and_on_by_default():

@@ -2,9 +2,11 @@
 
 Layout under the data root: ``alerts/outbox/pending/<alert_id>.json`` and
 ``alerts/outbox/delivered/<alert_id>.json``; every write is atomic (temp file + rename). Delivery of
-an entry: append it to the alerts log (once), POST it to the webhook (if configured), then mark it
-delivered in place and rename it into ``delivered/``. A delivered entry is never sent again; a
-pending one is retried with exponential backoff. One writer at a time (the sensor's ticks are serial).
+an entry: append it to the alerts log exactly once (``logging_at`` is saved before the append, so a
+round after a crash looks the line up by alert id instead of writing it again), POST it to the webhook
+(if configured), then mark it delivered in place and rename it into ``delivered/``. A delivered entry
+is never sent again; a pending one is retried with exponential backoff. One writer at a time (the
+sensor's ticks are serial).
 """
 
 import os
@@ -13,18 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalable_pipeline.alerts.alert_log import alerts_log_path, append_line
+from scalable_pipeline.alerts.alert_log import alerts_log_path
 from scalable_pipeline.alerts.messages import Alert, webhook_payload
 from scalable_pipeline.alerts.webhook import WebhookError
+from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
 from scalable_pipeline.storage.atomic import atomic_write_json, read_json
+from scalable_pipeline.storage.jsonl import append_record, read_records
 
 PENDING = "pending"
 DELIVERED = "delivered"
-
-
-def retry_delay_seconds(attempts: int, base_seconds: float, cap_seconds: float) -> float:
-    """Wait after the ``attempts``-th failed try: base, 2*base, 4*base, ... never more than the cap."""
-    return min(cap_seconds, base_seconds * 2 ** max(attempts - 1, 0))
 
 
 @dataclass
@@ -58,6 +57,7 @@ class Outbox:
             "alert": alert.as_dict(),
             "payload": webhook_payload(alert),
             "created_at": now,
+            "logging_at": None,
             "logged_at": None,
             "attempts": 0,
             "next_attempt_at": now,
@@ -75,6 +75,19 @@ class Outbox:
 
     def _save(self, entry: dict) -> None:
         atomic_write_json(self._path(PENDING, entry["alert_id"]), entry)
+
+    def _log_once(self, entry: dict, now: float) -> None:
+        """Append the entry's log line unless an earlier round crashed after appending it, then save ``logged_at``."""
+        if entry.get("logging_at") is None:
+            entry["logging_at"] = now
+            self._save(entry)
+            already_logged = False
+        else:  # an earlier round died while logging: the line may or may not be there
+            already_logged = any(line["alert_id"] == entry["alert_id"] for line in read_records(self.log_path))
+        if not already_logged:
+            append_record(self.log_path, {**entry["alert"], "text": entry["payload"]["text"], "logged_at": now})
+        entry["logged_at"] = now
+        self._save(entry)
 
     def _mark_delivered(self, entry: dict, now: float, webhook: str) -> None:
         entry.update(status=DELIVERED, delivered_at=entry["delivered_at"] or now, webhook=webhook)
@@ -94,16 +107,16 @@ class Outbox:
         """Log every pending entry, then POST those that are due with ``send`` (None: no webhook configured).
 
         After the first failed POST the round stops trying (the webhook is likely down) and the rest wait
-        for the next round; so do entries left when ``budget_seconds`` is spent.
+        for the next round; so do entries left when ``budget_seconds`` is spent. A failed entry waits
+        base, 2*base, 4*base, ... (never more than the cap) before its next try.
         """
+        backoff = RetryLimits(delay_seconds=backoff_base_seconds, max_delay_seconds=backoff_cap_seconds, jitter_fraction=0.0)
         report = DeliveryRound()
         deadline = time.monotonic() + budget_seconds
         webhook_up = True
         for entry in self.entries(PENDING):
             if entry["logged_at"] is None:
-                append_line(self.log_path, {**entry["alert"], "text": entry["payload"]["text"], "logged_at": now})
-                entry["logged_at"] = now
-                self._save(entry)
+                self._log_once(entry, now)
                 report.logged += 1
             if entry["status"] == DELIVERED:  # marked but not yet moved when the last round stopped
                 self._mark_delivered(entry, now, entry["webhook"])
@@ -117,7 +130,7 @@ class Outbox:
                 try:
                     send(entry["payload"])
                 except WebhookError as error:
-                    delay = retry_delay_seconds(entry["attempts"], backoff_base_seconds, backoff_cap_seconds)
+                    delay = retry_delay(entry["attempts"] - 1, backoff, unit_random=0.0)
                     entry.update(last_error=str(error), next_attempt_at=now + delay)
                     self._save(entry)
                     report.failed += 1
