@@ -27,12 +27,14 @@ def test_csv_values_that_do_not_convert_become_nulls(tmp_path):
         "order_id,event_time,customer_id,region,amount,status\n"
         "1,2024-01-01T10:05:00Z,7,north,12.5,paid\n"
         "2,not a time,x,south,twelve,shipped\n"
+        "3,2024-01-01T10:06:00Z,7.5,east,3,paid\n"
     )
     source = LandingFileSource(landing_dir=str(tmp_path), pattern="{date}-{hour:02d}.csv")
     frame = source.fetch_hour(HOUR)
-    assert frame["order_id"].tolist() == [1, 2]
+    assert frame["order_id"].tolist() == [1, 2, 3]
     assert frame.loc[0, "event_time"] == pd.Timestamp("2024-01-01 10:05", tz="UTC")
     assert frame.loc[1, ["event_time", "customer_id", "amount"]].isna().all()
+    assert pd.isna(frame.loc[2, "customer_id"])  # 7.5 is no customer id: null, so the row is invalid
     assert str(frame["customer_id"].dtype) == "Int64"
 
 

@@ -2,8 +2,6 @@
 
 from dataclasses import dataclass
 
-FAULT_MODES = ("raise", "kill", "slow")
-
 
 @dataclass(frozen=True)
 class FaultPlan:

@@ -4,7 +4,6 @@ import os
 
 import dagster as dg
 import psutil
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from pydantic import Field
 
 from scalable_pipeline.constants import CHUNK_POOL
@@ -32,7 +31,8 @@ class ScalingResource(dg.ConfigurableResource):
             self.min_batch_size, self.max_batch_size, self.max_chunks, self.memory_budget_fraction, self.chunk_count
         )
 
-    def snapshot(self, context: dg.OpExecutionContext | None = None) -> ResourceSnapshot:
+    def snapshot(self, context: dg.OpExecutionContext) -> ResourceSnapshot:
+        """The machine and the instance now, as ``context``'s run sees them (pinned fields as given)."""
         sources = []
 
         def pick(field: str, pinned, measure, how: str):
@@ -49,18 +49,18 @@ class ScalingResource(dg.ConfigurableResource):
         queue = pick("queue_length", self.queue_length, lambda: queued_runs(context), "instance")
         return ResourceSnapshot(float(cpu), float(mem), int(memory.total), int(workers), int(queue), tuple(sources))
 
-    def strategy(self, total_records: int, bytes_per_record: float, context=None) -> tuple[ScalingStrategy, ResourceSnapshot]:
+    def strategy(
+        self, total_records: int, bytes_per_record: float, context: dg.OpExecutionContext
+    ) -> tuple[ScalingStrategy, ResourceSnapshot]:
         snapshot = self.snapshot(context)
         return decide_strategy(total_records, snapshot, bytes_per_record, self.limits), snapshot
 
 
-def available_worker_slots(context) -> int:
+def available_worker_slots(context: dg.OpExecutionContext) -> int:
     """Chunk steps this run can run at once, from its executor and the chunk pool's limit."""
-    cpu_count = os.cpu_count() or 1
-    if context is None:
-        return cpu_count
     execution = (context.run.run_config or {}).get("execution") or {}
     max_concurrent = (execution.get("config") or {}).get("max_concurrent")
+    cpu_count = os.cpu_count() or 1
     return worker_slots(context.job_def.executor_def.name, max_concurrent, cpu_count, chunk_pool_limit(context.instance))
 
 
@@ -72,7 +72,5 @@ def chunk_pool_limit(instance: dg.DagsterInstance) -> int | None:
     return instance.get_concurrency_config().pool_config.default_pool_limit
 
 
-def queued_runs(context) -> int:
-    if context is None:
-        return 0
-    return context.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))
+def queued_runs(context: dg.OpExecutionContext) -> int:
+    return context.instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))

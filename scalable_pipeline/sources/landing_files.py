@@ -48,9 +48,15 @@ def read_landing_file(path: Path) -> pd.DataFrame:
         {
             "order_id": order_ids.astype("int64"),
             "event_time": pd.to_datetime(raw["event_time"], utc=True, errors="coerce").astype("datetime64[us, UTC]"),
-            "customer_id": pd.to_numeric(raw["customer_id"], errors="coerce").round().astype("Int64"),
+            "customer_id": whole_numbers(raw["customer_id"]),
             "region": raw["region"].astype("string"),
             "amount": pd.to_numeric(raw["amount"], errors="coerce").astype("float64"),
             "status": raw["status"].astype("string"),
         }
     )
+
+
+def whole_numbers(values: pd.Series) -> pd.Series:
+    """Nullable integers; anything that is not a whole number (text, 7.5) becomes null."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers.where(numbers == numbers.round()).astype("Int64")

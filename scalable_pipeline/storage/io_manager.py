@@ -5,10 +5,13 @@ Every asset op writes, audits and publishes its own output (write-audit-publish)
 run's ``data_store`` resource, so a data root set in run config reaches loading too.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
+from scalable_pipeline.storage.atomic import read_json
 from scalable_pipeline.storage.versioned_store import StoredVersion
 
 DOCUMENT_TYPES = {"ChunkPlan": ChunkPlan}
@@ -32,7 +35,7 @@ class VersionedStoreIOManager(dg.IOManager):
         stored = store.require_published(asset, partition)
         if stored.path.endswith(".parquet"):
             return pd.read_parquet(stored.path)
-        document = store.read_published_document(asset, partition)
+        document = read_json(Path(stored.path))
         document_type = DOCUMENT_TYPES.get(document.get("type", ""))
         return document_type.from_json(document) if document_type else document
 
