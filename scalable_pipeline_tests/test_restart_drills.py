@@ -93,6 +93,8 @@ def test_concurrent_runs_of_one_partition_do_not_interleave(home, data_dir, clea
             if lease.exists():
                 break
             first.join(timeout=0.1)
+        else:
+            pytest.fail("the first run never took the partition's lease")
         holder = drills.latest_run(instance)
         assert drills.run(home, data_dir, drills.run_config(), in_process=True) == 0
         first.join(timeout=300)
