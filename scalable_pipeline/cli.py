@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from scalable_pipeline.constants import JOB_NAME
+from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
 
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         if args.multiprocess:
             result = dg.execute_job(
-                job, instance=instance, run_config=config, tags={"dagster/partition": args.partition}
+                job, instance=instance, run_config=config, tags={PARTITION_TAG: args.partition}
             )
         else:
             result = job.execute_in_process(

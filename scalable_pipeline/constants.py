@@ -29,4 +29,6 @@ CHUNK_POOL = "chunk_processing"
 
 DATA_DIR_ENV = "SCALABLE_PIPELINE_DATA_DIR"
 LANDING_DIR_ENV = "SCALABLE_PIPELINE_LANDING_DIR"
+# Run tags Dagster sets on partitioned runs (a single partition, or a range in one run).
 PARTITION_TAG = "dagster/partition"
+PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from scalable_pipeline.alerts.messages import Alert
-from scalable_pipeline.constants import PARTITION_TAG
+from scalable_pipeline.constants import PARTITION_RANGE_TAGS, PARTITION_TAG
 
 
 def check_evaluation_records(
@@ -39,7 +38,7 @@ def run_partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
         return None
     if PARTITION_TAG in run.tags:
         return run.tags[PARTITION_TAG]
-    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    start, end = (run.tags.get(tag) for tag in PARTITION_RANGE_TAGS)
     return f"{start}...{end}" if start and end else None
 
 

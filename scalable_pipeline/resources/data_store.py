@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.constants import DATA_DIR_ENV
+from scalable_pipeline.constants import DATA_DIR_ENV, PARTITION_TAG
 from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -35,7 +35,7 @@ class DataStoreResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Every step of a partitioned run takes (or keeps) its partition's lease: see storage/partition_lease.py."""
         run, instance = context.dagster_run, context.instance
-        partition = run.tags.get("dagster/partition") if run else None
+        partition = run.tags.get(PARTITION_TAG) if run else None
         if partition and instance:
             PartitionLeases(self.root).acquire(partition, run.run_id, lambda run_id: run_status(instance, run_id))
 
