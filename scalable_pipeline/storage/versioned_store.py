@@ -25,7 +25,9 @@ from scalable_pipeline.decisions.retention import versions_to_delete
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
 from scalable_pipeline.storage.jsonl import append_record, read_records
 
-RAW_ROW_GROUP_SIZE = 10_000
+# Every table is written in row groups of this size, so a chunk step reads its row range of the raw
+# table without reading the whole hour (see read_row_range).
+ROW_GROUP_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class VersionedStore:
     def write_table(self, asset: str, partition: str, frame: pd.DataFrame, run_id: str = "") -> StoredVersion:
         version = new_version_id(run_id)
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=RAW_ROW_GROUP_SIZE))
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_SIZE))
         return StoredVersion(asset, partition, version, str(path))
 
     def write_document(self, asset: str, partition: str, document: dict, run_id: str = "") -> StoredVersion:
