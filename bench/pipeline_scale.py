@@ -42,7 +42,10 @@ def run_case(extra_args: list[str]) -> dict:
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-m", "scalable_pipeline", "run", *extra_args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         peaks, stop = {}, threading.Event()
         sampler = threading.Thread(target=sample_tree, args=(psutil.Process(process.pid), peaks, stop))
@@ -63,7 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", help="run only cases whose name contains this text")
     args = parser.parse_args()
-    print(f"{'case':26} {'records':>9} {'chunks':>6} {'job s':>7} {'wall s':>7} {'rec/s':>9} {'peak proc MB':>12} {'peak tree MB':>12}")
+    print(
+        f"{'case':26} {'records':>9} {'chunks':>6} {'job s':>7} {'wall s':>7} {'rec/s':>9} {'peak proc MB':>12} {'peak tree MB':>12}"
+    )
     for name, extra in CASES:
         if args.only and args.only not in name:
             continue

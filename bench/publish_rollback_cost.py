@@ -42,17 +42,23 @@ def record(kind: str, restored: str, replaced: str) -> RollbackRecord:
 
 
 def measure(scale: float, repeats: int) -> dict:
-    table = generate_orders(pd.Timestamp(PARTITION.replace("-10:00", " 10:00"), tz="UTC"), SyntheticOrdersSpec(scale, 0.005, 0.01, 0))
+    table = generate_orders(
+        pd.Timestamp(PARTITION.replace("-10:00", " 10:00"), tz="UTC"), SyntheticOrdersSpec(scale, 0.005, 0.01, 0)
+    )
     with tempfile.TemporaryDirectory() as root:
         store = VersionedStore(root, keep_versions=5)
         stage, publish, auto, manual = [], [], [], []
         for _ in range(repeats):
-            staged_box = []
-            stage.append(timed(lambda: staged_box.append(store.write_table(ASSET, PARTITION, table, "bench"))))
-            publish.append(timed(lambda: store.publish(staged_box[0], "bench")))
+            staged_box: list = []
+            stage.append(timed(lambda box=staged_box: box.append(store.write_table(ASSET, PARTITION, table, "bench"))))
+            publish.append(timed(lambda box=staged_box: store.publish(box[0], "bench")))
             bad = store.write_table(ASSET, PARTITION, table, "badrun")
             good = store.require_published(ASSET, PARTITION).version
-            auto.append(timed(lambda: (store.discard(bad), append_rollback(root, record("automatic", good, bad.version)))))
+            auto.append(
+                timed(
+                    lambda bad=bad, good=good: (store.discard(bad), append_rollback(root, record("automatic", good, bad.version)))
+                )
+            )
         versions = store.good_versions(ASSET, PARTITION)
         for i in range(repeats):
             target = versions[i % 2]
@@ -70,7 +76,9 @@ def measure(scale: float, repeats: int) -> dict:
             job_seconds = timed(
                 lambda: job.execute_in_process(
                     run_config={
-                        "ops": {"set_published_version": {"config": {"asset": ASSET, "partition": PARTITION, "version": versions[-1]}}},
+                        "ops": {
+                            "set_published_version": {"config": {"asset": ASSET, "partition": PARTITION, "version": versions[-1]}}
+                        },
                         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
                     },
                     resources={"data_store": DataStoreResource(data_dir=root)},
@@ -94,7 +102,9 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 100])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'scale':>6} {'records':>9} {'stage s':>9} {'publish s':>10} {'auto rollback s':>16} {'manual rollback s':>18} {'rollback job s':>15}")
+    print(
+        f"{'scale':>6} {'records':>9} {'stage s':>9} {'publish s':>10} {'auto rollback s':>16} {'manual rollback s':>18} {'rollback job s':>15}"
+    )
     for scale in args.scales:
         r = measure(scale, args.repeats)
         print(

@@ -48,7 +48,9 @@ def timed_run(instance, config: dict, partition: str, parent_run_id: str | None 
 
 
 def clear_checkpoints(partition: str) -> None:
-    shutil.rmtree(ChunkCheckpoints(os.environ["SCALABLE_PIPELINE_DATA_DIR"]).root / partition_dirname(partition), ignore_errors=True)
+    shutil.rmtree(
+        ChunkCheckpoints(os.environ["SCALABLE_PIPELINE_DATA_DIR"]).root / partition_dirname(partition), ignore_errors=True
+    )
 
 
 def measure(instance, scale: float, chunks: int, partition: str) -> dict:
@@ -92,7 +94,7 @@ def main() -> None:
     (root / "dagster_home").mkdir()
     rows = []
     with dg.instance_for_test(temp_dir=os.environ["DAGSTER_HOME"]) as instance:
-        for chunks, partition in zip(args.chunks, PARTITIONS):
+        for chunks, partition in zip(args.chunks, PARTITIONS, strict=False):
             rows.append(measure(instance, args.scale, chunks, partition))
             print(json.dumps(rows[-1]), flush=True)
     print(f"\nrestart after 1 failed chunk of N, scale {args.scale}, {os.cpu_count()} CPUs (multiprocess executor, forkserver)")

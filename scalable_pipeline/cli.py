@@ -31,7 +31,9 @@ def summary_lines(result, seconds: float) -> list[str]:
     }
     raw, plan = metadata.get("raw_volume", {}), metadata.get("chunk_partitions", {})
     processed, output = metadata.get("processed_chunks", {}), metadata.get("consolidated_output", {})
-    peak_rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    peak_rss_mb = (
+        max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    )
     return [
         f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {seconds:.2f} s",
         f"records in:   {raw.get('total_records', '?')}",
@@ -56,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
         if args.multiprocess:
-            result = dg.execute_job(
-                job, instance=instance, run_config=config, tags={PARTITION_TAG: args.partition}
-            )
+            result = dg.execute_job(job, instance=instance, run_config=config, tags={PARTITION_TAG: args.partition})
         else:
             result = job.execute_in_process(
                 run_config=config, instance=instance, partition_key=args.partition, raise_on_error=False

@@ -20,6 +20,7 @@ from scalable_pipeline.resources.source import LandingFileSource, OrderSource, S
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
+
 def parallel_executor_config(config: dict) -> dict:
     """Separate processes per step, forked from a server with the project preloaded (seconds saved per
     step); ``max_concurrent`` (default: CPU count) passes through, and the scaling resource reads it."""

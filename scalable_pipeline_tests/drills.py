@@ -34,8 +34,17 @@ def _execute(home: str, data_dir: str, config: dict, partition: str, parent_run_
 
     with dg.instance_for_test(temp_dir=home) as instance:
         if in_process:  # the whole run in this process: a ``kill`` fault kills the run itself
-            assets = [defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")]
-            dg.materialize(assets, partition_key=partition, resources=build_resources(), run_config=config, instance=instance, raise_on_error=False)
+            assets = [
+                defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
+            ]
+            dg.materialize(
+                assets,
+                partition_key=partition,
+                resources=build_resources(),
+                run_config=config,
+                instance=instance,
+                raise_on_error=False,
+            )
             return
         reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
         dg.execute_job(

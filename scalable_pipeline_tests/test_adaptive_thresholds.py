@@ -67,7 +67,9 @@ def test_volume_anomaly_without_history_passes():
 
 
 def test_quality_policy_merges_settings_over_defaults():
-    quality = QualityResource(gates={"invalid_ratio": GateSettings(adaptive=True, k=4.0), "volume_anomaly": GateSettings(severity=Severity.ERROR)})
+    quality = QualityResource(
+        gates={"invalid_ratio": GateSettings(adaptive=True, k=4.0), "volume_anomaly": GateSettings(severity=Severity.ERROR)}
+    )
     assert quality.policy("invalid_ratio") == GatePolicy(adaptive=True, k=4.0)
     assert quality.policy("volume_anomaly").severity == "ERROR" and quality.policy("volume_anomaly").floor == 0.2
     assert QualityResource().policy("volume_anomaly") == DEFAULT_VOLUME_POLICY
@@ -75,11 +77,16 @@ def test_quality_policy_merges_settings_over_defaults():
 
 
 def test_quality_rejects_unknown_gates_and_unused_settings():
-    with pytest.raises(ValueError, match="unknown gate 'invalid_ratios'; known gates: raw_schema, .*volume_anomaly"):
+    with pytest.raises(ValueError, match=r"unknown gate 'invalid_ratios'; known gates: raw_schema, .*volume_anomaly"):
         QualityResource(gates={"invalid_ratios": GateSettings(severity=Severity.WARN)})
-    with pytest.raises(ValueError, match="'unique_order_id' has a built-in threshold .*only severity can be set, not adaptive, threshold"):
+    with pytest.raises(
+        ValueError, match=r"'unique_order_id' has a built-in threshold .*only severity can be set, not adaptive, threshold"
+    ):
         QualityResource(gates={"unique_order_id": GateSettings(threshold=1.0, adaptive=True)})
-    assert QualityResource(gates={"unique_order_id": GateSettings(severity=Severity.WARN)}).policy("unique_order_id").severity == "WARN"
+    assert (
+        QualityResource(gates={"unique_order_id": GateSettings(severity=Severity.WARN)}).policy("unique_order_id").severity
+        == "WARN"
+    )
 
 
 def test_known_gate_names_are_the_pipelines_checks():
@@ -111,7 +118,11 @@ def test_adaptive_threshold_derived_from_seeded_history(instance):
     seed_passed_scores(instance, seeded)
     instance.report_runless_asset_event(  # a failed evaluation is not part of the history
         dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey("processed_chunks"), check_name="invalid_ratio", passed=False, metadata={"score": 0.9}, partition="2023-12-20-03:00"
+            asset_key=dg.AssetKey("processed_chunks"),
+            check_name="invalid_ratio",
+            passed=False,
+            metadata={"score": 0.9},
+            partition="2023-12-20-03:00",
         )
     )
     quality = QualityResource(gates={"invalid_ratio": GateSettings(adaptive=True, k=3.0, min_history=5)})
@@ -126,7 +137,9 @@ def test_adaptive_threshold_derived_from_seeded_history(instance):
     assert metadata["threshold_derivation"].startswith("mean")
     assert check_metadata(result, "duplicate_ratio")["threshold_method"] == "static"
     fixed = check_metadata(result, "chunks_complete")  # a built-in threshold is reported as static too
-    assert (fixed["threshold_method"], fixed["threshold"]) == ("static", 0.0) and "not configurable" in fixed["threshold_derivation"]
+    assert (fixed["threshold_method"], fixed["threshold"]) == ("static", 0.0) and "not configurable" in fixed[
+        "threshold_derivation"
+    ]
 
 
 def test_volume_gate_reads_the_same_hour_of_earlier_days(instance):
@@ -136,7 +149,7 @@ def test_volume_gate_reads_the_same_hour_of_earlier_days(instance):
         for e in first.get_asset_materialization_events()
         if e.asset_key.path[-1] == "consolidated_output"
     )
-    for day, factor in zip(same_hour_partition_keys(OFF_PEAK_PARTITION, 3), (10, 11, 9)):
+    for day, factor in zip(same_hour_partition_keys(OFF_PEAK_PARTITION, 3), (10, 11, 9), strict=False):
         instance.report_runless_asset_event(
             dg.AssetMaterialization("consolidated_output", partition=day, metadata={"valid": valid * factor})
         )

@@ -65,20 +65,29 @@ def test_chunk_that_keeps_failing_isolates_siblings_and_blocks_publishing(instan
 
 
 def test_new_run_reuses_chunks_of_the_same_plan(instance):
-    first = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, faults=FaultInjectionResource(fail_chunks=[0]), chunk_retries=NO_WAIT)
+    first = materialize_hour(
+        PEAK_PARTITION, instance, raise_on_error=False, faults=FaultInjectionResource(fail_chunks=[0]), chunk_retries=NO_WAIT
+    )
     assert not first.success
     second = materialize_hour(PEAK_PARTITION, instance)
     metadata = materialization_metadata(second, "processed_chunks")
     assert (metadata["chunks"], metadata["chunks_reused"]) == (4, 3)
     chunk_steps = [e.step_key for e in second.get_step_success_events() if ".process_chunk[" in e.step_key]
     assert chunk_steps == ["processed_chunks.process_chunk[chunk_00000]"]  # reused chunks start no step
-    assert materialization_metadata(first, "chunk_partitions")["plan_fingerprint"] == materialization_metadata(second, "chunk_partitions")["plan_fingerprint"]
+    assert (
+        materialization_metadata(first, "chunk_partitions")["plan_fingerprint"]
+        == materialization_metadata(second, "chunk_partitions")["plan_fingerprint"]
+    )
 
 
 def test_slow_fault_delays_the_chunk_and_still_succeeds(instance):
-    result = materialize_hour(PEAK_PARTITION, instance, faults=FaultInjectionResource(fail_chunks=[3], mode="slow", slow_seconds=0.5))
+    result = materialize_hour(
+        PEAK_PARTITION, instance, faults=FaultInjectionResource(fail_chunks=[3], mode="slow", slow_seconds=0.5)
+    )
     assert result.success
     chunk_seconds = {
-        e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_SUCCESS
+        e.step_key: e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_SUCCESS
     }
     assert chunk_seconds["processed_chunks.process_chunk[chunk_00003]"] >= 0.5

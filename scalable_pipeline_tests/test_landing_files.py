@@ -73,7 +73,9 @@ def test_pipeline_on_landing_files_and_a_bad_file_is_quarantined(tmp_path, insta
     orders.to_parquet(source.path_for(HOUR), index=False)
     assert materialize_hour("2024-01-01-10:00", instance, source=source).success
     good = VersionedStore(data_dir).published("consolidated_output", "2024-01-01-10:00")
-    pd.testing.assert_frame_equal(defs.load_asset_value("raw_volume", partition_key="2024-01-01-10:00", instance=instance), orders)
+    pd.testing.assert_frame_equal(
+        defs.load_asset_value("raw_volume", partition_key="2024-01-01-10:00", instance=instance), orders
+    )
 
     orders.drop(columns=["amount"]).to_parquet(source.path_for(HOUR), index=False)  # a broken redelivery
     result = materialize_hour("2024-01-01-10:00", instance, source=source, raise_on_error=False)

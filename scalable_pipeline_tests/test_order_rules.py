@@ -63,7 +63,9 @@ def test_row_range_reads_only_the_row_groups_it_needs(tmp_path, monkeypatch):
     groups_read = []
     real_read = pq.ParquetFile.read_row_groups
     monkeypatch.setattr(
-        pq.ParquetFile, "read_row_groups", lambda self, groups, **kw: groups_read.append(list(groups)) or real_read(self, groups, **kw)
+        pq.ParquetFile,
+        "read_row_groups",
+        lambda self, groups, **kw: groups_read.append(list(groups)) or real_read(self, groups, **kw),
     )
     part = read_row_range(stored.path, 12_345, 20_001)
     assert part["order_id"].tolist() == list(range(12_345, 20_001))

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST
 def connect(url: str):
     parts = make_url(url)
     return psycopg2.connect(
-        host=parts.host, port=parts.port or 5432, user=parts.username, password=parts.password, dbname=parts.database or "postgres"
+        host=parts.host,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        dbname=parts.database or "postgres",
     )
 
 
@@ -56,7 +60,7 @@ def test_pipeline_runs_and_checkpoints_in_postgres(postgres_database):
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("consolidated_output"), "reconciliation")]
         )
-        assert list(check.values())[0].run_id == second.run_id
+        assert next(iter(check.values())).run_id == second.run_id
         # The history kept in PostgreSQL feeds the next hour's processing-time estimate.
         assert materialization_metadata(second, "raw_volume")["estimated_processing_time"] > 0
 

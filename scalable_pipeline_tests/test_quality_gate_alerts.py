@@ -311,7 +311,9 @@ def test_webhook_url_never_appears_in_logs(sqlite_instance, data_dir, monkeypatc
 def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data_dir, receiver):
     assets = [defs.get_assets_def(key) for key in ["raw_volume", "chunk_partitions", "processed_chunks"]]
     resources = {**build_resources(), "quality": QualityResource(max_invalid_ratio=0.0)}
-    result = dg.materialize(assets, partition_key="2024-01-01-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False)
+    result = dg.materialize(
+        assets, partition_key="2024-01-01-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False
+    )
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed
 

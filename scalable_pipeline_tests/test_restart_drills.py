@@ -22,8 +22,14 @@ def clean_tables(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("clean")
     with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
         patch.setenv("SCALABLE_PIPELINE_DATA_DIR", str(data_dir))
-        resources = {**build_resources(), "scaling": ScalingResource(chunk_count=drills.CHUNKS), "source": SyntheticOrderSource(scale=drills.SCALE)}
-        assets = [defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")]
+        resources = {
+            **build_resources(),
+            "scaling": ScalingResource(chunk_count=drills.CHUNKS),
+            "source": SyntheticOrderSource(scale=drills.SCALE),
+        }
+        assets = [
+            defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
+        ]
         assert dg.materialize(assets, partition_key=drills.PARTITION, resources=resources, instance=instance).success
         return drills.published_tables(data_dir)
 

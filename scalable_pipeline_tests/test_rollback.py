@@ -1,6 +1,5 @@
 """Write-audit-publish and rollback: a failed gate never replaces the last good data."""
 
-import json
 import uuid
 from pathlib import Path
 
@@ -115,7 +114,12 @@ def test_error_gate_on_consolidated_output_rolls_it_back(instance, data_dir):
     assert not bad.success
     assert published_bytes("consolidated_output") == (version, data)
     record = read_rollbacks(data_dir)[-1]
-    assert (record.asset, record.gate, record.threshold, record.restored_version) == ("consolidated_output", "volume_anomaly", 0.0, version)
+    assert (record.asset, record.gate, record.threshold, record.restored_version) == (
+        "consolidated_output",
+        "volume_anomaly",
+        0.0,
+        version,
+    )
     # the earlier stages passed their own gates and stay published from this run (see README)
     assert store().require_published("processed_chunks", PARTITION).version.endswith(bad.run_id[:8])
 
@@ -146,13 +150,18 @@ def test_manual_rollback_to_an_earlier_version(instance, data_dir):
     second_version, second_data = published_bytes("consolidated_output")
     assert second_data != first_data
 
-    result = run_rollback(instance, asset="consolidated_output", partition=PARTITION, version=first_version, reason="bad upstream feed")
+    result = run_rollback(
+        instance, asset="consolidated_output", partition=PARTITION, version=first_version, reason="bad upstream feed"
+    )
 
     assert result.success
     assert published_bytes("consolidated_output") == (first_version, first_data)
     record = read_rollbacks(data_dir)[-1]
     assert (record.kind, record.restored_version, record.replaced_version, record.reason) == (
-        "manual", first_version, second_version, "bad upstream feed"
+        "manual",
+        first_version,
+        second_version,
+        "bad upstream feed",
     )
     assert observations(instance, "consolidated_output")[0]["restored_version"] == first_version
     loaded = defs.load_asset_value("consolidated_output", partition_key=PARTITION, instance=instance)
@@ -182,7 +191,9 @@ def test_manual_rollback_waits_for_a_run_writing_the_partition(instance, data_di
     before = published_bytes("consolidated_output")
     pointer = (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text()
     # another run of the partition is still going and holds its lease
-    writer = instance.add_run(dg.DagsterRun(job_name="scalable_data_processing", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED))
+    writer = instance.add_run(
+        dg.DagsterRun(job_name="scalable_data_processing", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    )
     PartitionLeases(data_dir).acquire(PARTITION, writer.run_id, lambda run_id: None)
 
     result = run_rollback(instance, raise_on_error=False, asset="consolidated_output", partition=PARTITION, version=first_version)

@@ -109,7 +109,9 @@ def test_limits_clamp_the_batch_and_the_number_of_chunks():
     assert big.chunk_count == 10 and big.batch_size == 100_000  # the chunk cap wins over max_batch_size
 
 
-@pytest.mark.parametrize("total, pinned, chunks", [(11_141, 17, 17), (100, 40, 40), (2_000, 600, 600), (10, 6, 6), (3, 8, 3), (0, 5, 1)])
+@pytest.mark.parametrize(
+    "total, pinned, chunks", [(11_141, 17, 17), (100, 40, 40), (2_000, 600, 600), (10, 6, 6), (3, 8, 3), (0, 5, 1)]
+)
 def test_pinned_chunk_count_is_honoured(total, pinned, chunks):
     strategy = decide_strategy(total, snapshot(workers=2), 60, ScalingLimits(pinned_chunk_count=pinned))
     assert strategy.chunk_count == chunks  # never more chunks than records, at least one

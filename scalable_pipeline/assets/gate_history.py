@@ -4,7 +4,12 @@ import dagster as dg
 
 from scalable_pipeline.decisions.gates import GateVerdict, ratio_at_most
 from scalable_pipeline.decisions.thresholds import Threshold, derive_threshold, explained
-from scalable_pipeline.decisions.volume_anomaly import DEFAULT_VOLUME_POLICY, VOLUME_ANOMALY_GATE, same_hour_partition_keys, volume_anomaly
+from scalable_pipeline.decisions.volume_anomaly import (
+    DEFAULT_VOLUME_POLICY,
+    VOLUME_ANOMALY_GATE,
+    same_hour_partition_keys,
+    volume_anomaly,
+)
 from scalable_pipeline.resources.quality import QualityResource
 
 
@@ -13,7 +18,9 @@ def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: i
 
     Planned and failed executions are filtered out after fetching, so up to ``3 * limit`` executions are read.
     """
-    records = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit * 3)
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit * 3
+    )
     scores = []
     for record in records:
         evaluation = record.evaluation  # an AssetCheckEvaluationPlanned while the check has not run
@@ -46,7 +53,14 @@ def gate_threshold(context: dg.OpExecutionContext, quality: QualityResource, ass
 
 
 def ratio_gate(
-    context: dg.OpExecutionContext, quality: QualityResource, asset: str, check: str, count: int, total: int, static: float, what: str
+    context: dg.OpExecutionContext,
+    quality: QualityResource,
+    asset: str,
+    check: str,
+    count: int,
+    total: int,
+    static: float,
+    what: str,
 ) -> GateVerdict:
     """``ratio_at_most`` at the gate's static or adaptive threshold, with the derivation in its details."""
     threshold = gate_threshold(context, quality, asset, check, static)

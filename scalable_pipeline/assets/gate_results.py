@@ -18,7 +18,6 @@ from scalable_pipeline.rollbacks import record_rollback
 from scalable_pipeline.storage.rollback_log import RollbackRecord
 from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedStore
 
-
 # The pipeline's stages in order: a stage's rollback is recorded on it and on every stage after it.
 PIPELINE_STAGES = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 
@@ -94,4 +93,7 @@ def roll_back_stage(
 
 
 def _plain(details: dict) -> dict:
-    return {key: value if isinstance(value, (int, float, str, bool)) else dg.MetadataValue.json(value) for key, value in details.items()}
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else dg.MetadataValue.json(value)
+        for key, value in details.items()
+    }

@@ -15,7 +15,14 @@ from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, classify, final_reasons, reason_counts
+from scalable_pipeline.decisions.order_rules import (
+    DUPLICATE,
+    RAW_ROW_COLUMN,
+    REASON_COLUMN,
+    classify,
+    final_reasons,
+    reason_counts,
+)
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -25,8 +32,12 @@ from scalable_pipeline.storage.versioned_store import read_row_range
 
 ASSET = "processed_chunks"
 GATES = [
-    gate_spec(ASSET, "invalid_ratio", "Share of de-duplicated rows that break a validity rule, at most quality.max_invalid_ratio."),
-    gate_spec(ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."),
+    gate_spec(
+        ASSET, "invalid_ratio", "Share of de-duplicated rows that break a validity rule, at most quality.max_invalid_ratio."
+    ),
+    gate_spec(
+        ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."
+    ),
     gate_spec(ASSET, "chunks_complete", "Every chunk of the plan processed; rows in = raw rows."),
 ]
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
@@ -144,7 +155,7 @@ def combine_chunks(results: list[ChunkResult]) -> pd.DataFrame:
 def chunk_problems(plan: ChunkPlan, results: list[ChunkResult]) -> list[str]:
     done = {r.index for r in results}
     missing = [c.index for c in plan.chunks if c.index not in done]
-    problems = [f"chunks {missing} have no result" ] if missing else []
+    problems = [f"chunks {missing} have no result"] if missing else []
     rows_in = sum(r.rows_in for r in results)
     if rows_in != plan.total_records:
         problems.append(f"chunks hold {rows_in} rows, the raw hour has {plan.total_records}")
@@ -168,8 +179,12 @@ def collect_chunks(
     store = data_store.store()
     staged = store.write_table(ASSET, context.partition_key, frame, context.run.run_id)
     verdicts = [
-        ratio_gate(context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"),
-        ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"),
+        ratio_gate(
+            context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"
+        ),
+        ratio_gate(
+            context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"
+        ),
         all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
     ]
     computed = [r for r in results if not r.reused]  # throughput from this run's work only

@@ -12,8 +12,8 @@ from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.source import OrderSource
-from scalable_pipeline.sources.synthetic_orders import is_peak_hour
 from scalable_pipeline.sources.landing_files import LandingFileError
+from scalable_pipeline.sources.synthetic_orders import is_peak_hour
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.storage.quarantine import quarantine_file
 from scalable_pipeline.throughput import estimated_processing_seconds

@@ -40,7 +40,14 @@ class ChunkPlan:
     @classmethod
     def from_json(cls, data: dict) -> "ChunkPlan":
         chunks = tuple(ChunkSpec(**chunk) for chunk in data["chunks"])
-        return cls(data["partition_key"], data["raw_version"], data["raw_path"], data["total_records"], chunks, data.get("raw_digest", ""))
+        return cls(
+            data["partition_key"],
+            data["raw_version"],
+            data["raw_path"],
+            data["total_records"],
+            chunks,
+            data.get("raw_digest", ""),
+        )
 
 
 def split_rows(total_records: int, chunk_count: int) -> tuple[ChunkSpec, ...]:

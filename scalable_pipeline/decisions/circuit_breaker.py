@@ -42,8 +42,8 @@ def record_success() -> BreakerState:
 
 def record_failure(state: BreakerState, now: float, settings: BreakerSettings, error: str) -> BreakerState:
     if state.status == HALF_OPEN:
-        return BreakerState(OPEN, state.failure_times + (now,), now, error)
-    recent = tuple(t for t in state.failure_times if t > now - settings.window_seconds) + (now,)
+        return BreakerState(OPEN, (*state.failure_times, now), now, error)
+    recent = (*tuple(t for t in state.failure_times if t > now - settings.window_seconds), now)
     if len(recent) >= settings.failure_threshold:
         return BreakerState(OPEN, recent, now, error)
     return BreakerState(CLOSED, recent, None, error)

@@ -18,8 +18,4 @@ def versions_to_delete(
     newest_first = sorted(stored, key=version_written_ns, reverse=True)
     kept_good = [v for v in newest_first if v in good and v != published][: max(keep - (published is not None), 0)]
     keep_set = set(kept_good) | {published}
-    return [
-        v
-        for v in newest_first
-        if v not in keep_set and (v in good or now_ns - version_written_ns(v) > grace_ns)
-    ]
+    return [v for v in newest_first if v not in keep_set and (v in good or now_ns - version_written_ns(v) > grace_ns)]

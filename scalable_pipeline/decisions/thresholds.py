@@ -61,7 +61,10 @@ def derive_threshold(policy: GatePolicy, static: float, history: Sequence[float]
     values = list(history)[: policy.history]
     if len(values) < policy.min_history:
         return Threshold(
-            static, "static", f"adaptive, but only {len(values)} of {policy.min_history} history values: static {static:g}", len(values)
+            static,
+            "static",
+            f"adaptive, but only {len(values)} of {policy.min_history} history values: static {static:g}",
+            len(values),
         )
     mean, stddev = fmean(values), pstdev(values)
     ceiling = policy.ceiling if policy.ceiling is not None else static
@@ -89,7 +92,9 @@ def with_derivation(verdict: GateVerdict) -> GateVerdict:
     """``verdict`` as is when it says how its threshold was derived, else with its built-in threshold as static."""
     if "threshold_method" in verdict.details:
         return verdict
-    return explained(verdict, Threshold(verdict.threshold, "static", f"built-in threshold {verdict.threshold:g} (not configurable)"))
+    return explained(
+        verdict, Threshold(verdict.threshold, "static", f"built-in threshold {verdict.threshold:g} (not configurable)")
+    )
 
 
 def settings_problems(settings: dict[str, set[str]]) -> list[str]:

@@ -10,7 +10,9 @@ from scalable_pipeline.decisions.thresholds import GatePolicy, Threshold, derive
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 VOLUME_ANOMALY_GATE = "volume_anomaly"
 # Volumes vary from day to day: this gate reports (WARN) and learns its band from 3+ days of history.
-DEFAULT_VOLUME_POLICY = GatePolicy(severity="WARN", threshold=0.5, adaptive=True, history=14, min_history=3, floor=0.2, ceiling=1.0)
+DEFAULT_VOLUME_POLICY = GatePolicy(
+    severity="WARN", threshold=0.5, adaptive=True, history=14, min_history=3, floor=0.2, ceiling=1.0
+)
 
 
 def same_hour_partition_keys(partition_key: str, days: int) -> list[str]:
@@ -28,7 +30,9 @@ def volume_anomaly(name: str, valid: int, history: Sequence[int], policy: GatePo
     """
     counts = list(history)[: policy.history]
     if not counts:
-        threshold = Threshold(policy.threshold if policy.threshold is not None else static, "static", "no history for this hour yet")
+        threshold = Threshold(
+            policy.threshold if policy.threshold is not None else static, "static", "no history for this hour yet"
+        )
         score = 0.0
     else:
         threshold = derive_threshold(policy, static, counts, relative=True)

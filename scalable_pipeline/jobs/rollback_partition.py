@@ -33,7 +33,9 @@ def set_published_version(context: dg.OpExecutionContext, config: RollbackConfig
     Takes the partition's lease first (held until this run ends), so no pipeline run writes the partition meanwhile.
     """
     try:
-        PartitionLeases(data_store.root).acquire(config.partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id))
+        PartitionLeases(data_store.root).acquire(
+            config.partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id)
+        )
     except PartitionBusyError as error:
         raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
     store = data_store.store()

@@ -24,7 +24,9 @@ class CircuitBreakerResource(dg.ConfigurableResource):
         settings = BreakerSettings(self.failure_threshold, self.window_seconds, self.cooldown_seconds)
         return DurableCircuitBreaker(data_store.root, name, settings)
 
-    def call(self, name: str, data_store: DataStoreResource, fn: Callable[[], T], not_outage: tuple[type[Exception], ...] = ()) -> T:
+    def call(
+        self, name: str, data_store: DataStoreResource, fn: Callable[[], T], not_outage: tuple[type[Exception], ...] = ()
+    ) -> T:
         """``fn()`` through the breaker ``name``, whose state lives under ``data_store``'s root; errors of
         the ``not_outage`` types propagate without counting as failures."""
         return self.breaker(name, data_store).call(fn, not_outage)

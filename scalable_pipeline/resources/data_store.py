@@ -23,7 +23,9 @@ class DataStoreResource(dg.ConfigurableResource):
     """Versioned tables under one root directory (default from the environment, see README)."""
 
     data_dir: str | None = None
-    keep_versions: int = Field(default=5, ge=1, description="Published-good versions kept per asset partition (the published one included).")
+    keep_versions: int = Field(
+        default=5, ge=1, description="Published-good versions kept per asset partition (the published one included)."
+    )
     staging_grace_seconds: float = Field(
         default=3600.0, ge=0, description="Age after which a never-published (staged) version counts as abandoned and is deleted."
     )

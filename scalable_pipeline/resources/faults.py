@@ -31,7 +31,9 @@ class FaultInjectionResource(dg.ConfigurableResource):
         default=None, ge=1, description="Only the first N attempts of a chunk fail (a transient fault); unset: every attempt."
     )
     fail_reexecutions: bool = Field(default=False, description="Also inject into re-executions of the faulted run.")
-    fail_source: bool = Field(default=False, description="Every source fetch raises (a source outage; trips the circuit breaker).")
+    fail_source: bool = Field(
+        default=False, description="Every source fetch raises (a source outage; trips the circuit breaker)."
+    )
 
     @property
     def plan(self) -> FaultPlan:

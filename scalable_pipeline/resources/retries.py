@@ -19,7 +19,9 @@ class ChunkRetryResource(dg.ConfigurableResource):
 
     @property
     def limits(self) -> RetryLimits:
-        return RetryLimits(self.max_retries, self.delay_seconds, self.backoff_factor, self.max_delay_seconds, self.jitter_fraction)
+        return RetryLimits(
+            self.max_retries, self.delay_seconds, self.backoff_factor, self.max_delay_seconds, self.jitter_fraction
+        )
 
     def should_retry(self, retry_number: int) -> bool:
         return should_retry(retry_number, self.limits)

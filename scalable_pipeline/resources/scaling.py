@@ -19,7 +19,9 @@ class ScalingResource(dg.ConfigurableResource):
     memory_usage_percent: float | None = Field(default=None, ge=0, le=100, description="Pin memory use instead of measuring it.")
     available_workers: int | None = Field(default=None, ge=0, description="Pin worker slots instead of reading the executor.")
     queue_length: int | None = Field(default=None, ge=0, description="Pin queued runs instead of asking the instance.")
-    chunk_count: int | None = Field(default=None, ge=1, description="Pin the number of chunks (free memory still bounds a chunk).")
+    chunk_count: int | None = Field(
+        default=None, ge=1, description="Pin the number of chunks (free memory still bounds a chunk)."
+    )
     min_batch_size: int = Field(default=1_000, ge=1)
     max_batch_size: int = Field(default=100_000, ge=1)
     max_chunks: int = Field(default=256, ge=1, description="Keep runs to a few hundred steps (UI and event log stay fast).")

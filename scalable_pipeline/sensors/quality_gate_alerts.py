@@ -63,9 +63,7 @@ def build_quality_gate_alerts(
             f"failed {delivery.failed}, waiting {delivery.waiting}; webhook {'set' if url else 'not set'}"
         )
         context.log.info(summary)
-        return dg.SensorResult(
-            skip_reason=dg.SkipReason(summary), cursor=str(new_cursor) if new_cursor is not None else None
-        )
+        return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=str(new_cursor) if new_cursor is not None else None)
 
     return quality_gate_alerts
 

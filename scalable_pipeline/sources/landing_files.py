@@ -43,7 +43,9 @@ def read_landing_file(path: Path) -> pd.DataFrame:
     bad_ids = order_ids.isna() | (order_ids != order_ids.round())
     if bad_ids.any():
         rows = list(raw.index[bad_ids][:5])
-        raise LandingFileError(path, "order_id_integer", f"{int(bad_ids.sum())} row(s) without an integer order_id, first at rows {rows}")
+        raise LandingFileError(
+            path, "order_id_integer", f"{int(bad_ids.sum())} row(s) without an integer order_id, first at rows {rows}"
+        )
     return pd.DataFrame(
         {
             "order_id": order_ids.astype("int64"),

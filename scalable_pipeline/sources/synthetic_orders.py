@@ -37,7 +37,7 @@ def hour_volume(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec) -> int:
     hour_start = to_utc(hour_start)
     low, high = PEAK_VOLUME if is_peak_hour(hour_start) else OFF_PEAK_VOLUME
     base = _rng(hour_start, spec.seed, stream=0).integers(low, high + 1)
-    return int(round(base * spec.scale))
+    return round(base * spec.scale)
 
 
 def generate_orders(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def _rng(hour_start: pd.Timestamp, seed: int, stream: int) -> np.random.Generato
 
 
 def _inject_invalid(frame: pd.DataFrame, rng: np.random.Generator, rate: float, hour_start: pd.Timestamp) -> None:
-    count = int(round(len(frame) * rate))
+    count = round(len(frame) * rate)
     if count == 0:
         return
     rows = rng.choice(len(frame), size=count, replace=False)
@@ -102,7 +102,7 @@ def _inject_invalid(frame: pd.DataFrame, rng: np.random.Generator, rate: float, 
 
 def _inject_duplicates(frame: pd.DataFrame, rng: np.random.Generator, rate: float) -> None:
     """Resends: a later row repeats an earlier row's record, order_id included."""
-    count = int(round(len(frame) * rate))
+    count = round(len(frame) * rate)
     if count == 0 or len(frame) < 2:
         return
     later = rng.choice(np.arange(1, len(frame)), size=min(count, len(frame) - 1), replace=False)

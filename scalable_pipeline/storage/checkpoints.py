@@ -74,7 +74,9 @@ class ChunkCheckpoints:
     def prune(self, partition_key: str, keep_fingerprint: str) -> list[str]:
         """Delete the partition's checkpoints of every other plan (called once a plan's hour is published)."""
         partition_dir = self.root / partition_dirname(partition_key)
-        stale = [d for d in partition_dir.iterdir() if d.is_dir() and d.name != keep_fingerprint] if partition_dir.exists() else []
+        stale = (
+            [d for d in partition_dir.iterdir() if d.is_dir() and d.name != keep_fingerprint] if partition_dir.exists() else []
+        )
         for plan_dir in stale:
             shutil.rmtree(plan_dir, ignore_errors=True)
         return [d.name for d in stale]

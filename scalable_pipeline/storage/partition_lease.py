@@ -41,4 +41,6 @@ class PartitionLeases:
                     "run monitoring marks it failed; or terminate it in the UI)."
                 )
             if not (decision == HOLD and holder == run_id):
-                atomic_write_json(self.folder / f"{name}.json", {"run_id": run_id, "acquired_at": time.time(), "replaced": holder})
+                atomic_write_json(
+                    self.folder / f"{name}.json", {"run_id": run_id, "acquired_at": time.time(), "replaced": holder}
+                )

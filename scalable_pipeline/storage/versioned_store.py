@@ -77,7 +77,12 @@ class VersionedStore:
         """
         previous = self.published(stored.asset, stored.partition)
         folder = self.partition_dir(stored.asset, stored.partition)
-        change = {"version": stored.version, "previous": previous.version if previous else None, "run_id": run_id, "at": time.time()}
+        change = {
+            "version": stored.version,
+            "previous": previous.version if previous else None,
+            "run_id": run_id,
+            "at": time.time(),
+        }
         append_record(folder / "history.jsonl", {"action": action, **change})
         atomic_write_json(folder / "published.json", {**asdict(stored), **change})
         self.clean(stored.asset, stored.partition)
