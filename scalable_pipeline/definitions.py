@@ -14,7 +14,6 @@ from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
@@ -57,7 +56,6 @@ def build_resources() -> dict:
         "data_store": DataStoreResource(),
         "versioned_store_io_manager": versioned_store_io_manager,
         "faults": FaultInjectionResource(),
-        "chunk_retries": ChunkRetryResource(),
         "circuit_breaker": CircuitBreakerResource(),
     }
 

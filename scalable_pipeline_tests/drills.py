@@ -21,7 +21,6 @@ def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = 
     resources = {
         "scaling": {"config": {"chunk_count": chunks}},
         "source": {"config": {"scale": scale}},
-        "chunk_retries": {"config": {"max_retries": 1, "delay_seconds": 0.01}},
     }
     if faults:
         resources["faults"] = {"config": faults}

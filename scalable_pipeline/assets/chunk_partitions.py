@@ -1,17 +1,16 @@
 """chunk_partitions: the chunk plan for the hour, sized by the scaling resource."""
 
-import hashlib
-
 import dagster as dg
 import pyarrow.parquet as pq
 
-from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.storage.versioned_store import StoredVersion
 
 
 def bytes_per_record(parquet_path: str) -> float:
@@ -21,38 +20,38 @@ def bytes_per_record(parquet_path: str) -> float:
     return total / metadata.num_rows if metadata.num_rows else 0.0
 
 
-def file_digest(path: str) -> str:
-    """SHA-256 of a file's bytes: the same records written the same way give the same digest."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dg.asset(
     partitions_def=HOURLY_PARTITIONS,
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
-    deps=["raw_volume"],
     kinds={"python"},
-    check_specs=[gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once.")],
+    check_specs=[
+        gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once."),
+        gate_spec("chunk_partitions", "plan_lineage", LINEAGE_GATE_DESCRIPTION),
+    ],
 )
 def chunk_partitions(
-    context: dg.AssetExecutionContext, scaling: ScalingResource, data_store: DataStoreResource, quality: QualityResource
+    context: dg.AssetExecutionContext,
+    raw_volume: StoredVersion,
+    scaling: ScalingResource,
+    data_store: DataStoreResource,
+    quality: QualityResource,
 ):
-    """Measure the machine, decide the strategy, split the published raw hour into row ranges."""
+    """Measure the machine, decide the strategy, split the raw hour this run produced into row ranges."""
+    partition = data_store.hold_partition(context, context.partition_key)
     store = data_store.store()
-    raw = store.require_published("raw_volume", context.partition_key)
+    raw = raw_volume
     total_records = pq.read_metadata(raw.path).num_rows
     row_bytes = bytes_per_record(raw.path)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
     chunks = split_rows(total_records, strategy.chunk_count)
-    plan = ChunkPlan(context.partition_key, raw.version, raw.path, total_records, chunks, file_digest(raw.path))
-    staged = store.write_document("chunk_partitions", context.partition_key, plan.to_json(), context.run.run_id)
-    yield from audit_then_publish(
-        context, store, staged, [all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage")], quality
-    )
+    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest)
+    staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
+    verdicts = [
+        all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
+        lineage_gate("plan_lineage", store, staged),
+    ]
+    yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(
         staged,
         metadata={

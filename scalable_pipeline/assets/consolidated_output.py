@@ -5,13 +5,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
-from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import REASON_COLUMN, reason_counts
 from scalable_pipeline.decisions.volume_anomaly import VOLUME_ANOMALY_GATE
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.storage.versioned_store import StoredVersion
 
 ASSET = "consolidated_output"
 REGION_TOTALS_SCHEMA = dg.TableSchema(
@@ -43,24 +44,30 @@ def repeated_order_ids(table: pd.DataFrame) -> list[str]:
     partitions_def=HOURLY_PARTITIONS,
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
-    deps=["raw_volume"],
     kinds={"pandas", "parquet"},
     check_specs=[
         gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
         gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
+        gate_spec(ASSET, "output_lineage", LINEAGE_GATE_DESCRIPTION),
         gate_spec(ASSET, VOLUME_ANOMALY_GATE, "Valid records within the same hour's usual band (history of earlier days)."),
     ],
 )
 def consolidated_output(
-    context: dg.AssetExecutionContext, processed_chunks: pd.DataFrame, data_store: DataStoreResource, quality: QualityResource
+    context: dg.AssetExecutionContext,
+    raw_volume: StoredVersion,
+    processed_chunks: StoredVersion,
+    data_store: DataStoreResource,
+    quality: QualityResource,
 ):
     """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id."""
-    reasons = processed_chunks[REASON_COLUMN]
-    table = processed_chunks.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
+    partition = data_store.hold_partition(context, context.partition_key)
+    processed = pd.read_parquet(processed_chunks.path)
+    reasons = processed[REASON_COLUMN]
+    table = processed.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
     _, invalid, duplicates = reason_counts(reasons)
     store = data_store.store()
-    raw_records = pq.read_metadata(store.require_published("raw_volume", context.partition_key).path).num_rows
-    staged = store.write_table(ASSET, context.partition_key, table, context.run.run_id)
+    raw_records = pq.read_metadata(raw_volume.path).num_rows  # the raw version of this run's lineage
+    staged = store.write_table(ASSET, partition, table, context.run.run_id, processed_chunks.raw_digest)
     totals = region_totals(table)
     metadata = {  # built before publishing: once published, nothing is left to fail before the Output
         "raw_records": raw_records,
@@ -84,8 +91,10 @@ def consolidated_output(
         [
             all_true("reconciliation", reconciliation_problems(raw_records, len(table), invalid, duplicates), "reconciliation"),
             all_true("unique_order_id", repeated_order_ids(table), "unique order_id"),
+            lineage_gate("output_lineage", store, staged),
             volume_gate(context, quality, ASSET, len(table)),
         ],
         quality,
     )
+    data_store.release_partition(context, partition)  # the run's last write for the hour
     yield dg.Output(staged, metadata=metadata)

@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import dagster as dg
 
-from scalable_pipeline.decisions.gates import GateVerdict
+from scalable_pipeline.decisions.gates import GateVerdict, all_true
+from scalable_pipeline.decisions.lineage import lineage_problems
 from scalable_pipeline.decisions.thresholds import with_derivation
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.rollbacks import record_rollback
@@ -20,6 +21,16 @@ from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedSt
 
 # The pipeline's stages in order: a stage's rollback is recorded on it and on every stage after it.
 PIPELINE_STAGES = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
+
+
+LINEAGE_GATE_DESCRIPTION = "Derives from the published raw version (its content digest, carried through every stage)."
+
+
+def lineage_gate(name: str, store: VersionedStore, staged: StoredVersion) -> GateVerdict:
+    """``staged`` derives from the raw content published for its hour now (0 problems)."""
+    raw = store.published("raw_volume", staged.partition)
+    problems = lineage_problems(staged.asset, staged.raw_digest, raw.raw_digest if raw else None, raw.version if raw else None)
+    return all_true(name, problems, "content lineage")
 
 
 def gate_spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:

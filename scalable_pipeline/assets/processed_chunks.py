@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from scalable_pipeline.assets.gate_history import ratio_gate
-from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
@@ -26,7 +26,6 @@ from scalable_pipeline.decisions.order_rules import (
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask
 from scalable_pipeline.storage.versioned_store import read_row_range
 
@@ -38,8 +37,13 @@ GATES = [
     gate_spec(
         ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."
     ),
-    gate_spec(ASSET, "chunks_complete", "Every chunk of the plan processed; rows in = raw rows."),
+    gate_spec(
+        ASSET, "chunks_complete", "Every chunk of the plan processed, each under the plan's fingerprint; rows in = raw rows."
+    ),
+    gate_spec(ASSET, "chunks_lineage", LINEAGE_GATE_DESCRIPTION),
 ]
+# Transient errors in a chunk step are retried by Dagster, with exponential backoff and jitter.
+CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
 
 
@@ -58,6 +62,7 @@ def chunk_tasks(chunk_plan: ChunkPlan) -> list[ChunkTask]:
 @dg.op(out=dg.DynamicOut(ChunkTask))
 def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
     """One dynamic output per chunk still to compute; chunks already checkpointed for this plan start no step."""
+    data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     pending = [task for task in chunk_tasks(chunk_plan) if checkpoints.load(task) is None]
     context.log.info(f"{len(pending)} of {len(chunk_plan.chunks)} chunks to compute; the rest are checkpointed")
@@ -87,6 +92,7 @@ def checkpointed_chunk(task: ChunkTask, checkpoints: ChunkCheckpoints) -> ChunkR
         frame,
         ChunkResult(
             index=task.index,
+            plan_fingerprint=task.plan_fingerprint,
             path="",
             rows_in=len(frame),
             rows_out=valid,
@@ -109,28 +115,24 @@ def chunk_failure_message(task: ChunkTask, attempts: int, error: Exception, chec
     )
 
 
-@dg.op(pool=CHUNK_POOL)
+@dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
 def process_chunk(
-    context: dg.OpExecutionContext,
-    task: ChunkTask,
-    data_store: DataStoreResource,
-    faults: FaultInjectionResource,
-    chunk_retries: ChunkRetryResource,
+    context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
 ) -> ChunkResult:
-    """Validate one chunk or reuse its checkpoint; retry errors with backoff, then fail saying how to resume."""
+    """Validate one chunk or reuse its checkpoint; errors are retried (RetryPolicy), the last attempt says how to resume."""
+    data_store.hold_partition(context, task.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
         faults.before_chunk(context, task.index)
         result = checkpointed_chunk(task, checkpoints)
     except Exception as error:
-        if chunk_retries.should_retry(context.retry_number):
-            delay = chunk_retries.delay(context.retry_number)
-            context.log.warning(f"chunk {task.index}: {type(error).__name__}: {error}; retrying in {delay} s")
-            raise dg.RetryRequested(max_retries=chunk_retries.max_retries, seconds_to_wait=delay) from error
+        if context.retry_number < CHUNK_RETRY_POLICY.max_retries:
+            raise
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
         raise dg.Failure(
             description=chunk_failure_message(task, context.retry_number + 1, error, plan_dir),
             metadata={"chunk": task.index, "attempts": context.retry_number + 1, "checkpoints": plan_dir},
+            allow_retries=False,
         ) from error
     context.add_output_metadata(result.as_metadata())
     return result
@@ -156,6 +158,9 @@ def chunk_problems(plan: ChunkPlan, results: list[ChunkResult]) -> list[str]:
     done = {r.index for r in results}
     missing = [c.index for c in plan.chunks if c.index not in done]
     problems = [f"chunks {missing} have no result"] if missing else []
+    foreign = [r.index for r in results if r.plan_fingerprint != plan.fingerprint]
+    if foreign:
+        problems.append(f"chunks {foreign} were computed for another plan than {plan.fingerprint}")
     rows_in = sum(r.rows_in for r in results)
     if rows_in != plan.total_records:
         problems.append(f"chunks hold {rows_in} rows, the raw hour has {plan.total_records}")
@@ -170,14 +175,15 @@ def collect_chunks(
     quality: QualityResource,
     data_store: DataStoreResource,
 ):
-    """Fan-in: the computed chunks plus the checkpointed ones, combined, audited, published."""
+    """Fan-in: the computed chunks plus the checkpointed ones of this run's plan, combined, audited, published."""
     started = time.perf_counter()
+    partition = data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     results = with_checkpointed_chunks(chunk_plan, results, checkpoints)
     frame = combine_chunks(results)
     valid, invalid, duplicates = reason_counts(frame[REASON_COLUMN])
     store = data_store.store()
-    staged = store.write_table(ASSET, context.partition_key, frame, context.run.run_id)
+    staged = store.write_table(ASSET, partition, frame, context.run.run_id, chunk_plan.raw_digest)
     verdicts = [
         ratio_gate(
             context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"
@@ -186,6 +192,7 @@ def collect_chunks(
             context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"
         ),
         all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
+        lineage_gate("chunks_lineage", store, staged),
     ]
     computed = [r for r in results if not r.reused]  # throughput from this run's work only
     computed_seconds = sum(r.seconds for r in computed)
@@ -203,7 +210,7 @@ def collect_chunks(
     }
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(staged, "result", metadata=metadata)
-    checkpoints.prune(context.partition_key, chunk_plan.fingerprint)  # the hour is published: other plans are stale
+    checkpoints.prune(partition, chunk_plan.fingerprint)  # the hour is published: other plans are stale
 
 
 @dg.graph_asset(

@@ -2,11 +2,15 @@
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
+from scalable_pipeline.assets.gate_history import gate_threshold
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
+from scalable_pipeline.decisions.thresholds import explained
+from scalable_pipeline.decisions.volume_drop import DEFAULT_MAX_DROP, VOLUME_DROP_GATE, volume_drop
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
@@ -38,7 +42,14 @@ def rejected_input(data_store: DataStoreResource, partition: str, error: Landing
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
     kinds={"pandas", "parquet"},
-    check_specs=[gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type.")],
+    check_specs=[
+        gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type."),
+        gate_spec(
+            "raw_volume",
+            VOLUME_DROP_GATE,
+            "An hour that held records before is not replaced by an empty or collapsed one (override: quality.allow_volume_drop).",
+        ),
+    ],
 )
 def raw_volume(
     context: dg.AssetExecutionContext,
@@ -49,6 +60,7 @@ def raw_volume(
     quality: QualityResource,
 ):
     """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
+    partition = data_store.hold_partition(context, context.partition_key)
     hour_start = context.partition_time_window.start
 
     def fetch() -> pd.DataFrame:
@@ -61,12 +73,16 @@ def raw_volume(
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
     except LandingFileError as error:
-        raise rejected_input(data_store, context.partition_key, error) from error
+        raise rejected_input(data_store, partition, error) from error
     store = data_store.store()
-    staged = store.write_table("raw_volume", context.partition_key, frame, context.run.run_id)
-    yield from audit_then_publish(
-        context, store, staged, [all_true("raw_schema", schema_problems(frame), "order record schema")], quality
+    previous = store.published("raw_volume", partition)
+    staged = store.write_table("raw_volume", partition, frame, context.run.run_id)
+    max_drop = gate_threshold(context, quality, "raw_volume", VOLUME_DROP_GATE, DEFAULT_MAX_DROP)
+    drop = volume_drop(
+        len(frame), pq.read_metadata(previous.path).num_rows if previous else None, max_drop.value, quality.allow_volume_drop
     )
+    verdicts = [all_true("raw_schema", schema_problems(frame), "order record schema"), explained(drop, max_drop)]
+    yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(
         staged,
         metadata={
@@ -74,5 +90,6 @@ def raw_volume(
             "peak_hour": is_peak_hour(pd.Timestamp(hour_start)),
             "estimated_processing_time": estimated_processing_seconds(context.instance, len(frame)),
             "source": source.describe(),
+            "raw_digest": staged.raw_digest,
         },
     )

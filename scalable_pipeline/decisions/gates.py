@@ -12,9 +12,18 @@ class Severity(str, Enum):
 
 
 # Gates with a built-in threshold (0 problems): only their severity can be configured.
-FIXED_GATES = ("raw_schema", "chunk_plan_covers_raw", "chunks_complete", "reconciliation", "unique_order_id")
+FIXED_GATES = (
+    "raw_schema",
+    "chunk_plan_covers_raw",
+    "plan_lineage",
+    "chunks_complete",
+    "chunks_lineage",
+    "reconciliation",
+    "unique_order_id",
+    "output_lineage",
+)
 # Gates with a score threshold: severity, static threshold and adaptive settings can be configured.
-SCORE_GATES = ("invalid_ratio", "duplicate_ratio", "volume_anomaly")
+SCORE_GATES = ("raw_volume_drop", "invalid_ratio", "duplicate_ratio", "volume_anomaly")
 GATE_NAMES = FIXED_GATES + SCORE_GATES
 
 

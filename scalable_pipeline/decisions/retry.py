@@ -1,20 +1,14 @@
-"""Retry decisions for transient errors: how many attempts, and how long to wait before the next."""
+"""Exponential backoff with jitter: how long to wait before the next attempt of something that failed."""
 
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class RetryLimits:
-    max_retries: int = 2
     delay_seconds: float = 0.2
     backoff_factor: float = 2.0
     max_delay_seconds: float = 30.0
     jitter_fraction: float = 0.5  # the delay is drawn from delay * [1 - j, 1 + j]
-
-
-def should_retry(retry_number: int, limits: RetryLimits) -> bool:
-    """``retry_number`` counts earlier attempts (0 on the first); retry while retries remain."""
-    return retry_number < limits.max_retries
 
 
 def retry_delay(retry_number: int, limits: RetryLimits, unit_random: float) -> float:

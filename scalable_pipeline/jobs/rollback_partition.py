@@ -8,11 +8,12 @@ Launchpad config::
 """
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from scalable_pipeline.resources.data_store import DataStoreResource, run_status
+from scalable_pipeline.assets.gate_results import PIPELINE_STAGES
+from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.rollbacks import record_rollback
-from scalable_pipeline.storage.partition_lease import PartitionBusyError, PartitionLeases
+from scalable_pipeline.storage.paths import require_partition_key
 from scalable_pipeline.storage.rollback_log import RollbackRecord
 from scalable_pipeline.storage.versioned_store import VersionNotFound
 
@@ -25,19 +26,33 @@ class RollbackConfig(dg.Config):
     version: str = Field(description="A version that was published before (see history.jsonl or the rollback log).")
     reason: str = Field(default="manual rollback", description="Why; kept in the rollback record.")
 
+    @field_validator("asset")
+    @classmethod
+    def known_asset(cls, asset: str) -> str:
+        if asset not in PIPELINE_STAGES:
+            raise ValueError(f"unknown asset {asset!r}; one of {', '.join(PIPELINE_STAGES)}")
+        return asset
+
+    @field_validator("partition")
+    @classmethod
+    def partition_key(cls, partition: str) -> str:
+        return require_partition_key(partition)
+
 
 @dg.op
 def set_published_version(context: dg.OpExecutionContext, config: RollbackConfig, data_store: DataStoreResource) -> str:
     """Point readers at ``config.version``; a version that does not exist (or never passed its gates) changes nothing.
 
-    Takes the partition's lease first (held until this run ends), so no pipeline run writes the partition meanwhile.
+    Takes the partition's lease first (released when it is done), so no pipeline run writes the partition meanwhile.
     """
+    data_store.hold_partition(context, config.partition)
     try:
-        PartitionLeases(data_store.root).acquire(
-            config.partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id)
-        )
-    except PartitionBusyError as error:
-        raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
+        return set_version(context, config, data_store)
+    finally:
+        data_store.release_partition(context, config.partition)
+
+
+def set_version(context: dg.OpExecutionContext, config: RollbackConfig, data_store: DataStoreResource) -> str:
     store = data_store.store()
     try:
         target = store.version(config.asset, config.partition, config.version)

@@ -1,4 +1,4 @@
-"""The data root: where every table, checkpoint and log of the pipeline lives."""
+"""The data root: where every table, checkpoint and log of the pipeline lives, and who may write a partition."""
 
 import os
 from pathlib import Path
@@ -6,8 +6,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.constants import DATA_DIR_ENV, PARTITION_TAG
-from scalable_pipeline.storage.partition_lease import PartitionLeases
+from scalable_pipeline.constants import DATA_DIR_ENV
+from scalable_pipeline.storage.partition_lease import PartitionBusyError, PartitionLeases
+from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
 
@@ -34,15 +35,25 @@ class DataStoreResource(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Every step of a partitioned run takes (or keeps) its partition's lease: see storage/partition_lease.py."""
-        run, instance = context.dagster_run, context.instance
-        partition = run.tags.get(PARTITION_TAG) if run else None
-        if partition and instance:
-            PartitionLeases(self.root).acquire(partition, run.run_id, lambda run_id: run_status(instance, run_id))
-
     def store(self) -> VersionedStore:
         return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
+
+    def hold_partition(self, context: dg.OpExecutionContext, partition: str) -> str:
+        """Check ``partition`` is an hourly partition key and take (or keep) its lease for this run.
+
+        Every step that writes under a partition calls this first: a bad key, or a partition another
+        active run is writing, fails the step before anything is written (no retry would help).
+        """
+        try:
+            require_partition_key(partition)
+            PartitionLeases(self.root).acquire(partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id))
+        except (InvalidPartitionKey, PartitionBusyError) as error:
+            raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
+        return partition
+
+    def release_partition(self, context: dg.OpExecutionContext, partition: str) -> None:
+        """Give the partition's lease back once this run has written its last output."""
+        PartitionLeases(self.root).release(partition, context.run.run_id)
 
 
 def run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:

@@ -26,6 +26,11 @@ class GateSettings(dg.Config):
 class QualityResource(dg.ConfigurableResource):
     max_invalid_ratio: float = Field(default=0.05, ge=0, le=1, description="Largest share of invalid rows that passes.")
     max_duplicate_ratio: float = Field(default=0.05, ge=0, le=1, description="Largest share of duplicate rows that passes.")
+    allow_volume_drop: bool = Field(
+        default=False,
+        description="Publish an hour that lost most of its records (or all: an empty hour) on purpose; "
+        "set it for that run only. Otherwise the raw_volume_drop gate blocks it.",
+    )
     gates: dict[str, GateSettings] = Field(
         default_factory=dict,
         description=(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
-from scalable_pipeline.storage.versioned_store import partition_dirname
+from scalable_pipeline.storage.paths import partition_dirname
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ChunkTask:
 @dataclass(frozen=True)
 class ChunkResult:
     index: int
+    plan_fingerprint: str
     path: str
     rows_in: int
     rows_out: int
@@ -40,7 +41,7 @@ class ChunkResult:
     reused: bool = False
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("index",)}
+        return {k: v for k, v in asdict(self).items() if k not in ("index", "plan_fingerprint")}
 
 
 class ChunkCheckpoints:

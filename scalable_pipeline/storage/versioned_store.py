@@ -13,6 +13,7 @@ published version and the newest good ones (``keep_versions`` in all) and delete
 and stale never-published (staged) ones.
 """
 
+import hashlib
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from scalable_pipeline.decisions.retention import versions_to_delete
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
 from scalable_pipeline.storage.jsonl import append_record, read_records
+from scalable_pipeline.storage.paths import partition_dirname, safe_name, under_root
 
 # Every table is written in row groups of this size, so a chunk step reads its row range of the raw
 # table without reading the whole hour (see read_row_range).
@@ -38,10 +40,7 @@ class StoredVersion:
     partition: str
     version: str
     path: str
-
-
-def partition_dirname(partition_key: str) -> str:
-    return partition_key.replace(":", "")
+    raw_digest: str = ""  # content lineage: digest of the raw version this data derives from (raw: its own)
 
 
 class VersionNotFound(LookupError):
@@ -55,19 +54,23 @@ class VersionedStore:
         self.staging_grace_seconds = staging_grace_seconds
 
     def partition_dir(self, asset: str, partition: str) -> Path:
-        return self.root / "tables" / asset / partition_dirname(partition)
+        return under_root(self.root, "tables", asset, partition_dirname(partition))
 
-    def write_table(self, asset: str, partition: str, frame: pd.DataFrame, run_id: str = "") -> StoredVersion:
+    def write_table(
+        self, asset: str, partition: str, frame: pd.DataFrame, run_id: str = "", raw_digest: str = ""
+    ) -> StoredVersion:
+        """Stage ``frame`` as a new version; ``raw_digest`` names the raw content it derives from (empty for raw
+        itself: its digest is computed from the written file)."""
         version = new_version_id(run_id)
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_SIZE))
-        return StoredVersion(asset, partition, version, str(path))
+        return StoredVersion(asset, partition, version, str(path), raw_digest or file_digest(path))
 
-    def write_document(self, asset: str, partition: str, document: dict, run_id: str = "") -> StoredVersion:
+    def write_document(self, asset: str, partition: str, document: dict, run_id: str, raw_digest: str) -> StoredVersion:
         version = new_version_id(run_id)
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.json"
         atomic_write_json(path, document)
-        return StoredVersion(asset, partition, version, str(path))
+        return StoredVersion(asset, partition, version, str(path), raw_digest)
 
     def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion | None:
         """Log the change, point readers at ``stored``, apply retention; returns the version it replaced.
@@ -79,6 +82,7 @@ class VersionedStore:
         folder = self.partition_dir(stored.asset, stored.partition)
         change = {
             "version": stored.version,
+            "raw_digest": stored.raw_digest,
             "previous": previous.version if previous else None,
             "run_id": run_id,
             "at": time.time(),
@@ -103,8 +107,18 @@ class VersionedStore:
         if version not in self.good_versions(asset, partition):
             known = ", ".join(self.good_versions(asset, partition)) or "none"
             raise VersionNotFound(f"{asset} partition {partition} has no published-good version {version!r} (known: {known})")
-        path = next((self.partition_dir(asset, partition) / "versions").glob(f"{version}.*"))
-        return StoredVersion(asset, partition, version, str(path))
+        return self.stored(asset, partition, version)
+
+    def stored(self, asset: str, partition: str, version: str) -> StoredVersion:
+        """A stored version by id, published or staged, with its lineage (from the pointer or the history)."""
+        path = next((self.partition_dir(asset, partition) / "versions").glob(f"{safe_name(version, 'version')}.*"), None)
+        if path is None:
+            raise VersionNotFound(f"{asset} partition {partition} has no stored version {version!r} (deleted by retention?)")
+        published = self.published(asset, partition)
+        known = [published] if published and published.version == version else []
+        digests = [change.get("raw_digest", "") for change in self.history(asset, partition) if change["version"] == version]
+        raw_digest = known[0].raw_digest if known else (digests[-1] if digests else "")
+        return StoredVersion(asset, partition, version, str(path), raw_digest)
 
     def discard(self, stored: StoredVersion) -> bool:
         """Delete a staged version that is not published; True if a file was deleted."""
@@ -138,7 +152,9 @@ class VersionedStore:
         if not pointer_path.exists():
             return None
         pointer = read_json(pointer_path)
-        return StoredVersion(pointer["asset"], pointer["partition"], pointer["version"], pointer["path"])
+        return StoredVersion(
+            pointer["asset"], pointer["partition"], pointer["version"], pointer["path"], pointer.get("raw_digest", "")
+        )
 
     def require_published(self, asset: str, partition: str) -> StoredVersion:
         stored = self.published(asset, partition)
@@ -158,6 +174,15 @@ class VersionedStore:
         if not folder.exists():
             return []
         return sorted(p.stem for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-256 of a file's bytes: the same records written the same way give the same digest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def new_version_id(run_id: str = "") -> str:
