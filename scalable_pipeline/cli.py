@@ -9,6 +9,7 @@ import dagster as dg
 
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
 
@@ -48,6 +49,11 @@ def summary_lines(result, seconds: float) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        require_partition_key(args.partition)
+    except InvalidPartitionKey as error:
+        print(f"scalable-pipeline: error: {error}", file=sys.stderr)
+        return 2
     home = ensure_dagster_home()
     from scalable_pipeline.definitions import build_source, scalable_data_processing_job
     from scalable_pipeline.resources.source import SyntheticOrderSource

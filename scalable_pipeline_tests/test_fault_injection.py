@@ -5,15 +5,13 @@ import shutil
 import dagster as dg
 import pytest
 
+from scalable_pipeline.assets.processed_chunks import CHUNK_RETRY_POLICY, process_chunk
 from scalable_pipeline.decisions.faults import FaultPlan, chunk_fault_fires
-from scalable_pipeline.decisions.retry import RetryLimits, retry_delay, should_retry
+from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
 from scalable_pipeline.resources.faults import FaultInjectionResource
-from scalable_pipeline.resources.retries import ChunkRetryResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
-
-NO_WAIT = ChunkRetryResource(max_retries=2, delay_seconds=0.0)
 
 
 def test_fault_fires_only_for_chosen_chunks_attempts_and_runs():
@@ -28,11 +26,16 @@ def test_fault_fires_only_for_chosen_chunks_attempts_and_runs():
 
 
 def test_retry_delay_backs_off_exponentially_with_bounded_jitter():
-    limits = RetryLimits(max_retries=3, delay_seconds=1.0, backoff_factor=2.0, max_delay_seconds=3.0, jitter_fraction=0.5)
+    limits = RetryLimits(delay_seconds=1.0, backoff_factor=2.0, max_delay_seconds=3.0, jitter_fraction=0.5)
     assert [retry_delay(n, limits, 0.5) for n in range(4)] == [1.0, 2.0, 3.0, 3.0]
     assert retry_delay(1, limits, 0.0) == 1.0 and retry_delay(1, limits, 0.999999) == pytest.approx(3.0, abs=1e-3)
-    assert [should_retry(n, limits) for n in range(5)] == [True, True, True, False, False]
     assert retry_delay(0, RetryLimits(delay_seconds=0.0), 0.9) == 0.0
+
+
+def test_chunk_steps_retry_through_dagsters_retry_policy():
+    policy = process_chunk.retry_policy
+    assert policy is CHUNK_RETRY_POLICY and policy.max_retries == 2
+    assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
 
 
 def test_transient_fault_succeeds_on_retry(instance, data_dir):
@@ -40,7 +43,7 @@ def test_transient_fault_succeeds_on_retry(instance, data_dir):
     expected = VersionedStore(data_dir).read_published_table("consolidated_output", PEAK_PARTITION)
     shutil.rmtree(ChunkCheckpoints(data_dir).root)  # otherwise the second run reuses every chunk and starts no step
     faults = FaultInjectionResource(fail_chunks=[1], fail_first_attempts=1)
-    result = materialize_hour(PEAK_PARTITION, instance, faults=faults, chunk_retries=NO_WAIT)
+    result = materialize_hour(PEAK_PARTITION, instance, faults=faults)
     assert clean.success and result.success
     retries = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries == ["processed_chunks.process_chunk[chunk_00001]"]
@@ -50,7 +53,7 @@ def test_transient_fault_succeeds_on_retry(instance, data_dir):
 
 def test_chunk_that_keeps_failing_isolates_siblings_and_blocks_publishing(instance, data_dir):
     faults = FaultInjectionResource(fail_chunks=[2])
-    result = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, faults=faults, chunk_retries=NO_WAIT)
+    result = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, faults=faults)
     assert not result.success
     failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert [e.step_key for e in failures] == ["processed_chunks.process_chunk[chunk_00002]"]
@@ -65,9 +68,7 @@ def test_chunk_that_keeps_failing_isolates_siblings_and_blocks_publishing(instan
 
 
 def test_new_run_reuses_chunks_of_the_same_plan(instance):
-    first = materialize_hour(
-        PEAK_PARTITION, instance, raise_on_error=False, faults=FaultInjectionResource(fail_chunks=[0]), chunk_retries=NO_WAIT
-    )
+    first = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, faults=FaultInjectionResource(fail_chunks=[0]))
     assert not first.success
     second = materialize_hour(PEAK_PARTITION, instance)
     metadata = materialization_metadata(second, "processed_chunks")
