@@ -15,7 +15,7 @@ from scalable_pipeline.decisions.scaling import (
     processing_mode,
     worker_slots,
 )
-from scalable_pipeline.resources.scaling import chunk_pool_limit
+from scalable_pipeline.resources.scaling import ScalingResource, chunk_pool_limit
 
 GIB = 1024**3
 
@@ -161,3 +161,8 @@ def test_measured_worker_slots_read_the_chunk_pool_limit():
         assert chunk_pool_limit(instance) == 2
     with dg.instance_for_test() as instance:
         assert chunk_pool_limit(instance) is None
+
+
+def test_scaling_resource_defaults_are_the_decisions_defaults():
+    assert ScalingResource().limits == ScalingLimits()
+    assert ScalingResource(max_chunks=7, chunk_count=3).limits == ScalingLimits(max_chunks=7, pinned_chunk_count=3)

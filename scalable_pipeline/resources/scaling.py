@@ -22,15 +22,25 @@ class ScalingResource(dg.ConfigurableResource):
     chunk_count: int | None = Field(
         default=None, ge=1, description="Pin the number of chunks (free memory still bounds a chunk)."
     )
-    min_batch_size: int = Field(default=1_000, ge=1)
-    max_batch_size: int = Field(default=100_000, ge=1)
-    max_chunks: int = Field(default=256, ge=1, description="Keep runs to a few hundred steps (UI and event log stay fast).")
-    memory_budget_fraction: float = Field(default=0.5, gt=0, le=1, description="Share of free memory the chunks may use.")
+    min_batch_size: int = Field(default=ScalingLimits.min_batch_size, ge=1, description="Fewest rows per chunk.")
+    max_batch_size: int = Field(
+        default=ScalingLimits.max_batch_size, ge=1, description="Most rows per chunk (memory may lower it)."
+    )
+    max_chunks: int = Field(
+        default=ScalingLimits.max_chunks, ge=1, description="Keep runs to a few hundred steps (UI and event log stay fast)."
+    )
+    memory_budget_fraction: float = Field(
+        default=ScalingLimits.memory_budget_fraction, gt=0, le=1, description="Share of free memory the chunks may use."
+    )
 
     @property
     def limits(self) -> ScalingLimits:
         return ScalingLimits(
-            self.min_batch_size, self.max_batch_size, self.max_chunks, self.memory_budget_fraction, self.chunk_count
+            min_batch_size=self.min_batch_size,
+            max_batch_size=self.max_batch_size,
+            max_chunks=self.max_chunks,
+            memory_budget_fraction=self.memory_budget_fraction,
+            pinned_chunk_count=self.chunk_count,
         )
 
     def snapshot(self, context: dg.OpExecutionContext) -> ResourceSnapshot:
