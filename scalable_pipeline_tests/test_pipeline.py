@@ -1,11 +1,14 @@
 """The four assets end to end, checked against an independent pandas computation of the rules."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -104,15 +107,24 @@ def test_duplicates_across_chunks_are_caught(instance):
     )
     raw = defs.load_asset_value("raw_volume", partition_key=OFF_PEAK_PARTITION, instance=instance)
     output = defs.load_asset_value("consolidated_output", partition_key=OFF_PEAK_PARTITION, instance=instance)
-    within_chunks = sum(
+    chunk_of_row = np.searchsorted([c["stop_row"] for c in plan_chunks(result)], np.arange(len(raw)), side="right")
+    first_row = raw.groupby("order_id").cumcount() == 0
+    first_chunk = pd.Series(chunk_of_row[first_row.to_numpy()], index=raw.loc[first_row, "order_id"])
+    repeats = raw.index[~first_row]
+    assert (chunk_of_row[repeats] != first_chunk.loc[raw.loc[repeats, "order_id"]].to_numpy()).any()  # some span chunks
+    by_range = sum(
         e.event_specific_data.metadata["duplicates"].value
         for e in result.all_events
-        if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("processed_chunks.process_chunk[")
+        if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("processed_chunks.process_range[")
     )
     all_duplicates = int(raw["order_id"].duplicated().sum())
-    assert within_chunks < all_duplicates  # some repeats sit in a later chunk than their first row
-    assert materialization_metadata(result, "processed_chunks")["duplicates"] == all_duplicates
+    assert by_range == all_duplicates == materialization_metadata(result, "processed_chunks")["duplicates"]
     assert output["order_id"].is_unique
+
+
+def plan_chunks(result) -> list[dict]:
+    plan_path = materialization_metadata(result, "chunk_partitions")["path"]
+    return json.loads(Path(plan_path).read_text())["chunks"]
 
 
 def test_chunk_plan_metadata_records_the_strategy(instance):

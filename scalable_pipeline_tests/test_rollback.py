@@ -1,7 +1,6 @@
 """Write-audit-publish and rollback: a failed gate never replaces the last good data."""
 
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -14,7 +13,7 @@ from scalable_pipeline.resources.quality import GateSettings, QualityResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline.storage.rollback_log import read_rollbacks, rollback_log_path
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.storage.versioned_store import VersionedStore, dataset_parts
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 PARTITION = OFF_PEAK_PARTITION
@@ -25,8 +24,9 @@ def store() -> VersionedStore:
 
 
 def published_bytes(asset: str) -> tuple[str, bytes]:
+    """The published version and its bytes (every part of a dataset version, in order)."""
     published = store().require_published(asset, PARTITION)
-    return published.version, Path(published.path).read_bytes()
+    return published.version, b"".join(part.read_bytes() for part in dataset_parts(published.path))
 
 
 def observations(instance, asset: str) -> list[dict]:

@@ -1,11 +1,12 @@
 """chunk_partitions: the chunk plan for the hour, sized by the scaling resource."""
 
 import dagster as dg
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
-from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -18,6 +19,22 @@ def bytes_per_record(parquet_path: str) -> float:
     metadata = pq.read_metadata(parquet_path)
     total = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return total / metadata.num_rows if metadata.num_rows else 0.0
+
+
+def order_id_statistics(parquet_path: str) -> list[tuple[int, int, int]]:
+    """(min, max, rows) of ``order_id`` per row group, from the footer's statistics (the column where missing)."""
+    parquet = pq.ParquetFile(parquet_path)
+    column = parquet.schema_arrow.get_field_index("order_id")
+    groups = []
+    for index in range(parquet.metadata.num_row_groups):
+        group = parquet.metadata.row_group(index)
+        stats = group.column(column).statistics
+        if group.num_rows and (stats is None or not stats.has_min_max):
+            ids = parquet.read_row_group(index, columns=["order_id"])["order_id"]
+            groups.append((pc.min(ids).as_py(), pc.max(ids).as_py(), group.num_rows))
+        elif group.num_rows:
+            groups.append((int(stats.min), int(stats.max), group.num_rows))
+    return groups
 
 
 @dg.asset(
@@ -45,7 +62,8 @@ def chunk_partitions(
     row_bytes = bytes_per_record(raw.path)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
     chunks = split_rows(total_records, strategy.chunk_count)
-    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest)
+    cuts = range_cuts(order_id_statistics(raw.path), len(chunks))
+    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts)
     staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
     verdicts = [
         all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
@@ -59,6 +77,7 @@ def chunk_partitions(
             "batch_size": strategy.batch_size,
             "processing_mode": strategy.processing_mode,
             "chunk_count": len(plan.chunks),
+            "range_count": plan.range_count,
             "strategy_reason": strategy.reason,
             "memory_bound_rows": strategy.memory_bound_rows,
             "bytes_per_record": round(row_bytes, 2),

@@ -1,18 +1,20 @@
 """consolidated_output: the hour's valid, de-duplicated records as one table, sorted by order_id."""
 
 import dagster as dg
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import REASON_COLUMN, reason_counts
+from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
+from scalable_pipeline.decisions.ranges import unique_ascending_problems
 from scalable_pipeline.decisions.volume_anomaly import VOLUME_ANOMALY_GATE
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.storage.versioned_store import StoredVersion
+from scalable_pipeline.storage.versioned_store import StoredVersion, dataset_parts
 
 ASSET = "consolidated_output"
 REGION_TOTALS_SCHEMA = dg.TableSchema(
@@ -24,20 +26,17 @@ REGION_TOTALS_SCHEMA = dg.TableSchema(
 )
 
 
-def region_totals(valid: pd.DataFrame) -> pd.DataFrame:
-    totals = valid.groupby("region", observed=True).agg(orders=("order_id", "size"), revenue=("amount", "sum"))
-    return totals.reset_index().sort_values("region", ignore_index=True)
+def add_region_totals(totals: dict[str, list[float]], valid: pa.Table) -> None:
+    """Add the valid rows' orders and revenue per region into ``totals`` (region -> [orders, revenue])."""
+    for row in valid.group_by("region").aggregate([("order_id", "count"), ("amount", "sum")]).to_pylist():
+        orders, revenue = totals.setdefault(str(row["region"]), [0, 0.0])
+        totals[str(row["region"])] = [orders + row["order_id_count"], revenue + (row["amount_sum"] or 0.0)]
 
 
 def reconciliation_problems(raw_records: int, valid: int, invalid: int, duplicates: int) -> list[str]:
     if raw_records == valid + invalid + duplicates:
         return []
     return [f"raw {raw_records} != valid {valid} + invalid {invalid} + duplicates {duplicates}"]
-
-
-def repeated_order_ids(table: pd.DataFrame) -> list[str]:
-    repeated = table.loc[table["order_id"].duplicated(), "order_id"].unique()
-    return [f"order_id {order_id} appears more than once" for order_id in repeated[:10]]
 
 
 @dg.asset(
@@ -59,40 +58,56 @@ def consolidated_output(
     data_store: DataStoreResource,
     quality: QualityResource,
 ):
-    """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id."""
+    """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id.
+
+    Reads the processed dataset one range at a time and writes the output range by range: no step holds the hour.
+    """
     partition = data_store.hold_partition(context, context.partition_key)
-    processed = pd.read_parquet(processed_chunks.path)
-    reasons = processed[REASON_COLUMN]
-    table = processed.loc[reasons.isna(), ORDER_COLUMNS].sort_values("order_id", ignore_index=True)
-    _, invalid, duplicates = reason_counts(reasons)
     store = data_store.store()
     raw_records = pq.read_metadata(raw_volume.path).num_rows  # the raw version of this run's lineage
-    staged = store.write_table(ASSET, partition, table, context.run.run_id, processed_chunks.raw_digest)
-    totals = region_totals(table)
+    record_schema = pq.read_schema(raw_volume.path)  # the output has the raw record's columns and types
+    stage = store.stage_dataset(ASSET, partition, context.run.run_id, processed_chunks.raw_digest)
+    valid = invalid = duplicates = 0
+    revenue, totals, order_problems, last_id = 0.0, {}, [], None
+    for part in dataset_parts(processed_chunks.path):
+        processed = pq.read_table(part, columns=[*ORDER_COLUMNS, REASON_COLUMN])
+        reasons = processed[REASON_COLUMN]
+        kept = processed.filter(pc.is_null(reasons)).select(ORDER_COLUMNS).cast(record_schema)
+        duplicates += pc.sum(pc.equal(reasons, DUPLICATE)).as_py() or 0
+        invalid += len(processed) - len(kept)
+        valid += len(kept)
+        ids = kept["order_id"].to_numpy()
+        order_problems += unique_ascending_problems(ids, last_id)
+        last_id = int(ids[-1]) if len(ids) else last_id
+        revenue += pc.sum(kept["amount"]).as_py() or 0.0
+        add_region_totals(totals, kept)
+        stage.add_table(kept)
+    invalid -= duplicates
+    staged = stage.commit()
     metadata = {  # built before publishing: once published, nothing is left to fail before the Output
         "raw_records": raw_records,
         "duplicates": duplicates,
         "invalid": invalid,
-        "valid": len(table),
-        "revenue": round(float(table["amount"].sum()), 2),
+        "valid": valid,
+        "revenue": round(revenue, 2),
         "region_totals": dg.MetadataValue.table(
             records=[
-                dg.TableRecord({"region": str(r.region), "orders": int(r.orders), "revenue": round(float(r.revenue), 2)})
-                for r in totals.itertuples()
+                dg.TableRecord({"region": region, "orders": int(orders), "revenue": round(float(amount), 2)})
+                for region, (orders, amount) in sorted(totals.items())
             ],
             schema=REGION_TOTALS_SCHEMA,
         ),
-        "dagster/row_count": len(table),
+        "dagster/row_count": valid,
     }
     yield from audit_then_publish(
         context,
         store,
         staged,
         [
-            all_true("reconciliation", reconciliation_problems(raw_records, len(table), invalid, duplicates), "reconciliation"),
-            all_true("unique_order_id", repeated_order_ids(table), "unique order_id"),
+            all_true("reconciliation", reconciliation_problems(raw_records, valid, invalid, duplicates), "reconciliation"),
+            all_true("unique_order_id", order_problems, "unique order_id"),
             lineage_gate("output_lineage", store, staged),
-            volume_gate(context, quality, ASSET, len(table)),
+            volume_gate(context, quality, ASSET, valid),
         ],
         quality,
     )

@@ -1,32 +1,34 @@
-"""processed_chunks: fan the chunk plan out, process each chunk in its own step, collect the results.
+"""processed_chunks: two fan-outs over the hour, no step holding more than its own share of it.
 
-Each chunk step validates its own row range of the pinned raw version and checkpoints the result.
-The collector applies de-duplication across chunks (first row in raw order wins), so the outcome
-equals the whole-hour computation whatever the chunking, and stores every raw row with its verdict.
+1. A chunk step reads its row range of the raw version, judges every row by the validity rules and
+   splits the rows by the plan's order_id ranges (the shuffle), checkpointing one Arrow file per range.
+2. A range step reads its range from every chunk, sorts it by (order_id, raw row), marks later rows of
+   an id as duplicates (first in raw order wins) and checkpoints the range as Parquet.
+3. The collector audits the counts and publishes the ranges, in order, as one dataset version.
+
+The result equals the whole-hour computation whatever the chunking: every row of an id lands in the
+same range, so de-duplication inside a range is de-duplication across the hour.
 """
 
 import time
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import (
-    DUPLICATE,
-    RAW_ROW_COLUMN,
-    REASON_COLUMN,
-    classify,
-    final_reasons,
-    reason_counts,
-)
+from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, validity_reasons
+from scalable_pipeline.decisions.ranges import bounds_problems, range_split, repeats_of_previous
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask
+from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
 from scalable_pipeline.storage.versioned_store import read_row_range
 
 ASSET = "processed_chunks"
@@ -38,11 +40,13 @@ GATES = [
         ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."
     ),
     gate_spec(
-        ASSET, "chunks_complete", "Every chunk of the plan processed, each under the plan's fingerprint; rows in = raw rows."
+        ASSET,
+        "chunks_complete",
+        "Every chunk and range of the plan processed, under the plan's fingerprint; rows in = raw rows; ranges hold only their ids.",
     ),
     gate_spec(ASSET, "chunks_lineage", LINEAGE_GATE_DESCRIPTION),
 ]
-# Transient errors in a chunk step are retried by Dagster, with exponential backoff and jitter.
+# Transient errors in a chunk or range step are retried by Dagster, with exponential backoff and jitter.
 CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
 
@@ -52,11 +56,88 @@ def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(window.start), pd.Timestamp(window.end)
 
 
-def chunk_tasks(chunk_plan: ChunkPlan) -> list[ChunkTask]:
+def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
     return [
-        ChunkTask(chunk_plan.partition_key, chunk_plan.fingerprint, chunk_plan.raw_path, c.index, c.start_row, c.stop_row)
-        for c in chunk_plan.chunks
+        ChunkTask(plan.partition_key, plan.fingerprint, plan.raw_path, c.index, c.start_row, c.stop_row, plan.range_cuts)
+        for c in plan.chunks
     ]
+
+
+def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
+    return [RangeTask(plan.partition_key, plan.fingerprint, r, len(plan.chunks)) for r in range(plan.range_count)]
+
+
+def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
+    """Read only the chunk's rows, judge each by the validity rules, split them by order_id range."""
+    started = time.perf_counter()
+    frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
+    frame[RAW_ROW_COLUMN] = pd.RangeIndex(task.start_row, task.stop_row, dtype="int64")
+    frame[REASON_COLUMN] = validity_reasons(frame, *hour_window(task.partition_key))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    order, counts = range_split(frame["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
+    grouped = table.take(pa.array(order))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    parts = [grouped.slice(int(offsets[r]), int(counts[r])) for r in range(len(counts))]
+    seconds = time.perf_counter() - started
+    result = ChunkResult(
+        index=task.index,
+        plan_fingerprint=task.plan_fingerprint,
+        rows_in=len(frame),
+        invalid=int(frame[REASON_COLUMN].notna().sum()),
+        seconds=round(seconds, 6),
+        records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
+        range_rows=tuple(int(count) for count in counts),
+    )
+    return parts, result
+
+
+def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, RangeResult]:
+    """Sort the range by (order_id, raw row), mark repeats as duplicates, count and total it."""
+    started = time.perf_counter()
+    table = table.sort_by([("order_id", "ascending"), (RAW_ROW_COLUMN, "ascending")])
+    ids = table["order_id"].to_numpy()
+    repeated = pa.array(repeats_of_previous(ids))
+    reasons = pc.if_else(repeated, pa.scalar(DUPLICATE, pa.string()), table[REASON_COLUMN].cast(pa.string()))
+    table = table.set_column(table.schema.get_field_index(REASON_COLUMN), REASON_COLUMN, reasons)
+    valid = table.filter(pc.is_null(reasons))
+    duplicates = int(pc.sum(repeated).as_py() or 0)
+    totals = valid.group_by("region").aggregate([("order_id", "count"), ("amount", "sum")]).to_pylist()
+    result = RangeResult(
+        index=task.index,
+        plan_fingerprint=task.plan_fingerprint,
+        path="",
+        rows_in=len(table),
+        valid=len(valid),
+        invalid=len(table) - len(valid) - duplicates,
+        duplicates=duplicates,
+        seconds=round(time.perf_counter() - started, 6),
+        min_order_id=int(ids[0]) if len(ids) else None,
+        max_order_id=int(ids[-1]) if len(ids) else None,
+        region_totals={str(row["region"]): [int(row["order_id_count"]), float(row["amount_sum"] or 0.0)] for row in totals},
+    )
+    return table, result
+
+
+def chunk_failure_message(what: str, partition: str, attempts: int, error: Exception, checkpoint_dir: str) -> str:
+    return (
+        f"{what} of partition {partition} failed after {attempts} attempt(s): {type(error).__name__}: {error}. "
+        f"The other steps are not affected: they finish and are checkpointed under {checkpoint_dir}; nothing is "
+        "published for this hour until every chunk and range succeeds. Resume: re-execute this run from failure "
+        "(UI: Re-execute > From failure; Python: dg.ReexecutionOptions.from_failure), which re-runs only the failed "
+        f"steps and what follows them, or launch a new run of partition {partition}, which reuses every finished step."
+    )
+
+
+def final_attempt(context: dg.OpExecutionContext, what: str, partition: str, error: Exception, checkpoint_dir: str) -> Exception:
+    """The error to raise: the original one while RetryPolicy has attempts left, else a descriptive Failure."""
+    if context.retry_number < CHUNK_RETRY_POLICY.max_retries:
+        return error
+    attempts = context.retry_number + 1
+    return dg.Failure(
+        description=chunk_failure_message(what, partition, attempts, error, checkpoint_dir),
+        metadata={"step": what, "attempts": attempts, "checkpoints": checkpoint_dir},
+        allow_retries=False,
+    )
 
 
 @dg.op(out=dg.DynamicOut(ChunkTask))
@@ -64,153 +145,138 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
     """One dynamic output per chunk still to compute; chunks already checkpointed for this plan start no step."""
     data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
-    pending = [task for task in chunk_tasks(chunk_plan) if checkpoints.load(task) is None]
+    pending = [task for task in chunk_tasks(chunk_plan) if checkpoints.load_chunk(task) is None]
     context.log.info(f"{len(pending)} of {len(chunk_plan.chunks)} chunks to compute; the rest are checkpointed")
     for task in pending:
         yield dg.DynamicOutput(task, mapping_key=f"chunk_{task.index:05d}")
-
-
-def validate_chunk(task: ChunkTask) -> pd.DataFrame:
-    """Read only the chunk's rows, tag each with its raw position and its verdict within the chunk."""
-    frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    frame[RAW_ROW_COLUMN] = pd.RangeIndex(task.start_row, task.stop_row, dtype="int64")
-    frame[REASON_COLUMN] = classify(frame, *hour_window(task.partition_key))
-    return frame
-
-
-def checkpointed_chunk(task: ChunkTask, checkpoints: ChunkCheckpoints) -> ChunkResult:
-    """The chunk's checkpoint when one exists for exactly this task, else validate and checkpoint it."""
-    result = checkpoints.load(task)
-    if result is not None:
-        return result
-    started = time.perf_counter()
-    frame = validate_chunk(task)
-    seconds = time.perf_counter() - started
-    valid, invalid, duplicates = reason_counts(frame[REASON_COLUMN])
-    return checkpoints.save(
-        task,
-        frame,
-        ChunkResult(
-            index=task.index,
-            plan_fingerprint=task.plan_fingerprint,
-            path="",
-            rows_in=len(frame),
-            rows_out=valid,
-            invalid=invalid,
-            duplicates=duplicates,
-            seconds=round(seconds, 6),
-            records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
-        ),
-    )
-
-
-def chunk_failure_message(task: ChunkTask, attempts: int, error: Exception, checkpoint_dir: str) -> str:
-    return (
-        f"chunk {task.index} (rows {task.start_row}-{task.stop_row}) of partition {task.partition_key} failed after "
-        f"{attempts} attempt(s): {type(error).__name__}: {error}. The other chunks are not affected: they finish and "
-        f"are checkpointed under {checkpoint_dir}; nothing is published for this hour until every chunk succeeds. "
-        "Resume: re-execute this run from failure (UI: Re-execute > From failure; Python: "
-        "dg.ReexecutionOptions.from_failure), which re-runs only the failed chunks and what follows them, "
-        f"or launch a new run of partition {task.partition_key}, which reuses every finished chunk."
-    )
 
 
 @dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
 def process_chunk(
     context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
 ) -> ChunkResult:
-    """Validate one chunk or reuse its checkpoint; errors are retried (RetryPolicy), the last attempt says how to resume."""
+    """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint)."""
     data_store.hold_partition(context, task.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
         faults.before_chunk(context, task.index)
-        result = checkpointed_chunk(task, checkpoints)
+        result = checkpoints.load_chunk(task) or checkpoints.save_chunk(task, *split_chunk(task))
     except Exception as error:
-        if context.retry_number < CHUNK_RETRY_POLICY.max_retries:
-            raise
+        what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
-        raise dg.Failure(
-            description=chunk_failure_message(task, context.retry_number + 1, error, plan_dir),
-            metadata={"chunk": task.index, "attempts": context.retry_number + 1, "checkpoints": plan_dir},
-            allow_retries=False,
-        ) from error
+        raise final_attempt(context, what, task.partition_key, error, plan_dir) from error
     context.add_output_metadata(result.as_metadata())
     return result
 
 
-def with_checkpointed_chunks(plan: ChunkPlan, computed: list[ChunkResult], checkpoints: ChunkCheckpoints) -> list[ChunkResult]:
-    """``computed`` plus the checkpoint of every other chunk of the plan that has one."""
-    done = {result.index for result in computed}
-    reused = [checkpoints.load(task) for task in chunk_tasks(plan) if task.index not in done]
-    return [*computed, *(result for result in reused if result is not None)]
+@dg.op(out=dg.DynamicOut(RangeTask))
+def fan_out_ranges(
+    context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult], data_store: DataStoreResource
+):
+    """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
+    data_store.hold_partition(context, chunk_plan.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    pending = [task for task in range_tasks(chunk_plan) if checkpoints.load_range(task) is None]
+    context.log.info(f"{len(pending)} of {chunk_plan.range_count} order_id ranges to process; the rest are checkpointed")
+    for task in pending:
+        yield dg.DynamicOutput(task, mapping_key=f"range_{task.index:05d}")
 
 
-def combine_chunks(results: list[ChunkResult]) -> pd.DataFrame:
-    """Every raw row, in raw order, with its final verdict (cross-chunk duplicates applied)."""
-    ordered = sorted(results, key=lambda r: r.index)
-    frame = pd.concat([pd.read_parquet(r.path) for r in ordered], ignore_index=True)
-    validity = frame[REASON_COLUMN].mask(frame[REASON_COLUMN] == DUPLICATE)
-    frame[REASON_COLUMN] = final_reasons(frame["order_id"], validity)
-    return frame
+@dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
+def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: DataStoreResource) -> RangeResult:
+    """De-duplicate and sort one order_id range of the hour (or reuse its checkpoint)."""
+    data_store.hold_partition(context, task.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    try:
+        result = checkpoints.load_range(task) or checkpoints.save_range(
+            task, *judge_range(checkpoints.read_range_parts(task), task)
+        )
+    except Exception as error:
+        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+        raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error
+    context.add_output_metadata(result.as_metadata())
+    return result
 
 
-def chunk_problems(plan: ChunkPlan, results: list[ChunkResult]) -> list[str]:
-    done = {r.index for r in results}
-    missing = [c.index for c in plan.chunks if c.index not in done]
-    problems = [f"chunks {missing} have no result"] if missing else []
-    foreign = [r.index for r in results if r.plan_fingerprint != plan.fingerprint]
-    if foreign:
-        problems.append(f"chunks {foreign} were computed for another plan than {plan.fingerprint}")
-    rows_in = sum(r.rows_in for r in results)
-    if rows_in != plan.total_records:
-        problems.append(f"chunks hold {rows_in} rows, the raw hour has {plan.total_records}")
+def completeness_problems(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeResult]) -> list[str]:
+    """What is missing, foreign or inconsistent among the plan's chunk and range results."""
+    problems = []
+    for kind, results, expected in (("chunks", chunks, len(plan.chunks)), ("ranges", ranges, plan.range_count)):
+        missing = sorted(set(range(expected)) - {r.index for r in results})
+        if missing:
+            problems.append(f"{kind} {missing} have no result")
+        foreign = [r.index for r in results if r.plan_fingerprint != plan.fingerprint]
+        if foreign:
+            problems.append(f"{kind} {foreign} were computed for another plan than {plan.fingerprint}")
+        rows_in = sum(r.rows_in for r in results)
+        if rows_in != plan.total_records:
+            problems.append(f"{kind} hold {rows_in} rows, the raw hour has {plan.total_records}")
+    for result in ranges:
+        problems += bounds_problems(result.index, plan.range_cuts, result.min_order_id, result.max_order_id)
     return problems
 
 
+def all_results(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeResult], checkpoints: ChunkCheckpoints):
+    """This run's results plus the checkpointed ones of every other chunk and range of the plan."""
+    done_chunks, done_ranges = {r.index for r in chunks}, {r.index for r in ranges}
+    reused_chunks = [checkpoints.load_chunk(t) for t in chunk_tasks(plan) if t.index not in done_chunks]
+    reused_ranges = [checkpoints.load_range(t) for t in range_tasks(plan) if t.index not in done_ranges]
+    return (
+        sorted([*chunks, *(r for r in reused_chunks if r)], key=lambda r: r.index),
+        sorted([*ranges, *(r for r in reused_ranges if r)], key=lambda r: r.index),
+    )
+
+
 @dg.op(out={"result": dg.Out(io_manager_key="versioned_store_io_manager"), **GATE_OUTPUTS})
-def collect_chunks(
+def collect_ranges(
     context: dg.OpExecutionContext,
     chunk_plan: ChunkPlan,
-    results: list[ChunkResult],
+    chunk_results: list[ChunkResult],
+    range_results: list[RangeResult],
     quality: QualityResource,
     data_store: DataStoreResource,
 ):
-    """Fan-in: the computed chunks plus the checkpointed ones of this run's plan, combined, audited, published."""
+    """Fan-in: every range of this run's plan, audited, published in order as one dataset version."""
     started = time.perf_counter()
     partition = data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
-    results = with_checkpointed_chunks(chunk_plan, results, checkpoints)
-    frame = combine_chunks(results)
-    valid, invalid, duplicates = reason_counts(frame[REASON_COLUMN])
+    chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)
+    rows, valid = sum(r.rows_in for r in ranges), sum(r.valid for r in ranges)
+    invalid, duplicates = sum(r.invalid for r in ranges), sum(r.duplicates for r in ranges)
     store = data_store.store()
-    staged = store.write_table(ASSET, partition, frame, context.run.run_id, chunk_plan.raw_digest)
+    stage = store.stage_dataset(ASSET, partition, context.run.run_id, chunk_plan.raw_digest)
+    for result in ranges:
+        stage.add_file(result.path)
+    staged = stage.commit()
     verdicts = [
         ratio_gate(
-            context, quality, ASSET, "invalid_ratio", invalid, len(frame) - duplicates, quality.max_invalid_ratio, "invalid rows"
+            context, quality, ASSET, "invalid_ratio", invalid, rows - duplicates, quality.max_invalid_ratio, "invalid rows"
         ),
-        ratio_gate(
-            context, quality, ASSET, "duplicate_ratio", duplicates, len(frame), quality.max_duplicate_ratio, "duplicate rows"
-        ),
-        all_true("chunks_complete", chunk_problems(chunk_plan, results), "chunk completeness"),
+        ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, rows, quality.max_duplicate_ratio, "duplicate rows"),
+        all_true("chunks_complete", completeness_problems(chunk_plan, chunks, ranges), "chunk completeness"),
         lineage_gate("chunks_lineage", store, staged),
     ]
-    computed = [r for r in results if not r.reused]  # throughput from this run's work only
+    computed = [r for r in chunks if not r.reused]  # throughput from this run's work only
     computed_seconds = sum(r.seconds for r in computed)
     metadata = {
-        "rows_in": len(frame),
+        "rows_in": rows,
         "valid": valid,
         "invalid": invalid,
         "duplicates": duplicates,
-        "chunks": len(results),
-        "chunks_reused": len(results) - len(computed),
+        "chunks": len(chunks),
+        "chunks_reused": len(chunks) - len(computed),
+        "ranges": len(ranges),
+        "ranges_reused": sum(r.reused for r in ranges),
         "chunk_seconds_total": round(computed_seconds, 3),
+        "range_seconds_total": round(sum(r.seconds for r in ranges if not r.reused), 3),
         "collect_seconds": round(time.perf_counter() - started, 3),
         "records_per_second": round(sum(r.rows_in for r in computed) / computed_seconds, 1) if computed_seconds else None,
         "plan_fingerprint": chunk_plan.fingerprint,
     }
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(staged, "result", metadata=metadata)
-    checkpoints.prune(partition, chunk_plan.fingerprint)  # the hour is published: other plans are stale
+    checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
+    checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale
 
 
 @dg.graph_asset(
@@ -220,7 +286,8 @@ def collect_chunks(
     kinds={"pandas", "parquet"},
 )
 def processed_chunks(chunk_partitions: ChunkPlan):
-    """Every raw row with its verdict (rejection_reason empty = valid), chunk by chunk."""
-    results = fan_out_chunks(chunk_partitions).map(process_chunk).collect()
-    collected = collect_chunks(chunk_partitions, results)
+    """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""
+    chunk_results = fan_out_chunks(chunk_partitions).map(process_chunk).collect()
+    range_results = fan_out_ranges(chunk_partitions, chunk_results).map(process_range).collect()
+    collected = collect_ranges(chunk_partitions, chunk_results, range_results)
     return {"result": collected.result, **{name: getattr(collected, name) for name in GATE_OUTPUTS}}

@@ -1,7 +1,12 @@
-"""The chunk plan: contiguous row ranges of the raw hour, covering every record exactly once."""
+"""The chunk plan: contiguous row ranges of the raw hour, covering every record exactly once, and the
+``order_id`` ranges the chunks' rows are shuffled into (each range is de-duplicated and sorted on its own).
+"""
 
+import bisect
 import hashlib
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from scalable_pipeline.decisions.order_rules import RULES_VERSION
@@ -26,12 +31,18 @@ class ChunkPlan:
     total_records: int
     chunks: tuple[ChunkSpec, ...]
     raw_digest: str = ""  # content hash of the raw file: a new run re-fetching the same records keeps the fingerprint
+    # Cut points of the order_id ranges: range r holds ids in [cuts[r-1], cuts[r]) (open-ended at both ends).
+    range_cuts: tuple[int, ...] = ()
+
+    @property
+    def range_count(self) -> int:
+        return len(self.range_cuts) + 1
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the plan's input content, boundaries and the rules version; part of every chunk checkpoint's key."""
+        """Identifies the plan's input content, boundaries, ranges and the rules version; part of every checkpoint's key."""
         boundaries = [(c.start_row, c.stop_row) for c in self.chunks]
-        body = json.dumps([self.partition_key, self.raw_digest, boundaries, RULES_VERSION])
+        body = json.dumps([self.partition_key, self.raw_digest, boundaries, list(self.range_cuts), RULES_VERSION])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
@@ -47,6 +58,7 @@ class ChunkPlan:
             data["total_records"],
             chunks,
             data.get("raw_digest", ""),
+            tuple(data.get("range_cuts", ())),
         )
 
 
@@ -70,3 +82,35 @@ def coverage_problems(plan: ChunkPlan) -> list[str]:
     if expected_start != plan.total_records:
         problems.append(f"chunks end at row {expected_start}, the hour has {plan.total_records}")
     return problems
+
+
+def range_cuts(row_groups: Sequence[tuple[int, int, int]], range_count: int) -> tuple[int, ...]:
+    """``range_count - 1`` order_id cut points that split the rows into near-equal ranges.
+
+    ``row_groups`` holds ``(min order_id, max order_id, rows)`` per Parquet row group (its statistics):
+    ids are taken as spread evenly over each group's span, so no data is read. Equal cuts collapse.
+    """
+    slope_changes: dict[int, float] = {}
+    for low, high, rows in row_groups:
+        if rows:
+            density = rows / (high + 1 - low)
+            slope_changes[low] = slope_changes.get(low, 0.0) + density
+            slope_changes[high + 1] = slope_changes.get(high + 1, 0.0) - density
+    total = sum(rows for _, _, rows in row_groups)
+    if range_count <= 1 or not total:
+        return ()
+    targets = [total * r / range_count for r in range(1, range_count)]
+    cuts, below, slope, previous = [], 0.0, 0.0, None
+    for point in sorted(slope_changes):  # the rows below ``point`` grow linearly between breakpoints
+        if previous is not None:
+            reached = below + slope * (point - previous)
+            while targets and reached >= targets[0]:
+                cuts.append(previous + math.ceil((targets.pop(0) - below) / slope) if slope else point)
+            below = reached
+        slope, previous = slope + slope_changes[point], point
+    return tuple(sorted(set(cuts)))
+
+
+def range_of(order_id: int, cuts: Sequence[int]) -> int:
+    """The range an order_id falls in (``bisect_right``: a cut point starts the next range)."""
+    return bisect.bisect_right(cuts, order_id)

@@ -1,23 +1,32 @@
-"""Chunk checkpoints: each chunk's result, keyed by partition, plan fingerprint and chunk index.
+"""Checkpoints of the two fan-outs, keyed by partition and plan fingerprint.
 
-Layout: ``checkpoints/<partition>/<plan fingerprint>/chunk-<index>.parquet`` and a ``.json`` summary
-written after it. The summary is the commit marker: a chunk counts as done only when both exist.
-Once processed_chunks publishes an hour, the partition's checkpoints of every other plan are deleted.
+Layout under ``checkpoints/<partition>/<plan fingerprint>/``::
+
+    chunk-<k>/range-<r>.arrow   the chunk's rows that fall in order_id range r (Arrow IPC, the shuffle)
+    chunk-<k>.json              the chunk's summary: written last, the commit marker of the chunk
+    range-<r>.parquet           range r processed: its rows de-duplicated and judged, sorted by order_id
+    range-<r>.json              the range's summary: written last, the commit marker of the range
+
+A step counts as done only when its summary exists. Once ``processed_chunks`` publishes an hour, the
+shuffle files of its plan and every checkpoint of the partition's other plans are deleted.
 """
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
 
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
 from scalable_pipeline.storage.paths import partition_dirname
+from scalable_pipeline.storage.versioned_store import ROW_GROUP_SIZE
 
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """One mapped step's work: a row range of the pinned raw version."""
+    """One chunk step's work: a row range of the pinned raw version, split by the plan's order_id ranges."""
 
     partition_key: str
     plan_fingerprint: str
@@ -25,23 +34,56 @@ class ChunkTask:
     index: int
     start_row: int
     stop_row: int
+    range_cuts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RangeTask:
+    """One range step's work: order_id range ``index`` of every chunk of the plan."""
+
+    partition_key: str
+    plan_fingerprint: str
+    index: int
+    chunk_count: int
 
 
 @dataclass(frozen=True)
 class ChunkResult:
     index: int
     plan_fingerprint: str
-    path: str
     rows_in: int
-    rows_out: int
-    invalid: int
-    duplicates: int
+    invalid: int  # rows breaking a validity rule (duplicates are found later, per range)
     seconds: float
     records_per_second: float
+    range_rows: tuple[int, ...] = ()
     reused: bool = False
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("index", "plan_fingerprint")}
+        return {
+            "rows_in": self.rows_in,
+            "invalid": self.invalid,
+            "seconds": self.seconds,
+            "records_per_second": self.records_per_second,
+        }
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    index: int
+    plan_fingerprint: str
+    path: str
+    rows_in: int
+    valid: int
+    invalid: int
+    duplicates: int
+    seconds: float
+    min_order_id: int | None = None
+    max_order_id: int | None = None
+    region_totals: dict[str, list[float]] = field(default_factory=dict)  # region -> [valid orders, revenue]
+    reused: bool = False
+
+    def as_metadata(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k in ("rows_in", "valid", "invalid", "duplicates", "seconds")}
 
 
 class ChunkCheckpoints:
@@ -51,26 +93,56 @@ class ChunkCheckpoints:
     def plan_dir(self, partition_key: str, plan_fingerprint: str) -> Path:
         return self.root / partition_dirname(partition_key) / plan_fingerprint
 
-    def _paths(self, task: ChunkTask) -> tuple[Path, Path]:
-        base = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"chunk-{task.index:05d}"
-        return base.with_suffix(".parquet"), base.with_suffix(".json")
+    def shuffle_file(self, partition_key: str, plan_fingerprint: str, chunk: int, range_index: int) -> Path:
+        return self.plan_dir(partition_key, plan_fingerprint) / f"chunk-{chunk:05d}" / f"range-{range_index:05d}.arrow"
 
-    def load(self, task: ChunkTask) -> ChunkResult | None:
-        """The finished result for exactly this task, or None."""
-        data_path, summary_path = self._paths(task)
-        if not (summary_path.exists() and data_path.exists()):
-            return None
-        summary = read_json(summary_path)
-        if (summary.get("start_row"), summary.get("stop_row")) != (task.start_row, task.stop_row):
-            return None
-        return ChunkResult(**{**summary["result"], "reused": True})
+    def _summary(self, partition_key: str, plan_fingerprint: str, kind: str, index: int) -> Path:
+        return self.plan_dir(partition_key, plan_fingerprint) / f"{kind}-{index:05d}.json"
 
-    def save(self, task: ChunkTask, frame: pd.DataFrame, result: ChunkResult) -> ChunkResult:
-        data_path, summary_path = self._paths(task)
-        atomic_write(data_path, lambda tmp: frame.to_parquet(tmp, index=False))
-        result = ChunkResult(**{**asdict(result), "path": str(data_path)})
-        atomic_write_json(summary_path, {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result)})
+    def load_chunk(self, task: ChunkTask) -> ChunkResult | None:
+        """The finished result of exactly this chunk (same rows), or None."""
+        path = self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index)
+        summary = read_json(path) if path.exists() else None
+        if summary is None or (summary["start_row"], summary["stop_row"]) != (task.start_row, task.stop_row):
+            return None
+        result = summary["result"]
+        return ChunkResult(**{**result, "range_rows": tuple(result["range_rows"]), "reused": True})
+
+    def save_chunk(self, task: ChunkTask, parts: list[pa.Table], result: ChunkResult) -> ChunkResult:
+        """Write the chunk's rows of each range (``parts[r]``), then its summary."""
+        for range_index, part in enumerate(parts):
+            path = self.shuffle_file(task.partition_key, task.plan_fingerprint, task.index, range_index)
+            atomic_write(path, lambda tmp, part=part: feather.write_feather(part, tmp, compression="uncompressed"))
+        document = {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result)}
+        atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index), document)
         return result
+
+    def read_range_parts(self, task: RangeTask) -> pa.Table:
+        """Every chunk's rows of the range, in chunk order (so in raw order within equal order_ids)."""
+        parts = [
+            feather.read_table(self.shuffle_file(task.partition_key, task.plan_fingerprint, chunk, task.index))
+            for chunk in range(task.chunk_count)
+        ]
+        return pa.concat_tables(parts)
+
+    def load_range(self, task: RangeTask) -> RangeResult | None:
+        path = self._summary(task.partition_key, task.plan_fingerprint, "range", task.index)
+        if not path.exists() or not Path(read_json(path)["path"]).exists():
+            return None
+        return RangeResult(**{**read_json(path), "reused": True})
+
+    def save_range(self, task: RangeTask, table: pa.Table, result: RangeResult) -> RangeResult:
+        """Write the processed range as Parquet, then its summary."""
+        path = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}.parquet"
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE))
+        result = RangeResult(**{**asdict(result), "path": str(path)})
+        atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "range", task.index), asdict(result))
+        return result
+
+    def drop_shuffle(self, partition_key: str, plan_fingerprint: str) -> None:
+        """Delete the plan's shuffle files (every range is processed and the hour published)."""
+        for chunk_dir in self.plan_dir(partition_key, plan_fingerprint).glob("chunk-*/"):
+            shutil.rmtree(chunk_dir, ignore_errors=True)
 
     def prune(self, partition_key: str, keep_fingerprint: str) -> list[str]:
         """Delete the partition's checkpoints of every other plan (called once a plan's hour is published)."""

@@ -13,11 +13,10 @@ pandas DataFrame for tables, the typed document for JSON documents such as the c
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.storage.atomic import read_json
-from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedStore
+from scalable_pipeline.storage.versioned_store import StoredVersion, VersionedStore, read_table
 
 DOCUMENT_TYPES = {"ChunkPlan": ChunkPlan}
 
@@ -29,7 +28,7 @@ class LineageError(LookupError):
 def read_stored(stored: StoredVersion):
     """The data of a stored version: a DataFrame for tables, the typed document for JSON documents."""
     if stored.path.endswith(".parquet"):
-        return pd.read_parquet(stored.path)
+        return read_table(stored.path).to_pandas()
     document = read_json(Path(stored.path))
     document_type = DOCUMENT_TYPES.get(document.get("type", ""))
     return document_type.from_json(document) if document_type else document

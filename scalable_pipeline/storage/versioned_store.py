@@ -14,12 +14,15 @@ and stale never-published (staged) ones.
 """
 
 import hashlib
+import os
+import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.decisions.retention import versions_to_delete
@@ -65,6 +68,12 @@ class VersionedStore:
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_SIZE))
         return StoredVersion(asset, partition, version, str(path), raw_digest or file_digest(path))
+
+    def stage_dataset(self, asset: str, partition: str, run_id: str, raw_digest: str) -> "DatasetStage":
+        """A new version written part by part (a folder of Parquet files, read in name order)."""
+        version = new_version_id(run_id)
+        target = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
+        return DatasetStage(StoredVersion(asset, partition, version, str(target), raw_digest))
 
     def write_document(self, asset: str, partition: str, document: dict, run_id: str, raw_digest: str) -> StoredVersion:
         version = new_version_id(run_id)
@@ -127,7 +136,7 @@ class VersionedStore:
             return False
         path = Path(stored.path)
         existed = path.exists()
-        path.unlink(missing_ok=True)
+        remove(path)
         return existed
 
     def clean(self, asset: str, partition: str) -> list[str]:
@@ -144,7 +153,7 @@ class VersionedStore:
         folder = self.partition_dir(asset, partition) / "versions"
         for version in doomed:
             for path in folder.glob(f"{version}.*"):
-                path.unlink(missing_ok=True)
+                remove(path)
         return doomed
 
     def published(self, asset: str, partition: str) -> StoredVersion | None:
@@ -163,7 +172,7 @@ class VersionedStore:
         return stored
 
     def read_published_table(self, asset: str, partition: str) -> pd.DataFrame:
-        return pd.read_parquet(self.require_published(asset, partition).path)
+        return read_table(self.require_published(asset, partition).path).to_pandas()
 
     def read_published_document(self, asset: str, partition: str) -> dict:
         return read_json(Path(self.require_published(asset, partition).path))
@@ -174,6 +183,55 @@ class VersionedStore:
         if not folder.exists():
             return []
         return sorted(p.stem for p in folder.iterdir() if not p.name.startswith("."))
+
+
+class DatasetStage:
+    """Parts of a dataset version in a hidden folder; ``commit`` renames it into place in one step."""
+
+    def __init__(self, stored: StoredVersion):
+        self.stored = stored
+        target = Path(stored.path)
+        self.folder = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self.folder.mkdir(parents=True)
+        self.parts = 0
+
+    def _next(self) -> Path:
+        self.parts += 1
+        return self.folder / f"part-{self.parts - 1:05d}.parquet"
+
+    def add_table(self, table: pa.Table) -> None:
+        pq.write_table(table, self._next(), row_group_size=ROW_GROUP_SIZE)
+
+    def add_file(self, path: Path | str) -> None:
+        """Add a finished Parquet file as the next part: a hard link (no copy) where the file system allows."""
+        target = self._next()
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+
+    def commit(self) -> StoredVersion:
+        os.rename(self.folder, self.stored.path)
+        return self.stored
+
+
+def remove(path: Path) -> None:
+    """Delete a version: a file, or a dataset folder."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def dataset_parts(path: Path | str) -> list[Path]:
+    """The Parquet files of a version in read order: the file itself, or a dataset folder's parts by name."""
+    path = Path(path)
+    return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
+def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:
+    """A whole version (file or dataset folder) as one Arrow table."""
+    return pa.concat_tables([pq.read_table(part, columns=columns) for part in dataset_parts(path)])
 
 
 def file_digest(path: Path | str) -> str:
