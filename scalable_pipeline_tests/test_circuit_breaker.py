@@ -1,8 +1,9 @@
 """Circuit breaker: the pure transitions, the durable breaker, and the source behind it in a run."""
 
-import time
+from typing import ClassVar
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from scalable_pipeline.decisions.circuit_breaker import (
@@ -19,6 +20,8 @@ from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
+from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError, DurableCircuitBreaker
 from scalable_pipeline_tests.conftest import PEAK_PARTITION
 
@@ -74,32 +77,85 @@ def test_durable_breaker_state_is_shared_through_the_data_root(tmp_path):
     assert breaker().state() == BreakerState()
 
 
-def test_bad_data_errors_propagate_without_counting_as_failures(tmp_path):
+def raises(error: Exception):
+    def call():
+        raise error
+
+    return call
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [TimeoutError("timed out"), ConnectionRefusedError("refused"), OSError(5, "I/O error"), SourceUnavailableError("unmounted")],
+)
+def test_outages_count_towards_opening(tmp_path, outage):
+    breaker = DurableCircuitBreaker(tmp_path, "source", SETTINGS, clock=lambda: 0.0)
+    for _ in range(3):
+        with pytest.raises(type(outage)):
+            breaker.call(raises(outage))
+    assert breaker.state().status == OPEN and type(outage).__name__ in breaker.state().last_error
+
+
+def test_other_errors_propagate_and_count_as_the_dependency_answering(tmp_path):
     breaker = DurableCircuitBreaker(tmp_path, "source", SETTINGS, clock=lambda: 0.0)
     with pytest.raises(TimeoutError):
-        breaker.call(lambda: (_ for _ in ()).throw(TimeoutError("down")))
+        breaker.call(raises(TimeoutError("down")))
     assert len(breaker.state().failure_times) == 1
-    for _ in range(5):  # far more than the threshold of bad files: still closed, and the count was reset
-        with pytest.raises(ValueError):
-            breaker.call(lambda: (_ for _ in ()).throw(ValueError("bad file")), not_outage=(ValueError,))
-    assert breaker.state() == BreakerState()
+    for error in [ValueError("bad file"), KeyError("column"), OverflowError("inf"), TypeError("a bug")] * 2:
+        with pytest.raises(type(error)):
+            breaker.call(raises(error))
+    assert breaker.state() == BreakerState()  # still closed, and the outage before was forgotten
 
 
-def test_source_breaker_opens_fails_fast_and_closes_after_cool_down(instance):
-    assets = [defs.get_assets_def("raw_volume")]
-    breaker = CircuitBreakerResource(failure_threshold=2, cooldown_seconds=1.0)
+class ManualClockBreaker(CircuitBreakerResource):
+    """The breaker on a clock the test moves (a class attribute: Dagster rebuilds resources from config)."""
 
-    def run(fail_source: bool) -> dg.ExecuteInProcessResult:
-        resources = {**build_resources(), "circuit_breaker": breaker, "faults": FaultInjectionResource(fail_source=fail_source)}
-        return dg.materialize(assets, partition_key=PEAK_PARTITION, resources=resources, instance=instance, raise_on_error=False)
+    seconds: ClassVar[list[float]] = [0.0]
 
-    def failure_message(result) -> str:
-        return str(next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE).event_specific_data)
+    def now(self) -> float:
+        return self.seconds[0]
 
-    assert "simulated source outage" in failure_message(run(True))
-    assert "simulated source outage" in failure_message(run(True))
-    fast = run(False)  # the source is back, but the circuit is open: no call until the cool-down passes
-    assert not fast.success and "circuit 'source' is open" in failure_message(fast)
-    time.sleep(1.1)
-    assert run(False).success
+
+class GarbledSource(SyntheticOrderSource):
+    """A source that answers with data that cannot be orders: bad data, not an outage."""
+
+    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+        raise ValueError("the payload is not a table of orders")
+
+
+def materialize_raw(instance, **resources) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [defs.get_assets_def("raw_volume")],
+        partition_key=PEAK_PARTITION,
+        resources={**build_resources(), **resources},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return str(next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE).event_specific_data)
+
+
+def test_bad_data_in_a_row_does_not_open_the_circuit(instance):
+    breaker = CircuitBreakerResource()
+    for _ in range(breaker.failure_threshold + 2):
+        result = materialize_raw(instance, circuit_breaker=breaker, source=GarbledSource())
+        assert not result.success and "the payload is not a table of orders" in failure_message(result)
+    assert materialize_raw(instance, circuit_breaker=breaker).success  # a good hour right after
+    assert breaker.breaker("source", DataStoreResource()).state() == BreakerState()
+
+
+def test_simulated_outages_open_the_circuit_which_fails_fast_and_closes_after_cool_down(instance):
+    ManualClockBreaker.seconds[0] = 1_000.0
+    breaker = ManualClockBreaker()  # defaults: 3 outages open it, for a 60 s cool-down
+    outage = FaultInjectionResource(fail_source=True)
+    for _ in range(3):
+        assert "simulated source outage" in failure_message(materialize_raw(instance, circuit_breaker=breaker, faults=outage))
+    ManualClockBreaker.seconds[0] += breaker.cooldown_seconds - 1
+    fast = materialize_raw(instance, circuit_breaker=breaker)  # the source is back, but the circuit is open
+    assert not fast.success and "circuit 'source' is open after 3 consecutive failures" in failure_message(fast)
+    assert "SimulatedSourceOutage" in failure_message(fast)
+    ManualClockBreaker.seconds[0] += 1
+    assert materialize_raw(instance, circuit_breaker=breaker).success  # the trial call goes through and closes it
     assert breaker.breaker("source", DataStoreResource()).state().status == CLOSED

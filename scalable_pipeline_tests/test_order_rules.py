@@ -1,9 +1,10 @@
 """The processing rules on hand-made rows, and chunk-range reads of stored Parquet."""
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from scalable_pipeline.decisions.order_rules import DUPLICATE, classify, schema_problems
+from scalable_pipeline.decisions.order_rules import DUPLICATE, RULES_VERSION, classify, schema_problems
 from scalable_pipeline.storage.versioned_store import VersionedStore, read_row_range
 
 START = pd.Timestamp("2024-01-01 10:00", tz="UTC")
@@ -45,6 +46,13 @@ def test_each_rule_and_its_order():
         DUPLICATE,
         "null_customer_id",
     ]
+
+
+def test_an_amount_must_be_finite():
+    t = START + pd.Timedelta(minutes=5)
+    frame = rows(*((i, t, 10, "north", amount, "paid") for i, amount in enumerate([np.inf, -np.inf, np.nan, 1e308, 0.01])))
+    assert classify(frame, START, END).tolist() == ["invalid_amount"] * 3 + [pd.NA, pd.NA]
+    assert RULES_VERSION == 2  # the rule changed in version 2: checkpoints judged by version 1 are not reused
 
 
 def test_schema_problems_name_the_rule():

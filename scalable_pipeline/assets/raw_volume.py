@@ -24,15 +24,15 @@ from scalable_pipeline.throughput import estimated_processing_seconds
 
 
 def rejected_input(data_store: DataStoreResource, partition: str, error: LandingFileError) -> dg.Failure:
-    """Keep the bad file in quarantine and say which file, partition and rule; nothing is published."""
-    kept = quarantine_file(data_store.root, "raw_volume", partition, error.path, error.rule, str(error))
+    """Quarantine why (and, if it is a regular landing file, a copy); say which file, partition and rule."""
+    kept = quarantine_file(data_store.root, "raw_volume", partition, error.path, error.rule, str(error), error.copy_from)
     return dg.Failure(
         description=(
             f"raw_volume partition {partition}: {error}. "
-            + (f"A copy of the file is quarantined at {kept}. " if error.path.exists() else "")
+            + (f"A copy of the file is quarantined at {kept.copy}. " if kept.copy else f"Recorded at {kept.reason}. ")
             + "Nothing was published: readers keep the last good version of this hour; other hours are unaffected."
         ),
-        metadata={"file": str(error.path), "rule": error.rule, "quarantined": str(kept) if error.path.exists() else ""},
+        metadata={"file": str(error.path), "rule": error.rule, "quarantined": str(kept.copy or "")},
         allow_retries=False,
     )
 
@@ -68,8 +68,8 @@ def raw_volume(
         return source.fetch_hour(pd.Timestamp(hour_start))
 
     try:
-        # A bad landing file is bad data, not an outage: it does not count towards opening the circuit.
-        frame = circuit_breaker.call("source", data_store, fetch, not_outage=(LandingFileError,))
+        # Only outages (OSError) count towards opening the circuit; a bad file is bad data, not an outage.
+        frame = circuit_breaker.call("source", data_store, fetch)
     except CircuitOpenError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
     except LandingFileError as error:

@@ -1,14 +1,21 @@
 """When a simulated fault fires (recovery drills): which chunk, which attempt, which run."""
 
 from dataclasses import dataclass
+from typing import Literal
+
+FaultMode = Literal["raise", "kill", "slow"]
 
 
 @dataclass(frozen=True)
 class FaultPlan:
+    """The ``faults`` resource's settings; the defaults inject nothing."""
+
     fail_chunks: tuple[int, ...] = ()
-    mode: str = "raise"
+    mode: FaultMode = "raise"
+    slow_seconds: float = 5.0
     fail_first_attempts: int | None = None  # None: every attempt fails; 1: only the first (a transient fault)
     fail_reexecutions: bool = False
+    fail_source: bool = False
 
 
 def chunk_fault_fires(plan: FaultPlan, chunk_index: int, retry_number: int, is_reexecution: bool) -> bool:

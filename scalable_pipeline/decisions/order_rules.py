@@ -1,7 +1,7 @@
 """The processing rules for orders, exactly as published in the README.
 
 First de-duplicate on ``order_id`` keeping the first row in raw order; then a remaining row is invalid
-if ``customer_id`` is null, ``amount`` is null or <= 0, ``status`` is not a valid status, or
+if ``customer_id`` is null, ``amount`` is null, not finite or <= 0, ``status`` is not a valid status, or
 ``event_time`` is outside the partition's hour. The rest are valid.
 """
 
@@ -11,7 +11,8 @@ import pandas as pd
 from scalable_pipeline.constants import ORDER_COLUMNS, VALID_STATUSES
 
 # Bump when a rule changes: it is part of the chunk plan fingerprint, so old checkpoints are not reused.
-RULES_VERSION = 1
+# 2: an amount must be finite: +inf is invalid_amount (-inf and NaN already were).
+RULES_VERSION = 2
 
 DUPLICATE = "duplicate_order_id"
 # Validity rules in the order they are reported: the first broken rule names the row's reason.
@@ -22,15 +23,16 @@ RAW_ROW_COLUMN = "raw_row"
 
 def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
     """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
+    amount = frame["amount"].to_numpy(dtype="float64", na_value=np.nan)
     broken = [
         frame["customer_id"].isna().to_numpy(),
-        (frame["amount"].isna() | ~(frame["amount"] > 0)).to_numpy(dtype=bool),
+        ~(np.isfinite(amount) & (amount > 0)),
         (~frame["status"].isin(VALID_STATUSES)).to_numpy(dtype=bool) | frame["status"].isna().to_numpy(),
         ((frame["event_time"] < hour_start) | (frame["event_time"] >= hour_end)).to_numpy(dtype=bool)
         | frame["event_time"].isna().to_numpy(),
     ]
-    reasons = np.select(broken, VALIDITY_RULES, default=None)
-    return pd.Series(reasons, index=frame.index, dtype="string")
+    first_broken = np.select(broken, VALIDITY_RULES, default="")
+    return pd.Series(first_broken, index=frame.index, dtype="string").mask(first_broken == "")
 
 
 def final_reasons(order_ids: pd.Series, validity: pd.Series) -> pd.Series:

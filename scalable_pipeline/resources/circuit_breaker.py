@@ -1,5 +1,6 @@
 """Circuit breaker settings (resource key ``circuit_breaker``); state is kept under the data root."""
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -7,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from scalable_pipeline.decisions.circuit_breaker import BreakerSettings
+from scalable_pipeline.decisions.settings import from_fields
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
 
@@ -16,17 +18,28 @@ T = TypeVar("T")
 class CircuitBreakerResource(dg.ConfigurableResource):
     """One breaker per external dependency name, shared by all runs on the same data root."""
 
-    failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
-    window_seconds: float = Field(default=300.0, gt=0, description="Failures older than this do not count.")
-    cooldown_seconds: float = Field(default=60.0, ge=0, description="How long an open circuit fails fast before a trial call.")
+    failure_threshold: int = Field(
+        default=BreakerSettings.failure_threshold, ge=1, description="Consecutive outages that open the circuit."
+    )
+    window_seconds: float = Field(
+        default=BreakerSettings.window_seconds, gt=0, description="Outages older than this do not count."
+    )
+    cooldown_seconds: float = Field(
+        default=BreakerSettings.cooldown_seconds, ge=0, description="How long an open circuit fails fast before a trial call."
+    )
+
+    @property
+    def settings(self) -> BreakerSettings:
+        return from_fields(BreakerSettings, self)
+
+    def now(self) -> float:
+        """The breakers' clock, seconds since the epoch (tests override it to move time without sleeping)."""
+        return time.time()
 
     def breaker(self, name: str, data_store: DataStoreResource) -> DurableCircuitBreaker:
-        settings = BreakerSettings(self.failure_threshold, self.window_seconds, self.cooldown_seconds)
-        return DurableCircuitBreaker(data_store.root, name, settings)
+        return DurableCircuitBreaker(data_store.root, name, self.settings, clock=self.now)
 
-    def call(
-        self, name: str, data_store: DataStoreResource, fn: Callable[[], T], not_outage: tuple[type[Exception], ...] = ()
-    ) -> T:
-        """``fn()`` through the breaker ``name``, whose state lives under ``data_store``'s root; errors of
-        the ``not_outage`` types propagate without counting as failures."""
-        return self.breaker(name, data_store).call(fn, not_outage)
+    def call(self, name: str, data_store: DataStoreResource, fn: Callable[[], T]) -> T:
+        """``fn()`` through the breaker ``name``, whose state lives under ``data_store``'s root. Only outages
+        (``OSError``) count as failures; other errors propagate and count as the dependency answering."""
+        return self.breaker(name, data_store).call(fn)

@@ -9,35 +9,46 @@ chunks in the original run and never in its re-executions, so "re-execute from f
 import os
 import signal
 import time
-from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.decisions.faults import FaultPlan, chunk_fault_fires
+from scalable_pipeline.decisions.faults import FaultMode, FaultPlan, chunk_fault_fires
+from scalable_pipeline.decisions.settings import from_fields
+from scalable_pipeline.sources.errors import SourceUnavailableError
 
 
 class SimulatedFault(RuntimeError):
     """An error raised on purpose by the ``faults`` resource."""
 
 
+class SimulatedSourceOutage(SimulatedFault, SourceUnavailableError):
+    """A simulated source outage: an ``OSError``, so the source's circuit breaker counts it."""
+
+
 class FaultInjectionResource(dg.ConfigurableResource):
     """Simulated failures for drills; with the defaults nothing is injected."""
 
-    fail_chunks: list[int] = Field(default=[], description="Chunk indices whose steps fail (empty: no chunk fault).")
-    mode: Literal["raise", "kill", "slow"] = Field(default="raise", description="raise, kill (SIGKILL the step process) or slow.")
-    slow_seconds: float = Field(default=5.0, ge=0, description="Delay of mode slow.")
-    fail_first_attempts: int | None = Field(
-        default=None, ge=1, description="Only the first N attempts of a chunk fail (a transient fault); unset: every attempt."
+    fail_chunks: list[int] = Field(
+        default=list(FaultPlan.fail_chunks), description="Chunk indices whose steps fail (empty: no chunk fault)."
     )
-    fail_reexecutions: bool = Field(default=False, description="Also inject into re-executions of the faulted run.")
+    mode: FaultMode = Field(default=FaultPlan.mode, description="raise, kill (SIGKILL the step process) or slow.")
+    slow_seconds: float = Field(default=FaultPlan.slow_seconds, ge=0, description="Delay of mode slow.")
+    fail_first_attempts: int | None = Field(
+        default=FaultPlan.fail_first_attempts,
+        ge=1,
+        description="Only the first N attempts of a chunk fail (a transient fault); unset: every attempt.",
+    )
+    fail_reexecutions: bool = Field(
+        default=FaultPlan.fail_reexecutions, description="Also inject into re-executions of the faulted run."
+    )
     fail_source: bool = Field(
-        default=False, description="Every source fetch raises (a source outage; trips the circuit breaker)."
+        default=FaultPlan.fail_source, description="Every source fetch raises (a source outage; trips the circuit breaker)."
     )
 
     @property
     def plan(self) -> FaultPlan:
-        return FaultPlan(tuple(self.fail_chunks), self.mode, self.fail_first_attempts, self.fail_reexecutions)
+        return from_fields(FaultPlan, self, fail_chunks=tuple(self.fail_chunks))
 
     def before_chunk(self, context: dg.OpExecutionContext, chunk_index: int) -> None:
         """Inject the configured fault into this attempt of the chunk step, if it is chosen."""
@@ -54,4 +65,4 @@ class FaultInjectionResource(dg.ConfigurableResource):
 
     def before_source_fetch(self) -> None:
         if self.fail_source:
-            raise SimulatedFault("simulated source outage (faults resource, fail_source)")
+            raise SimulatedSourceOutage("simulated source outage (faults resource, fail_source)")

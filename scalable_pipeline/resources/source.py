@@ -4,14 +4,19 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, landing_path, read_landing_file
+from scalable_pipeline.decisions.settings import from_fields
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, check_pattern, landing_path, read_landing_file
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, generate_orders, hour_volume
 
 
 class OrderSource(dg.ConfigurableResource):
-    """What ``raw_volume`` needs of a source: the records of one hour, and a line saying where from."""
+    """What ``raw_volume`` needs of a source: the records of one hour, and a line saying where from.
+
+    ``fetch_hour`` raises an ``OSError`` (e.g. ``SourceUnavailableError``) when the source cannot be
+    reached: only those count towards the source's circuit breaker. Any other error is not an outage.
+    """
 
     def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
         raise NotImplementedError
@@ -23,14 +28,20 @@ class OrderSource(dg.ConfigurableResource):
 class SyntheticOrderSource(OrderSource):
     """Simulated orders: volume follows the day profile times ``scale``, with injected defects."""
 
-    scale: float = Field(default=1.0, ge=0, description="Volume multiplier (100 gives about a million records at peak).")
-    duplicate_rate: float = Field(default=0.005, ge=0, le=1, description="Share of rows that resend an earlier order.")
-    invalid_rate: float = Field(default=0.01, ge=0, le=1, description="Share of rows with an injected defect.")
-    seed: int = Field(default=0, description="Same seed, hour and settings give the same records.")
+    scale: float = Field(
+        default=SyntheticOrdersSpec.scale, ge=0, description="Volume multiplier (100 gives about a million records at peak)."
+    )
+    duplicate_rate: float = Field(
+        default=SyntheticOrdersSpec.duplicate_rate, ge=0, le=1, description="Share of rows that resend an earlier order."
+    )
+    invalid_rate: float = Field(
+        default=SyntheticOrdersSpec.invalid_rate, ge=0, le=1, description="Share of rows with an injected defect."
+    )
+    seed: int = Field(default=SyntheticOrdersSpec.seed, description="Same seed, hour and settings give the same records.")
 
     @property
     def spec(self) -> SyntheticOrdersSpec:
-        return SyntheticOrdersSpec(self.scale, self.duplicate_rate, self.invalid_rate, self.seed)
+        return from_fields(SyntheticOrdersSpec, self)
 
     def describe(self) -> str:
         return f"synthetic orders (scale={self.scale}, seed={self.seed})"
@@ -47,8 +58,14 @@ class LandingFileSource(OrderSource):
 
     landing_dir: str = Field(description="Folder where the hourly files land.")
     pattern: str = Field(
-        default=DEFAULT_PATTERN, description="File of an hour, with {date} (YYYY-MM-DD) and {hour}; .csv or .parquet."
+        default=DEFAULT_PATTERN,
+        description="File of an hour inside landing_dir, with {date} (YYYY-MM-DD) and {hour}; .csv or .parquet.",
     )
+
+    @field_validator("pattern")
+    @classmethod
+    def _inside_landing_dir(cls, pattern: str) -> str:
+        return check_pattern(pattern)
 
     def path_for(self, hour_start: pd.Timestamp) -> Path:
         return landing_path(self.landing_dir, hour_start, self.pattern)
@@ -57,4 +74,4 @@ class LandingFileSource(OrderSource):
         return f"landing files {Path(self.landing_dir) / self.pattern}"
 
     def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
-        return read_landing_file(self.path_for(hour_start))
+        return read_landing_file(self.landing_dir, self.path_for(hour_start))

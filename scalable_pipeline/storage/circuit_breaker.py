@@ -1,7 +1,8 @@
 """A circuit breaker whose state lives in a JSON file under the data root, shared by every run.
 
 Layout: ``circuit_breakers/<name>.json`` (state) and ``<name>.lock`` (serialises read-modify-write
-between concurrent steps). Wrap any external call with ``DurableCircuitBreaker(...).call(fn)``.
+between concurrent steps). Wrap any external call with ``DurableCircuitBreaker(...).call(fn)``; only
+outages (``OSError``) count towards opening the circuit.
 """
 
 import time
@@ -43,9 +44,13 @@ class DurableCircuitBreaker:
     def _save(self, state: BreakerState) -> None:
         atomic_write_json(self.state_path, asdict(state))
 
-    def call(self, fn: Callable[[], T], not_outage: tuple[type[Exception], ...] = ()) -> T:
-        """Run ``fn`` unless the circuit is open; record its outcome for every later run. Errors of the
-        ``not_outage`` types (the dependency answered, with bad data) count as successes, then propagate."""
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` unless the circuit is open; record its outcome for every later run.
+
+        Only an outage counts as a failure: an ``OSError`` (unreachable, refused, timed out, an I/O error;
+        a source raises ``SourceUnavailableError``). Any other error (bad data, a bug) means the dependency
+        answered, so it counts as a success, then propagates.
+        """
         with file_lock(self.lock_path):
             allowed, state = admit(self.state(), self.clock(), self.settings)
             self._save(state)
@@ -58,12 +63,12 @@ class DurableCircuitBreaker:
             )
         try:
             result = fn()
-        except not_outage:
-            self._update(lambda _: record_success())
-            raise
-        except Exception as error:
+        except OSError as error:
             message = f"{type(error).__name__}: {error}"[:300]
             self._update(lambda state: record_failure(state, self.clock(), self.settings, message))
+            raise
+        except Exception:
+            self._update(lambda _: record_success())
             raise
         self._update(lambda _: record_success())
         return result
