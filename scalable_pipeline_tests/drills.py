@@ -87,6 +87,12 @@ def chunk_steps_started(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     )
 
 
+def chunk_steps_started_anywhere(instance: dg.DagsterInstance) -> bool:
+    """Whether the newest run has started a chunk step (it holds the partition's lease by then)."""
+    runs = instance.get_runs(limit=1)
+    return bool(runs) and bool(chunk_steps_started(instance, runs[0].run_id))
+
+
 def published_tables(data_dir) -> dict:
     store = VersionedStore(data_dir)
     return {asset: store.read_published_table(asset, PARTITION) for asset in ("processed_chunks", "consolidated_output")}

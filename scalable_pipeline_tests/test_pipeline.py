@@ -32,6 +32,7 @@ def expected_from_raw(raw: pd.DataFrame, partition_key: str) -> dict:
         first["customer_id"].notna()
         & first["amount"].notna()
         & (first["amount"] > 0)
+        & np.isfinite(first["amount"].astype("float64"))
         & first["status"].isin(VALID)
         & (first["event_time"] >= hour_start)
         & (first["event_time"] < hour_end)

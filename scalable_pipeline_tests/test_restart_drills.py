@@ -13,6 +13,7 @@ from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
+from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline_tests import drills
 
 
@@ -89,20 +90,19 @@ def test_new_run_after_a_killed_run_reuses_finished_chunks(home, data_dir, clean
     assert_same_tables(data_dir, clean_tables)
 
 
-def test_concurrent_runs_of_one_partition_do_not_interleave(home, data_dir, clean_tables):
-    # The first run is slowed down; the second starts while the first holds the partition's lease.
-    slow = drills.run_config({"fail_chunks": list(range(drills.CHUNKS)), "mode": "slow", "slow_seconds": 1.5})
-    first = drills.start_run(home, data_dir, slow, in_process=True)
+def test_concurrent_runs_of_one_partition_do_not_interleave(home, data_dir, clean_tables, tmp_path):
+    # The first run pauses in chunk 0 until released; the second starts while the first holds the partition's lease.
+    release = tmp_path / "release"
+    paused = drills.run_config({"fail_chunks": [0], "mode": "pause", "release_file": str(release), "slow_seconds": 600})
+    first = drills.start_run(home, data_dir, paused, in_process=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        lease = data_dir / "locks" / "2024-01-01-1000.json"
-        for _ in range(600):  # until the first run holds the partition
-            if lease.exists():
-                break
-            first.join(timeout=0.1)
-        else:
-            pytest.fail("the first run never took the partition's lease")
+        while not drills.chunk_steps_started_anywhere(instance) and first.is_alive():
+            first.join(timeout=0.05)  # waits on the first run's progress, not on a clock
+        assert first.is_alive(), "the first run ended before reaching its paused chunk"
         holder = drills.latest_run(instance)
+        assert PartitionLeases(data_dir).holder(drills.PARTITION) == holder.run_id
         assert drills.run(home, data_dir, drills.run_config(), in_process=True) == 0
+        release.touch()
         first.join(timeout=300)
         runs = {run.run_id: run for run in instance.get_runs()}
         loser = next(run for run_id, run in runs.items() if run_id != holder.run_id)

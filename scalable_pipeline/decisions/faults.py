@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Literal
 
-FaultMode = Literal["raise", "kill", "slow"]
+FaultMode = Literal["raise", "kill", "slow", "pause"]
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,8 @@ class FaultPlan:
 
     fail_chunks: tuple[int, ...] = ()
     mode: FaultMode = "raise"
-    slow_seconds: float = 5.0
+    slow_seconds: float = 5.0  # mode slow: the delay; mode pause: the longest wait for the release file
+    release_file: str | None = None  # mode pause: the step waits until this file exists
     fail_first_attempts: int | None = None  # None: every attempt fails; 1: only the first (a transient fault)
     fail_reexecutions: bool = False
     fail_source: bool = False

@@ -2,13 +2,15 @@
 
 ``mode``: ``raise`` (the chunk step raises), ``kill`` (the step's process dies at once with SIGKILL, as
 a killed worker would; under the in-process executor that is the whole run), ``slow`` (the step
-sleeps ``slow_seconds``, then works normally). By default a fault hits every attempt of the chosen
+sleeps ``slow_seconds``, then works normally), ``pause`` (the step waits until ``release_file`` exists,
+at most ``slow_seconds``: a drill holds a run at a known point and lets it go on an event). By default a fault hits every attempt of the chosen
 chunks in the original run and never in its re-executions, so "re-execute from failure" recovers.
 """
 
 import os
 import signal
 import time
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -32,8 +34,13 @@ class FaultInjectionResource(dg.ConfigurableResource):
     fail_chunks: list[int] = Field(
         default=list(FaultPlan.fail_chunks), description="Chunk indices whose steps fail (empty: no chunk fault)."
     )
-    mode: FaultMode = Field(default=FaultPlan.mode, description="raise, kill (SIGKILL the step process) or slow.")
-    slow_seconds: float = Field(default=FaultPlan.slow_seconds, ge=0, description="Delay of mode slow.")
+    mode: FaultMode = Field(default=FaultPlan.mode, description="raise, kill (SIGKILL the step process), slow or pause.")
+    slow_seconds: float = Field(
+        default=FaultPlan.slow_seconds, ge=0, description="Delay of mode slow; longest wait of mode pause."
+    )
+    release_file: str | None = Field(
+        default=FaultPlan.release_file, description="Mode pause: the step waits until this file exists."
+    )
     fail_first_attempts: int | None = Field(
         default=FaultPlan.fail_first_attempts,
         ge=1,
@@ -58,6 +65,8 @@ class FaultInjectionResource(dg.ConfigurableResource):
         context.log.warning(f"faults: simulated {self.mode} in chunk {chunk_index} (attempt {context.retry_number + 1})")
         if self.mode == "slow":
             time.sleep(self.slow_seconds)
+        elif self.mode == "pause":
+            wait_for_file(Path(self.release_file or ""), self.slow_seconds)
         elif self.mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         else:
@@ -66,3 +75,10 @@ class FaultInjectionResource(dg.ConfigurableResource):
     def before_source_fetch(self) -> None:
         if self.fail_source:
             raise SimulatedSourceOutage("simulated source outage (faults resource, fail_source)")
+
+
+def wait_for_file(path: Path, longest_seconds: float) -> None:
+    """Wait until ``path`` exists (another process creates it), at most ``longest_seconds``."""
+    deadline = time.monotonic() + longest_seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
