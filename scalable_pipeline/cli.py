@@ -60,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
     config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
 
-    job = dg.reconstructable(scalable_data_processing_job) if args.multiprocess else scalable_data_processing_job()
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
+        result: dg.JobExecutionResult | dg.ExecuteInProcessResult
         if args.multiprocess:
+            job = dg.reconstructable(scalable_data_processing_job)
             result = dg.execute_job(job, instance=instance, run_config=config, tags={PARTITION_TAG: args.partition})
         else:
-            result = job.execute_in_process(
+            result = scalable_data_processing_job().execute_in_process(
                 run_config=config, instance=instance, partition_key=args.partition, raise_on_error=False
             )
         seconds = time.perf_counter() - started

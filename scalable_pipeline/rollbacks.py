@@ -2,10 +2,11 @@
 
 import dagster as dg
 
+from scalable_pipeline.constants import StepContext
 from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
 
 
-def record_rollback(context: dg.OpExecutionContext, root, record: RollbackRecord) -> None:
+def record_rollback(context: StepContext, root, record: RollbackRecord) -> None:
     metadata = {**record.as_metadata(), "failed_gates": dg.MetadataValue.json(record.failed_gates)}
     context.log_event(
         dg.AssetObservation(

@@ -68,7 +68,9 @@ def consolidated_output(
     record_schema = pq.read_schema(raw_volume.path)  # the output has the raw record's columns and types
     stage = store.stage_dataset(ASSET, partition, context.run.run_id, processed_chunks.raw_digest)
     valid = invalid = duplicates = 0
-    revenue, totals, order_problems, last_id = 0.0, {}, [], None
+    revenue, last_id = 0.0, None
+    totals: dict[str, list[float]] = {}
+    order_problems: list[str] = []
     for part in dataset_parts(processed_chunks.path):
         processed = pq.read_table(part, columns=[*ORDER_COLUMNS, REASON_COLUMN])
         reasons = processed[REASON_COLUMN]

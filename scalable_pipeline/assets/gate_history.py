@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from scalable_pipeline.constants import StepContext
 from scalable_pipeline.decisions.gates import GateVerdict, ratio_at_most
 from scalable_pipeline.decisions.thresholds import Threshold, derive_threshold, explained
 from scalable_pipeline.decisions.volume_anomaly import (
@@ -10,6 +11,7 @@ from scalable_pipeline.decisions.volume_anomaly import (
     same_hour_partition_keys,
     volume_anomaly,
 )
+from scalable_pipeline.metadata import metadata_number
 from scalable_pipeline.resources.quality import QualityResource
 
 
@@ -24,10 +26,9 @@ def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: i
     scores = []
     for record in records:
         evaluation = record.evaluation  # an AssetCheckEvaluationPlanned while the check has not run
-        passed = isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.passed
-        score = evaluation.metadata.get("score") if passed else None
-        if score is not None:
-            scores.append(float(score.value))
+        if isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.passed:
+            score = metadata_number(evaluation.metadata, "score")
+            scores += [] if score is None else [score]
     return scores[:limit]
 
 
@@ -39,13 +40,14 @@ def same_hour_values(instance: dg.DagsterInstance, asset: str, partition_key: st
     ).records
     newest: dict[str, float] = {}
     for record in records:  # newest first
-        value = record.asset_materialization.metadata.get(metadata_key)
-        if record.partition_key not in newest and value is not None:
-            newest[record.partition_key] = float(value.value)
+        materialization = record.asset_materialization
+        value = metadata_number(materialization.metadata if materialization else None, metadata_key)
+        if record.partition_key and record.partition_key not in newest and value is not None:
+            newest[record.partition_key] = value
     return [newest[key] for key in keys if key in newest]
 
 
-def gate_threshold(context: dg.OpExecutionContext, quality: QualityResource, asset: str, check: str, static: float) -> Threshold:
+def gate_threshold(context: StepContext, quality: QualityResource, asset: str, check: str, static: float) -> Threshold:
     """The threshold of a score gate: static, or adaptive from the check's passed scores."""
     policy = quality.policy(check)
     history = passed_scores(context.instance, asset, check, policy.history) if policy.adaptive else []
@@ -53,7 +55,7 @@ def gate_threshold(context: dg.OpExecutionContext, quality: QualityResource, ass
 
 
 def ratio_gate(
-    context: dg.OpExecutionContext,
+    context: StepContext,
     quality: QualityResource,
     asset: str,
     check: str,
@@ -67,8 +69,8 @@ def ratio_gate(
     return explained(ratio_at_most(check, count, total, threshold.value, what), threshold)
 
 
-def volume_gate(context: dg.OpExecutionContext, quality: QualityResource, asset: str, valid: int) -> GateVerdict:
+def volume_gate(context: StepContext, quality: QualityResource, asset: str, valid: int) -> GateVerdict:
     """The volume-anomaly gate: ``valid`` against the same hour's ``valid`` on earlier days."""
     policy = quality.policy(VOLUME_ANOMALY_GATE)
     history = same_hour_values(context.instance, asset, context.partition_key, "valid", policy.history)
-    return volume_anomaly(VOLUME_ANOMALY_GATE, valid, history, policy, DEFAULT_VOLUME_POLICY.threshold)
+    return volume_anomaly(VOLUME_ANOMALY_GATE, valid, history, policy, DEFAULT_VOLUME_POLICY.threshold or 0.0)

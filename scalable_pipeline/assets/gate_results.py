@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import dagster as dg
 
+from scalable_pipeline.constants import StepContext
 from scalable_pipeline.decisions.gates import GateVerdict, all_true
 from scalable_pipeline.decisions.lineage import lineage_problems
 from scalable_pipeline.decisions.thresholds import with_derivation
@@ -51,7 +52,7 @@ def check_result(asset: str, verdict: GateVerdict) -> dg.AssetCheckResult:
 
 
 def audit_then_publish(
-    context: dg.OpExecutionContext,
+    context: StepContext,
     store: VersionedStore,
     staged: StoredVersion,
     verdicts: Sequence[GateVerdict],
@@ -78,7 +79,7 @@ def audit_then_publish(
 
 
 def roll_back_stage(
-    context: dg.OpExecutionContext, store: VersionedStore, staged: StoredVersion, failed: Sequence[GateVerdict]
+    context: StepContext, store: VersionedStore, staged: StoredVersion, failed: Sequence[GateVerdict]
 ) -> StoredVersion | None:
     """Discard ``staged``, record the rollback on its asset and the assets after it; returns what readers get."""
     store.discard(staged)

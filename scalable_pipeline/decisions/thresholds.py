@@ -43,7 +43,7 @@ class Threshold:
 
     def as_details(self) -> dict:
         details = {"threshold_method": self.method, "threshold_derivation": self.derivation, "history_n": self.history_n}
-        if self.history_mean is not None:
+        if self.history_mean is not None and self.history_stddev is not None:
             details |= {"history_mean": round(self.history_mean, 6), "history_stddev": round(self.history_stddev, 6)}
         return details
 

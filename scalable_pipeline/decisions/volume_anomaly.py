@@ -21,7 +21,7 @@ def same_hour_partition_keys(partition_key: str, days: int) -> list[str]:
     return [(hour - timedelta(days=day)).strftime(PARTITION_FORMAT) for day in range(1, days + 1)]
 
 
-def volume_anomaly(name: str, valid: int, history: Sequence[int], policy: GatePolicy, static: float) -> GateVerdict:
+def volume_anomaly(name: str, valid: int, history: Sequence[float], policy: GatePolicy, static: float) -> GateVerdict:
     """Score: relative deviation ``|valid - mean| / mean`` from the same hour's history (newest first).
 
     Passes when the score is at most the threshold: ``k * stddev / mean`` of the history for an adaptive

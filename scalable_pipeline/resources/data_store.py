@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.constants import DATA_DIR_ENV
+from scalable_pipeline.constants import DATA_DIR_ENV, StepContext
 from scalable_pipeline.storage.partition_lease import PartitionBusyError, PartitionLeases
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -38,7 +38,7 @@ class DataStoreResource(dg.ConfigurableResource):
     def store(self) -> VersionedStore:
         return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
 
-    def hold_partition(self, context: dg.OpExecutionContext, partition: str) -> str:
+    def hold_partition(self, context: StepContext, partition: str) -> str:
         """Check ``partition`` is an hourly partition key and take (or keep) its lease for this run.
 
         Every step that writes under a partition calls this first: a bad key, or a partition another
@@ -51,7 +51,7 @@ class DataStoreResource(dg.ConfigurableResource):
             raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
         return partition
 
-    def release_partition(self, context: dg.OpExecutionContext, partition: str) -> None:
+    def release_partition(self, context: StepContext, partition: str) -> None:
         """Give the partition's lease back once this run has written its last output."""
         PartitionLeases(self.root).release(partition, context.run.run_id)
 

@@ -260,7 +260,7 @@ def read_row_range(path: str, start_row: int, stop_row: int) -> pd.DataFrame:
             wanted.append(group)
             first_group_start = group_start if first_group_start is None else first_group_start
         group_start = group_stop
-    if not wanted:
+    if first_group_start is None:
         return parquet.schema_arrow.empty_table().to_pandas()
     table = parquet.read_row_groups(wanted, use_pandas_metadata=True)
     offset = start_row - first_group_start
