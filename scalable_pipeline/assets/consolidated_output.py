@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
-from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
+from scalable_pipeline.assets.processed_chunks import VALID_VIEW
+from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
 from scalable_pipeline.decisions.ranges import unique_ascending_problems
@@ -60,31 +61,32 @@ def consolidated_output(
 ):
     """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id.
 
-    Reads the processed dataset one range at a time and writes the output range by range: no step holds the hour.
+    The valid rows are the processed version's ``valid`` parts (one per order_id range, written by the range
+    steps): linked into this version, not copied. Counts, totals and the order check read a few columns of one
+    part at a time: no step holds the hour.
     """
     partition = data_store.hold_partition(context, context.partition_key)
     store = data_store.store()
     raw_records = pq.read_metadata(raw_volume.path).num_rows  # the raw version of this run's lineage
-    record_schema = pq.read_schema(raw_volume.path)  # the output has the raw record's columns and types
+    invalid = duplicates = 0
+    for part in dataset_parts(processed_chunks.path):
+        reasons = pq.read_table(part, columns=[REASON_COLUMN])[REASON_COLUMN]
+        part_duplicates = pc.sum(pc.equal(reasons, DUPLICATE)).as_py() or 0
+        duplicates += part_duplicates
+        invalid += len(reasons) - reasons.null_count - part_duplicates
     stage = store.stage_dataset(ASSET, partition, context.run.run_id, processed_chunks.raw_digest)
-    valid = invalid = duplicates = 0
-    revenue, last_id = 0.0, None
+    valid, revenue, last_id = 0, 0.0, None
     totals: dict[str, list[float]] = {}
     order_problems: list[str] = []
-    for part in dataset_parts(processed_chunks.path):
-        processed = pq.read_table(part, columns=[*ORDER_COLUMNS, REASON_COLUMN])
-        reasons = processed[REASON_COLUMN]
-        kept = processed.filter(pc.is_null(reasons)).select(ORDER_COLUMNS).cast(record_schema)
-        duplicates += pc.sum(pc.equal(reasons, DUPLICATE)).as_py() or 0
-        invalid += len(processed) - len(kept)
-        valid += len(kept)
+    for part in dataset_parts(processed_chunks.path, VALID_VIEW):
+        kept = pq.read_table(part, columns=["order_id", "region", "amount"])
         ids = kept["order_id"].to_numpy()
         order_problems += unique_ascending_problems(ids, last_id)
         last_id = int(ids[-1]) if len(ids) else last_id
+        valid += len(kept)
         revenue += pc.sum(kept["amount"]).as_py() or 0.0
         add_region_totals(totals, kept)
-        stage.add_table(kept)
-    invalid -= duplicates
+        stage.add_file(part)
     staged = stage.commit()
     metadata = {  # built before publishing: once published, nothing is left to fail before the Output
         "raw_records": raw_records,

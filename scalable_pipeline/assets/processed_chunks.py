@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
-from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS
+from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, validity_reasons
@@ -48,6 +49,8 @@ GATES = [
 ]
 # Transient errors in a chunk or range step are retried by Dagster, with exponential backoff and jitter.
 CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's parts).
+VALID_VIEW = "valid"
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
 
 
@@ -64,7 +67,7 @@ def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
 
 
 def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
-    return [RangeTask(plan.partition_key, plan.fingerprint, r, len(plan.chunks)) for r in range(plan.range_count)]
+    return [RangeTask(plan.partition_key, plan.fingerprint, r, len(plan.chunks), plan.raw_path) for r in range(plan.range_count)]
 
 
 def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
@@ -91,21 +94,23 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     return parts, result
 
 
-def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, RangeResult]:
-    """Sort the range by (order_id, raw row), mark repeats as duplicates, count and total it."""
+def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, RangeResult]:
+    """Sort the range by (order_id, raw row), mark repeats as duplicates, count and total it; also its valid
+    rows in the raw record's columns and types."""
     started = time.perf_counter()
     table = table.sort_by([("order_id", "ascending"), (RAW_ROW_COLUMN, "ascending")])
     ids = table["order_id"].to_numpy()
     repeated = pa.array(repeats_of_previous(ids))
     reasons = pc.if_else(repeated, pa.scalar(DUPLICATE, pa.string()), table[REASON_COLUMN].cast(pa.string()))
     table = table.set_column(table.schema.get_field_index(REASON_COLUMN), REASON_COLUMN, reasons)
-    valid = table.filter(pc.is_null(reasons))
+    valid = table.filter(pc.is_null(reasons)).select(ORDER_COLUMNS).cast(pq.read_schema(task.raw_path))
     duplicates = int(pc.sum(repeated).as_py() or 0)
     totals = valid.group_by("region").aggregate([("order_id", "count"), ("amount", "sum")]).to_pylist()
     result = RangeResult(
         index=task.index,
         plan_fingerprint=task.plan_fingerprint,
         path="",
+        valid_path="",
         rows_in=len(table),
         valid=len(valid),
         invalid=len(table) - len(valid) - duplicates,
@@ -115,7 +120,7 @@ def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, RangeResult
         max_order_id=int(ids[-1]) if len(ids) else None,
         region_totals={str(row["region"]): [int(row["order_id_count"]), float(row["amount_sum"] or 0.0)] for row in totals},
     )
-    return table, result
+    return table, valid, result
 
 
 def chunk_failure_message(what: str, partition: str, attempts: int, error: Exception, checkpoint_dir: str) -> str:
@@ -247,6 +252,7 @@ def collect_ranges(
     stage = store.stage_dataset(ASSET, partition, context.run.run_id, chunk_plan.raw_digest)
     for result in ranges:
         stage.add_file(result.path)
+        stage.add_file(result.valid_path, VALID_VIEW)
     staged = stage.commit()
     verdicts = [
         ratio_gate(

@@ -5,6 +5,7 @@ Layout under ``checkpoints/<partition>/<plan fingerprint>/``::
     chunk-<k>/range-<r>.arrow   the chunk's rows that fall in order_id range r (Arrow IPC, the shuffle)
     chunk-<k>.json              the chunk's summary: written last, the commit marker of the chunk
     range-<r>.parquet           range r processed: its rows de-duplicated and judged, sorted by order_id
+    range-<r>.valid.parquet     its valid rows, in the raw record's columns and types
     range-<r>.json              the range's summary: written last, the commit marker of the range
 
 A step counts as done only when its summary exists. Once ``processed_chunks`` publishes an hour, the
@@ -46,6 +47,7 @@ class RangeTask:
     plan_fingerprint: str
     index: int
     chunk_count: int
+    raw_path: str  # the raw version: its schema is the valid rows' schema
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class RangeResult:
     index: int
     plan_fingerprint: str
     path: str
+    valid_path: str
     rows_in: int
     valid: int
     invalid: int
@@ -90,6 +93,10 @@ class RangeResult:
 def feather_writer(table: pa.Table) -> Callable[[Path], None]:
     """Writes ``table`` as an uncompressed Arrow IPC file (fast to write and to read back)."""
     return lambda path: feather.write_feather(table, path, compression="uncompressed")
+
+
+def parquet_writer(table: pa.Table) -> Callable[[Path], None]:
+    return lambda path: pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE)
 
 
 class ChunkCheckpoints:
@@ -133,15 +140,18 @@ class ChunkCheckpoints:
 
     def load_range(self, task: RangeTask) -> RangeResult | None:
         path = self._summary(task.partition_key, task.plan_fingerprint, "range", task.index)
-        if not path.exists() or not Path(read_json(path)["path"]).exists():
+        summary = read_json(path) if path.exists() else None
+        if summary is None or not (Path(summary["path"]).exists() and Path(summary["valid_path"]).exists()):
             return None
-        return RangeResult(**{**read_json(path), "reused": True})
+        return RangeResult(**{**summary, "reused": True})
 
-    def save_range(self, task: RangeTask, table: pa.Table, result: RangeResult) -> RangeResult:
-        """Write the processed range as Parquet, then its summary."""
-        path = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}.parquet"
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE))
-        result = RangeResult(**{**asdict(result), "path": str(path)})
+    def save_range(self, task: RangeTask, table: pa.Table, valid: pa.Table, result: RangeResult) -> RangeResult:
+        """Write the processed range and its valid rows as Parquet, then its summary."""
+        base = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}"
+        path, valid_path = base.with_suffix(".parquet"), base.with_suffix(".valid.parquet")
+        atomic_write(path, parquet_writer(table))
+        atomic_write(valid_path, parquet_writer(valid))
+        result = RangeResult(**{**asdict(result), "path": str(path), "valid_path": str(valid_path)})
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "range", task.index), asdict(result))
         return result
 

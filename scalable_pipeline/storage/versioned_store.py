@@ -186,25 +186,24 @@ class VersionedStore:
 
 
 class DatasetStage:
-    """Parts of a dataset version in a hidden folder; ``commit`` renames it into place in one step."""
+    """Parts of a dataset version in a hidden folder; ``commit`` renames it into place in one step.
+
+    A version may carry a view of its data in a subfolder (``view``), with parts of its own.
+    """
 
     def __init__(self, stored: StoredVersion):
         self.stored = stored
         target = Path(stored.path)
         self.folder = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         self.folder.mkdir(parents=True)
-        self.parts = 0
+        self.parts: dict[str, int] = {}
 
-    def _next(self) -> Path:
-        self.parts += 1
-        return self.folder / f"part-{self.parts - 1:05d}.parquet"
-
-    def add_table(self, table: pa.Table) -> None:
-        pq.write_table(table, self._next(), row_group_size=ROW_GROUP_SIZE)
-
-    def add_file(self, path: Path | str) -> None:
-        """Add a finished Parquet file as the next part: a hard link (no copy) where the file system allows."""
-        target = self._next()
+    def add_file(self, path: Path | str, view: str = "") -> None:
+        """Add a finished Parquet file as the next part (of ``view``): a hard link (no copy) where the file system allows."""
+        index = self.parts[view] = self.parts.get(view, -1) + 1
+        folder = self.folder / safe_name(view, "view") if view else self.folder
+        folder.mkdir(exist_ok=True)
+        target = folder / f"part-{index:05d}.parquet"
         try:
             os.link(path, target)
         except OSError:
@@ -223,9 +222,9 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def dataset_parts(path: Path | str) -> list[Path]:
-    """The Parquet files of a version in read order: the file itself, or a dataset folder's parts by name."""
-    path = Path(path)
+def dataset_parts(path: Path | str, view: str = "") -> list[Path]:
+    """The Parquet files of a version (or of its ``view``) in read order: the file itself, or the parts by name."""
+    path = Path(path) / view if view else Path(path)
     return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
 
 
