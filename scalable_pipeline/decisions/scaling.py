@@ -122,11 +122,11 @@ class ScalingStrategy:
     chunk_count: int
     memory_bound_rows: int
     reason: str
-    profile: ExecutionProfile = DEFAULT_PROFILE
-    expected_overhead_share: float = 0.0
-    estimated_seconds: float = 0.0
-    estimated_cost: float | None = None
-    cost_choice: str = ""
+    profile: ExecutionProfile
+    expected_overhead_share: float
+    estimated_seconds: float
+    estimated_cost: float | None
+    cost_choice: str
 
     def as_metadata(self) -> dict:
         """The chunk_partitions metadata of the decision (what it chose, what it assumed and from where)."""
