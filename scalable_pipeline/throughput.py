@@ -1,11 +1,26 @@
-"""Processing-time estimates from the throughput measured by earlier runs."""
+"""What earlier runs measured, read from the Dagster instance: chunk compute throughput and Dagster's
+overhead per chunk step under each executor."""
 
+from collections import defaultdict
 from statistics import median
 
 import dagster as dg
 
 HISTORY_RUNS = 10
 THROUGHPUT_KEY = "records_per_second"
+EXECUTOR_KEY = "executor"  # chunk_partitions metadata: the executor kind the run planned for
+CHUNK_STEP_OP = "process_chunk"  # its output metadata reports the chunk's compute `seconds` and `reused`
+STEP_EVENTS = {
+    dg.DagsterEventType.STEP_WORKER_STARTING,  # out-of-process executors: the process start counts as overhead
+    dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.STEP_OUTPUT,
+    dg.DagsterEventType.STEP_UP_FOR_RETRY,
+    dg.DagsterEventType.STEP_SUCCESS,
+}
+
+
+def _number(value: dg.MetadataValue | None) -> float | None:
+    return float(value.value) if value is not None and isinstance(value.value, (int, float)) else None
 
 
 def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS) -> list[float]:
@@ -13,9 +28,10 @@ def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS
     records = instance.fetch_materializations(dg.AssetKey("processed_chunks"), limit=limit).records
     values = []
     for record in records:
-        value = record.asset_materialization.metadata.get(THROUGHPUT_KEY)
-        if value is not None and value.value:
-            values.append(float(value.value))
+        materialization = record.asset_materialization
+        value = _number(materialization.metadata.get(THROUGHPUT_KEY)) if materialization else None
+        if value:
+            values.append(value)
     return values
 
 
@@ -25,3 +41,45 @@ def estimated_processing_seconds(instance: dg.DagsterInstance, total_records: in
     if not throughputs:
         return None
     return round(total_records / median(throughputs), 3)
+
+
+def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
+    """Per chunk step of the run that computed its chunk in one attempt: wall (first event of the step to
+    STEP_SUCCESS) minus the compute seconds it reported."""
+    events: dict[str, list[dg.EventLogEntry]] = defaultdict(list)
+    for record in instance.get_records_for_run(run_id, of_type=STEP_EVENTS).records:
+        entry = record.event_log_entry
+        if entry.step_key and entry.step_key.split("[")[0].split(".")[-1] == CHUNK_STEP_OP:
+            events[entry.step_key].append(entry)
+    overheads = []
+    for entries in events.values():
+        by_type = {e.dagster_event.event_type: e for e in entries if e.dagster_event}
+        output, success = by_type.get(dg.DagsterEventType.STEP_OUTPUT), by_type.get(dg.DagsterEventType.STEP_SUCCESS)
+        if output is None or success is None or dg.DagsterEventType.STEP_UP_FOR_RETRY in by_type:
+            continue
+        metadata = output.dagster_event.step_output_data.metadata if output.dagster_event else {}
+        seconds, reused = _number(metadata.get("seconds")), metadata.get("reused")
+        if seconds is None or (reused is not None and reused.value):
+            continue
+        wall = success.timestamp - min(e.timestamp for e in entries)
+        overheads.append(max(0.0, wall - seconds))
+    return overheads
+
+
+def measured_step_overheads(instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS) -> list[float]:
+    """The median chunk-step overhead of each of the last ``limit`` runs that planned chunks for ``executor``
+    and ran chunk steps, newest first."""
+    plans = instance.fetch_materializations(dg.AssetKey("chunk_partitions"), limit=limit * 3).records
+    values: list[float] = []
+    seen: set[str] = set()
+    for record in plans:
+        kind = record.asset_materialization.metadata.get(EXECUTOR_KEY) if record.asset_materialization else None
+        if kind is None or kind.value != executor or record.run_id in seen:
+            continue
+        seen.add(record.run_id)
+        overheads = step_overheads(instance, record.run_id)
+        if overheads:
+            values.append(median(overheads))
+        if len(values) == limit:
+            break
+    return values

@@ -1,6 +1,8 @@
 """The scaling decision (pure, without Dagster): the seed table, its fixed defects, the memory bound,
-worker slots; and reading the chunk pool's limit from an instance."""
+worker slots, every slot on a free machine, chunk sizes within the overhead budget (converging over runs),
+the cost choice; and reading the chunk pool's limit from an instance."""
 
+import dataclasses
 import math
 
 import dagster as dg
@@ -9,10 +11,18 @@ import pytest
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
 from scalable_pipeline.decisions.scaling import (
     CHUNK_MEMORY_OVERHEAD,
+    DEFAULT_STEP_OVERHEAD_SECONDS,
+    DEFAULT_THROUGHPUT_RECORDS_PER_SECOND,
+    CostTarget,
+    ExecutionProfile,
     ResourceSnapshot,
     ScalingLimits,
     decide_strategy,
+    estimate_run,
+    execution_profile,
+    executor_kind,
     processing_mode,
+    smallest_efficient_chunk,
     worker_slots,
 )
 from scalable_pipeline.resources.scaling import ScalingResource, chunk_pool_limit
@@ -79,21 +89,24 @@ def test_queued_runs_share_the_workers():
 
 
 def test_memory_bounds_the_batch_size():
-    # 256 MiB total, 90% used: ~25 MiB free, half of it budgeted, over the parallel tasks.
+    # 256 MiB total, 90% used: ~25 MiB free, half of it budgeted, over the 2 worker slots (the executor may
+    # run a chunk in each even when the busy machine plans 1 parallel task).
     tight = snapshot(memory=90.0, total_memory=GIB // 4, workers=2, cpu=90)
     strategy = decide_strategy(2_000_000, tight, bytes_per_record=100)
+    assert strategy.parallel_tasks == 1
     free = GIB / 4 * 0.10
-    expected_rows = int(free * 0.5 / strategy.parallel_tasks // (100 * CHUNK_MEMORY_OVERHEAD))
+    expected_rows = int(free * 0.5 / 2 // (100 * CHUNK_MEMORY_OVERHEAD))
     assert strategy.memory_bound_rows == expected_rows
-    assert strategy.batch_size == expected_rows
     assert strategy.reason == "bounded by free memory"
     assert strategy.chunk_count == math.ceil(2_000_000 / expected_rows)
+    assert strategy.batch_size == math.ceil(2_000_000 / strategy.chunk_count) <= expected_rows
 
 
 def test_memory_bound_wins_over_the_chunk_cap():
     tight = snapshot(memory=90.0, total_memory=GIB // 4, workers=2, cpu=90)
     strategy = decide_strategy(20_000_000, tight, 100, ScalingLimits(max_chunks=256))
-    assert strategy.chunk_count > 256 and strategy.batch_size == strategy.memory_bound_rows
+    assert strategy.chunk_count == math.ceil(20_000_000 / strategy.memory_bound_rows) > 256
+    assert strategy.batch_size <= strategy.memory_bound_rows and strategy.reason == "bounded by free memory"
 
 
 def test_full_memory_still_makes_progress():
@@ -104,16 +117,20 @@ def test_full_memory_still_makes_progress():
 def test_limits_clamp_the_batch_and_the_number_of_chunks():
     limits = ScalingLimits(min_batch_size=1_000, max_batch_size=5_000, max_chunks=10)
     small = decide_strategy(1_500, snapshot(workers=16), 60, limits)
-    assert small.batch_size == 1_000 and small.chunk_count == 2
+    assert small.chunk_count == 1 and small.batch_size == 1_500  # two chunks would hold 750 rows each
+    assert "min_batch_size" in small.reason
     big = decide_strategy(1_000_000, snapshot(workers=16), 60, limits)
     assert big.chunk_count == 10 and big.batch_size == 100_000  # the chunk cap wins over max_batch_size
+    capped = decide_strategy(1_000_000, snapshot(workers=16), 60, ScalingLimits(max_batch_size=5_000))
+    assert capped.chunk_count == 208 and capped.batch_size <= 5_000  # whole waves: 13 of 16
+    assert capped.reason == "capped at max_batch_size (5,000 rows)"
 
 
 @pytest.mark.parametrize(
     "total, pinned, chunks", [(11_141, 17, 17), (100, 40, 40), (2_000, 600, 600), (10, 6, 6), (3, 8, 3), (0, 5, 1)]
 )
 def test_pinned_chunk_count_is_honoured(total, pinned, chunks):
-    strategy = decide_strategy(total, snapshot(workers=2), 60, ScalingLimits(pinned_chunk_count=pinned))
+    strategy = decide_strategy(total, snapshot(workers=2), 60, ScalingLimits(chunk_count=pinned))
     assert strategy.chunk_count == chunks  # never more chunks than records, at least one
     planned = split_rows(total, strategy.chunk_count)
     assert len(planned) == chunks and max(c.rows for c in planned) <= strategy.batch_size
@@ -163,6 +180,191 @@ def test_measured_worker_slots_read_the_chunk_pool_limit():
         assert chunk_pool_limit(instance) is None
 
 
-def test_scaling_resource_defaults_are_the_decisions_defaults():
-    assert ScalingResource().limits == ScalingLimits()
-    assert ScalingResource(max_chunks=7, chunk_count=3).limits == ScalingLimits(max_chunks=7, pinned_chunk_count=3)
+@pytest.mark.parametrize("dataclass_type", [ScalingLimits, CostTarget])
+def test_scaling_resource_fields_are_the_decisions_fields_with_their_defaults(dataclass_type):
+    for field in dataclasses.fields(dataclass_type):
+        assert ScalingResource.model_fields[field.name].default == field.default, field.name
+    assert ScalingResource().limits == ScalingLimits() and ScalingResource().cost == CostTarget()
+    assert ScalingResource(max_chunks=7, chunk_count=3).limits == ScalingLimits(max_chunks=7, chunk_count=3)
+    assert ScalingResource(deadline_seconds=60).cost == CostTarget(deadline_seconds=60)
+
+
+# --- Use the cores there are: every slot while the machine is free, the seed mode's share when it is busy.
+
+
+@pytest.mark.parametrize(
+    "cpu, memory, workers, tasks",
+    [
+        (10, 20, 2, 2),  # idle 2-core machine: two chunk steps at once (the seed rule gave 1)
+        (49.9, 79.9, 2, 2),
+        (50, 20, 2, 1),  # busy CPU: conservative, a quarter of 2, at least 1
+        (10, 80, 2, 1),  # busy memory
+        (10, 20, 8, 8),  # the seed table says moderate (not > 8 workers), but nothing competes
+        (60, 20, 8, 4),  # busy: moderate's half
+        (90, 20, 16, 4),  # busy: conservative's quarter
+    ],
+)
+def test_every_worker_slot_when_free_the_modes_share_when_busy(cpu, memory, workers, tasks):
+    strategy = decide_strategy(50_000_000, snapshot(cpu=cpu, memory=memory, workers=workers), 60)
+    assert strategy.parallel_tasks == tasks
+    assert strategy.processing_mode == processing_mode(cpu, workers)  # the mode itself is still the seed table's
+
+
+def test_idle_two_core_machine_runs_two_chunks_at_once():
+    strategy = decide_strategy(1_114_100, snapshot(cpu=10, memory=10, workers=2), 36.5, profile=MULTIPROCESS)
+    assert strategy.processing_mode == "conservative" and strategy.parallel_tasks == 2
+    assert strategy.chunk_count == 2  # one wave: both slots busy
+    busy = decide_strategy(1_114_100, snapshot(cpu=75, memory=10, workers=2), 36.5, profile=MULTIPROCESS)
+    assert busy.parallel_tasks == 1 and busy.chunk_count == 1
+
+
+# --- Chunk sizes: whole waves, each chunk the smallest that keeps the step overhead within the budget.
+
+IN_PROCESS = execution_profile("in_process", [0.15], [3_000_000])
+MULTIPROCESS = execution_profile("multiprocess", [1.0], [3_000_000])
+
+
+def test_profile_is_the_median_of_history_else_safe_defaults():
+    assert execution_profile("in_process", [], []) == ExecutionProfile(
+        "in_process",
+        DEFAULT_STEP_OVERHEAD_SECONDS["in_process"],
+        "default for in_process (no history)",
+        DEFAULT_THROUGHPUT_RECORDS_PER_SECOND,
+        "default (no history)",
+    )
+    assert execution_profile("celery", [], []).step_overhead_seconds == DEFAULT_STEP_OVERHEAD_SECONDS["multiprocess"]
+    measured = execution_profile("multiprocess", [0.9, 1.3, 1.0], [2e6, 4e6])
+    assert (measured.step_overhead_seconds, measured.throughput_records_per_second) == (1.0, 3e6)
+    assert measured.step_overhead_source == "history: median of 3 run(s)"
+    assert measured.throughput_source == "history: median of 2 run(s)"
+    assert executor_kind("execute_in_process_executor") == "in_process" and executor_kind("multiprocess") == "multiprocess"
+
+
+def test_smallest_efficient_chunk_spends_exactly_the_overhead_budget():
+    rows = smallest_efficient_chunk(IN_PROCESS, 0.10)
+    assert rows == 4_050_000  # 0.15 s x 3M records/s x 9: 1.35 s of compute per 0.15 s of overhead
+    assert estimate_run(rows, 1, 1, IN_PROCESS).overhead_share == pytest.approx(0.10)
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3, 8])
+@pytest.mark.parametrize("total", [9_000_000, 11_141_000, 33_423_000, 50_000_000])
+def test_chunks_are_whole_waves_of_the_smallest_chunks_within_the_overhead_budget(tasks, total):
+    profile = execution_profile("multiprocess", [0.1], [3_000_000])  # 2.7M rows per chunk for 10%
+    limits = ScalingLimits(max_batch_size=10**9)
+    strategy = decide_strategy(total, snapshot(workers=tasks), 36.5, limits, profile)
+    assert strategy.parallel_tasks == tasks and strategy.chunk_count % tasks == 0  # every slot busy in every wave
+    if total < tasks * smallest_efficient_chunk(profile, 0.10):
+        assert strategy.chunk_count == tasks and strategy.expected_overhead_share > 0.10  # one wave is the best there is
+    else:
+        assert strategy.expected_overhead_share <= 0.10
+        one_more_wave = estimate_run(total, strategy.chunk_count + tasks, tasks, profile)
+        assert one_more_wave.overhead_share > 0.10  # smaller chunks would exceed the budget: these are the smallest
+    assert strategy.expected_overhead_share == pytest.approx(
+        estimate_run(total, strategy.chunk_count, tasks, profile).overhead_share
+    )
+
+
+def test_chunk_size_stays_flat_as_the_hour_grows():
+    sizes = [decide_strategy(n, snapshot(workers=1), 36.5, ScalingLimits(), IN_PROCESS).batch_size for n in (11e6, 33e6, 100e6)]
+    target = smallest_efficient_chunk(IN_PROCESS, 0.10)
+    assert all(target <= size < 2 * target for size in sizes)  # memory per step does not follow the hour's size
+
+
+def test_too_small_an_hour_gets_one_wave_and_says_the_budget_is_missed():
+    strategy = decide_strategy(1_114_100, snapshot(workers=2), 36.5, ScalingLimits(), MULTIPROCESS)
+    assert strategy.chunk_count == 2 and strategy.expected_overhead_share > 0.10
+    assert strategy.reason == "one wave of 2: too few records to keep overhead <= 10%"
+
+
+def test_overhead_share_converges_over_a_sequence_of_runs():
+    """A machine whose true costs differ from the defaults: each run records what it measured, the next
+    plans from the history; the true overhead share falls within the budget and the plan settles."""
+    total = 11_141_000
+    true_profile = execution_profile("in_process", [0.15], [3_000_000])
+    overheads: list[float] = []
+    throughputs: list[float] = []
+    counts, true_shares, expected_shares = [], [], []
+    for run in range(5):
+        profile = execution_profile("in_process", overheads, throughputs)
+        strategy = decide_strategy(total, snapshot(workers=1), 36.5, ScalingLimits(), profile)
+        counts.append(strategy.chunk_count)
+        expected_shares.append(strategy.expected_overhead_share)
+        true_shares.append(estimate_run(total, strategy.chunk_count, 1, true_profile).overhead_share)
+        noise = 1 + 0.05 * (-1) ** run  # what a run measures wobbles around the truth
+        overheads.append(0.15 * noise)
+        throughputs.append(3_000_000 / noise)
+    assert counts[0] == 8  # defaults (1M records/s): chunks of 1.35M+ rows ...
+    assert true_shares[0] > 0.20  # ... but the machine computes 3x faster: a quarter of the run is overhead
+    assert counts[1:] == [2, 2, 2, 2]  # the optimum for 0.15 s and 3M records/s (chunks of >= 4.05M rows)
+    assert all(share <= 0.10 for share in true_shares[1:] + expected_shares)
+
+
+def test_a_faster_executor_measured_in_history_gets_more_smaller_chunks():
+    total = 11_141_000
+    first = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [], [3e6]))
+    tuned = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [0.1], [3e6]))
+    assert (first.chunk_count, tuned.chunk_count) == (2, 4)  # 1 s default per step: one wave; 0.1 s measured: two
+    assert first.expected_overhead_share > 0.10 >= tuned.expected_overhead_share
+
+
+# --- Cost: the cheapest parallelism that meets the deadline, else the fastest.
+
+SLOW = execution_profile("multiprocess", [1.0], [1_000_000])
+
+
+def estimates_by_workers(total, workers):
+    return {
+        w: decide_strategy(total, snapshot(workers=workers), 36.5, ScalingLimits(), SLOW, CostTarget(deadline_seconds=1e9))
+        for w in range(1, workers + 1)
+    }
+
+
+def test_cheapest_parallelism_that_meets_the_deadline():
+    total = 8_000_000  # 1M records/s per worker: 8 s of compute
+    cost = CostTarget(cost_per_worker_hour=3.6, deadline_seconds=3.5)
+    strategy = decide_strategy(total, snapshot(workers=8), 36.5, ScalingLimits(), SLOW, cost)
+    # one wave of w chunks: 1 s + 8/w s -> 1 worker 9 s, 2 workers 5 s, 3 workers 3.67 s, 4 workers 3 s
+    assert strategy.parallel_tasks == 4 and strategy.chunk_count == 4
+    assert strategy.estimated_seconds == pytest.approx(3.0)
+    assert strategy.estimated_cost == pytest.approx(3.6 * 4 * 3.0 / 3600)
+    assert strategy.cost_choice == "4 of 8 worker(s): the cheapest that meets the 3.5 s deadline (est. 3.0 s)"
+    faster = decide_strategy(total, snapshot(workers=8), 36.5, ScalingLimits(), SLOW, CostTarget(deadline_seconds=2.5))
+    assert faster.parallel_tasks == 6  # 1 + 8/6 = 2.33 s; 5 workers need 2.6 s
+
+
+def test_no_parallelism_meets_the_deadline_takes_the_fastest_and_says_so():
+    strategy = decide_strategy(8_000_000, snapshot(workers=8), 36.5, ScalingLimits(), SLOW, CostTarget(deadline_seconds=1.5))
+    assert strategy.parallel_tasks == 8 and strategy.estimated_seconds == pytest.approx(2.0)
+    assert strategy.cost_choice == "no parallelism meets the 1.5 s deadline: the fastest, 8 worker(s), est. 2.0 s"
+    assert strategy.estimated_cost is None  # no price given
+
+
+def test_price_without_deadline_is_the_cheapest_and_nothing_set_uses_every_task():
+    priced = decide_strategy(8_000_000, snapshot(workers=8), 36.5, ScalingLimits(), SLOW, CostTarget(cost_per_worker_hour=1.0))
+    assert priced.parallel_tasks == 1 and priced.cost_choice.startswith("no deadline_seconds set: the cheapest, 1 worker(s)")
+    assert priced.estimated_cost == pytest.approx(priced.estimated_seconds / 3600)
+    unset = decide_strategy(8_000_000, snapshot(workers=8), 36.5, ScalingLimits(), SLOW)
+    assert unset.parallel_tasks == 8 and unset.estimated_cost is None
+    assert unset.cost_choice == "no cost_per_worker_hour or deadline_seconds set: all 8 parallel task(s)"
+
+
+def test_metadata_names_what_was_chosen_and_assumed():
+    strategy = decide_strategy(11_141_000, snapshot(workers=1), 36.5, ScalingLimits(), IN_PROCESS)
+    metadata = strategy.as_metadata()
+    assert metadata == {
+        "parallel_tasks": 1,
+        "batch_size": 5_570_500,
+        "processing_mode": "conservative",
+        "chunk_count": 2,
+        "strategy_reason": "2 chunks in 2 wave(s) of 1: at least 4,050,000 rows each keep overhead <= 10%",
+        "memory_bound_rows": strategy.memory_bound_rows,
+        "executor": "in_process",
+        "step_overhead_seconds": 0.15,
+        "step_overhead_source": "history: median of 1 run(s)",
+        "throughput_records_per_second": 3_000_000.0,
+        "throughput_source": "history: median of 1 run(s)",
+        "expected_overhead_share": round(0.3 / (0.3 + 11_141_000 / 3e6), 4),
+        "estimated_seconds": round(0.3 + 11_141_000 / 3e6, 3),
+        "estimated_cost": None,
+        "cost_choice": "no cost_per_worker_hour or deadline_seconds set: all 1 parallel task(s)",
+    }

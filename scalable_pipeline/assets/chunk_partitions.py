@@ -73,13 +73,9 @@ def chunk_partitions(
     yield dg.Output(
         staged,
         metadata={
-            "parallel_tasks": strategy.parallel_tasks,
-            "batch_size": strategy.batch_size,
-            "processing_mode": strategy.processing_mode,
+            **strategy.as_metadata(),
             "chunk_count": len(plan.chunks),
             "range_count": plan.range_count,
-            "strategy_reason": strategy.reason,
-            "memory_bound_rows": strategy.memory_bound_rows,
             "bytes_per_record": round(row_bytes, 2),
             "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),
             "plan_fingerprint": plan.fingerprint,

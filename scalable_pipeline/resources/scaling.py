@@ -1,15 +1,32 @@
-"""The scaling resource (key ``scaling``): measures the machine, then asks the pure decision."""
+"""The scaling resource (key ``scaling``): measures the machine and reads what earlier runs measured, then
+asks the pure decision."""
 
-import os
+from collections.abc import Callable
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
-import psutil
 from pydantic import Field
 
 from scalable_pipeline.constants import CHUNK_POOL
-from scalable_pipeline.decisions.scaling import ResourceSnapshot, ScalingLimits, ScalingStrategy, decide_strategy, worker_slots
+from scalable_pipeline.decisions.scaling import (
+    CostTarget,
+    ExecutionProfile,
+    ResourceSnapshot,
+    ScalingLimits,
+    ScalingStrategy,
+    decide_strategy,
+    execution_profile,
+    executor_kind,
+    worker_slots,
+)
+from scalable_pipeline.machine import Machine, Measured
+from scalable_pipeline.storage.cgroups import CGROUP_V2_DIR
+from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs
 
 CPU_SAMPLE_SECONDS = 0.2
+StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
 
 
 class ScalingResource(dg.ConfigurableResource):
@@ -19,8 +36,14 @@ class ScalingResource(dg.ConfigurableResource):
     memory_usage_percent: float | None = Field(default=None, ge=0, le=100, description="Pin memory use instead of measuring it.")
     available_workers: int | None = Field(default=None, ge=0, description="Pin worker slots instead of reading the executor.")
     queue_length: int | None = Field(default=None, ge=0, description="Pin queued runs instead of asking the instance.")
+    step_overhead_seconds: float | None = Field(
+        default=None, ge=0, description="Pin Dagster's overhead per chunk step instead of reading earlier runs."
+    )
+    throughput_records_per_second: float | None = Field(
+        default=None, gt=0, description="Pin the chunk compute throughput (records/s per worker) instead of reading earlier runs."
+    )
     chunk_count: int | None = Field(
-        default=None, ge=1, description="Pin the number of chunks (free memory still bounds a chunk)."
+        default=ScalingLimits.chunk_count, ge=1, description="Pin the number of chunks (free memory still bounds a chunk)."
     )
     min_batch_size: int = Field(default=ScalingLimits.min_batch_size, ge=1, description="Fewest rows per chunk.")
     max_batch_size: int = Field(
@@ -32,48 +55,81 @@ class ScalingResource(dg.ConfigurableResource):
     memory_budget_fraction: float = Field(
         default=ScalingLimits.memory_budget_fraction, gt=0, le=1, description="Share of free memory the chunks may use."
     )
+    max_overhead_share: float = Field(
+        default=ScalingLimits.max_overhead_share,
+        gt=0,
+        le=1,
+        description="Most of the run's time Dagster's step overhead may take.",
+    )
+    cost_per_worker_hour: float | None = Field(
+        default=CostTarget.cost_per_worker_hour, ge=0, description="Price of one worker for an hour (estimated_cost)."
+    )
+    deadline_seconds: float | None = Field(
+        default=CostTarget.deadline_seconds, gt=0, description="Pick the cheapest parallelism that processes the chunks in time."
+    )
+    cgroup_dir: str = Field(default=CGROUP_V2_DIR, description="Where the container's cgroup v2 limits are read.")
 
     @property
     def limits(self) -> ScalingLimits:
-        return ScalingLimits(
-            min_batch_size=self.min_batch_size,
-            max_batch_size=self.max_batch_size,
-            max_chunks=self.max_chunks,
-            memory_budget_fraction=self.memory_budget_fraction,
-            pinned_chunk_count=self.chunk_count,
-        )
+        return ScalingLimits(**self._by_name(ScalingLimits))
 
-    def snapshot(self, context: dg.OpExecutionContext) -> ResourceSnapshot:
+    @property
+    def cost(self) -> CostTarget:
+        return CostTarget(**self._by_name(CostTarget))
+
+    def _by_name(self, dataclass_type: type) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(dataclass_type)}
+
+    def snapshot(self, context: StepContext) -> ResourceSnapshot:
         """The machine and the instance now, as ``context``'s run sees them (pinned fields as given)."""
-        sources = []
+        machine = Machine(Path(self.cgroup_dir))
+        sources: list[tuple[str, str]] = []
 
-        def pick(field: str, pinned, measure, how: str):
+        def pick(field: str, pinned: float | None, measure: Callable[[], Measured]) -> float:
             if pinned is not None:
                 sources.append((field, "pinned"))
                 return pinned
-            sources.append((field, how))
-            return measure()
+            measured: Measured = measure()
+            sources.append((field, measured.source))
+            return measured.value
 
-        memory = psutil.virtual_memory()
-        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: psutil.cpu_percent(interval=CPU_SAMPLE_SECONDS), "psutil")
-        mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory.percent, "psutil")
-        workers = pick("available_workers", self.available_workers, lambda: available_worker_slots(context), "executor and pool")
-        queue = pick("queue_length", self.queue_length, lambda: queued_runs(context), "instance")
-        return ResourceSnapshot(float(cpu), float(mem), int(memory.total), int(workers), int(queue), tuple(sources))
+        total_memory, memory_use = machine.memory()
+        sources.append(("memory_total_bytes", total_memory.source))
+        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: machine.cpu_usage_percent(CPU_SAMPLE_SECONDS))
+        mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory_use)
+        workers = pick("available_workers", self.available_workers, lambda: available_worker_slots(context, machine.cpus()))
+        queue = pick("queue_length", self.queue_length, lambda: Measured(queued_runs(context), "instance"))
+        return ResourceSnapshot(float(cpu), float(mem), int(total_memory.value), int(workers), int(queue), tuple(sources))
+
+    def profile(self, context: StepContext) -> ExecutionProfile:
+        """Step overhead of this run's executor and chunk throughput, from earlier runs unless pinned."""
+        executor = executor_kind(context.job_def.executor_def.name)
+        overheads = measured_step_overheads(context.instance, executor) if self.step_overhead_seconds is None else []
+        throughputs = measured_throughputs(context.instance) if self.throughput_records_per_second is None else []
+        measured = execution_profile(executor, overheads, throughputs)
+        if self.step_overhead_seconds is not None:
+            measured = replace(measured, step_overhead_seconds=self.step_overhead_seconds, step_overhead_source="pinned")
+        if self.throughput_records_per_second is not None:
+            measured = replace(
+                measured, throughput_records_per_second=self.throughput_records_per_second, throughput_source="pinned"
+            )
+        return measured
 
     def strategy(
-        self, total_records: int, bytes_per_record: float, context: dg.OpExecutionContext
+        self, total_records: int, bytes_per_record: float, context: StepContext
     ) -> tuple[ScalingStrategy, ResourceSnapshot]:
         snapshot = self.snapshot(context)
-        return decide_strategy(total_records, snapshot, bytes_per_record, self.limits), snapshot
+        strategy = decide_strategy(total_records, snapshot, bytes_per_record, self.limits, self.profile(context), self.cost)
+        return strategy, snapshot
 
 
-def available_worker_slots(context: dg.OpExecutionContext) -> int:
-    """Chunk steps this run can run at once, from its executor and the chunk pool's limit."""
-    execution = (context.run.run_config or {}).get("execution") or {}
-    max_concurrent = (execution.get("config") or {}).get("max_concurrent")
-    cpu_count = os.cpu_count() or 1
-    return worker_slots(context.job_def.executor_def.name, max_concurrent, cpu_count, chunk_pool_limit(context.instance))
+def available_worker_slots(context: StepContext, cpus: Measured) -> Measured:
+    """Chunk steps this run can run at once, from its executor, the CPUs and the chunk pool's limit."""
+    execution = context.run.run_config.get("execution")
+    config = execution.get("config") if isinstance(execution, dict) else None
+    max_concurrent = config.get("max_concurrent") if isinstance(config, dict) else None
+    slots = worker_slots(context.job_def.executor_def.name, max_concurrent, int(cpus.value), chunk_pool_limit(context.instance))
+    return Measured(slots, f"executor and pool; {int(cpus.value)} CPU(s) from {cpus.source}")
 
 
 def chunk_pool_limit(instance: dg.DagsterInstance) -> int | None:
@@ -84,5 +140,5 @@ def chunk_pool_limit(instance: dg.DagsterInstance) -> int | None:
     return instance.get_concurrency_config().pool_config.default_pool_limit
 
 
-def queued_runs(context: dg.OpExecutionContext) -> int:
+def queued_runs(context: StepContext) -> int:
     return context.instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))

@@ -1,0 +1,105 @@
+"""Container limits: CPU and memory from cgroup v2 files (fake ones in tmp_path), the smaller of host and
+container, and the source recorded in the chunk plan's resource snapshot."""
+
+import psutil
+import pytest
+
+from scalable_pipeline.decisions.scaling import CHUNK_MEMORY_OVERHEAD
+from scalable_pipeline.machine import HostMemory, Machine, cgroup_cpu_percent, effective_cpus, effective_memory
+from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.storage.cgroups import CgroupV2, parse_bytes, parse_cpu_max
+from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
+
+GIB = 1024**3
+
+
+def fake_cgroup(directory, cpu_max="max 100000", memory_max="max", memory_current="0", inactive_file=0, usage_usec=0):
+    files = {
+        "cpu.max": cpu_max,
+        "memory.max": memory_max,
+        "memory.current": memory_current,
+        "memory.stat": f"anon 1234\nfile 5678\ninactive_file {inactive_file}\n",
+        "cpu.stat": f"usage_usec {usage_usec}\nuser_usec 1\nsystem_usec 2\n",
+    }
+    for name, text in files.items():
+        (directory / name).write_text(text + "\n")
+    return directory
+
+
+@pytest.mark.parametrize(
+    "text, cpus", [("200000 100000", 2.0), ("150000 100000", 1.5), ("max 100000", None), ("", None), (None, None), ("x y", None)]
+)
+def test_cpu_max(text, cpus):
+    assert parse_cpu_max(text) == cpus
+
+
+@pytest.mark.parametrize("text, value", [("1073741824", GIB), ("max", None), (None, None)])
+def test_memory_bytes(text, value):
+    assert parse_bytes(text) == value
+
+
+def test_cgroup_files_are_read(tmp_path):
+    cgroup = CgroupV2(fake_cgroup(tmp_path, "150000 100000", str(2 * GIB), str(GIB), inactive_file=GIB // 4, usage_usec=42))
+    assert cgroup.cpu_limit() == 1.5
+    assert cgroup.memory_limit() == 2 * GIB
+    assert cgroup.memory_in_use() == GIB - GIB // 4  # the inactive page cache is reclaimable, not in use
+    assert cgroup.cpu_usage_usec() == 42
+
+
+def test_no_cgroup_v2_files_means_no_limits(tmp_path):
+    cgroup = CgroupV2(tmp_path)
+    assert (cgroup.cpu_limit(), cgroup.memory_limit(), cgroup.memory_in_use(), cgroup.cpu_usage_usec()) == (None,) * 4
+
+
+@pytest.mark.parametrize(
+    "host, quota, cpus, source",
+    [
+        (8, 1.5, 1, "cgroup v2 cpu.max"),  # whole CPUs within the quota
+        (8, 0.5, 1, "cgroup v2 cpu.max"),  # at least one
+        (2, 4.0, 2, "os (CPU affinity)"),  # the host is the smaller
+        (2, None, 2, "os (CPU affinity)"),
+    ],
+)
+def test_cpus_are_the_smaller_of_host_and_quota(host, quota, cpus, source):
+    measured = effective_cpus(host, quota)
+    assert (measured.value, measured.source) == (cpus, source)
+
+
+def test_memory_is_the_tighter_of_host_and_container():
+    host = HostMemory(total_bytes=24 * GIB, available_bytes=20 * GIB)
+    total, used = effective_memory(host, limit_bytes=2 * GIB, in_use_bytes=GIB + GIB // 2)
+    assert (total.value, total.source) == (2 * GIB, "cgroup v2 memory.max")
+    assert (used.value, used.source) == (75.0, "cgroup v2 memory.current")
+    unlimited_total, unlimited_used = effective_memory(host, limit_bytes=None, in_use_bytes=GIB)
+    assert (unlimited_total.value, unlimited_total.source) == (24 * GIB, "psutil")
+    assert unlimited_used.value == pytest.approx(100 * 4 / 24)
+    roomy_total, _ = effective_memory(host, limit_bytes=64 * GIB, in_use_bytes=GIB)  # the host has less free
+    assert roomy_total.source == "psutil"
+
+
+def test_container_cpu_use_is_relative_to_its_quota():
+    assert cgroup_cpu_percent(usage_usec_delta=150_000, seconds=0.1, cpus=1.5) == pytest.approx(100.0)
+    assert cgroup_cpu_percent(usage_usec_delta=75_000, seconds=0.2, cpus=1.5) == pytest.approx(25.0)
+    assert cgroup_cpu_percent(usage_usec_delta=10, seconds=0.0, cpus=1.5) == 0.0
+
+
+def test_machine_reads_a_container_smaller_than_this_host(tmp_path):
+    assert psutil.virtual_memory().available > GIB  # the fake container must be the tighter one
+    machine = Machine(fake_cgroup(tmp_path, "100000 100000", str(GIB), str(GIB // 4)))
+    total, used = machine.memory()
+    assert (total.value, used.value, total.source) == (GIB, 25.0, "cgroup v2 memory.max")
+    assert (machine.cpus().value, machine.cpus().source) == (1, "cgroup v2 cpu.max")
+
+
+def test_chunk_plan_is_sized_from_the_container_and_names_the_source(tmp_path, instance):
+    cgroup_dir = fake_cgroup(tmp_path, "100000 100000", str(GIB), str(GIB // 2))
+    scaling = ScalingResource(cgroup_dir=str(cgroup_dir), cpu_usage_percent=10, queue_length=0)
+    meta = materialization_metadata(materialize_hour(PEAK_PARTITION, instance, scaling=scaling), "chunk_partitions")
+    snapshot = meta["resource_snapshot"]
+    assert snapshot["memory_total_bytes"] == GIB and snapshot["memory_usage_percent"] == 50.0
+    assert snapshot["sources"]["memory_total_bytes"] == "cgroup v2 memory.max"
+    assert snapshot["sources"]["memory_usage_percent"] == "cgroup v2 memory.current"
+    assert snapshot["sources"]["available_workers"] == "executor and pool; 1 CPU(s) from cgroup v2 cpu.max"
+    # half of the container's 1 GiB is free, half of that budgeted over the slots, at 4x the bytes per record
+    free_budget = GIB / 2 * scaling.memory_budget_fraction / snapshot["available_workers"]
+    assert meta["memory_bound_rows"] == pytest.approx(free_budget / (meta["bytes_per_record"] * CHUNK_MEMORY_OVERHEAD), rel=1e-3)
