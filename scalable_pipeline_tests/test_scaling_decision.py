@@ -242,14 +242,15 @@ def test_profile_is_the_median_of_history_else_safe_defaults():
 
 def test_smallest_efficient_chunk_spends_exactly_the_overhead_budget():
     rows = smallest_efficient_chunk(IN_PROCESS, 0.10)
-    assert rows == 4_050_000  # 0.15 s x 3M records/s x 9: 1.35 s of compute per 0.15 s of overhead
+    # two steps per chunk (chunk and range) x 0.15 s x 3M records/s x 9: 2.7 s of compute per 0.3 s of overhead
+    assert rows == 8_100_000
     assert estimate_run(rows, 1, 1, IN_PROCESS).overhead_share == pytest.approx(0.10)
 
 
 @pytest.mark.parametrize("tasks", [1, 2, 3, 8])
 @pytest.mark.parametrize("total", [9_000_000, 11_141_000, 33_423_000, 50_000_000])
 def test_chunks_are_whole_waves_of_the_smallest_chunks_within_the_overhead_budget(tasks, total):
-    profile = execution_profile("multiprocess", [0.1], [3_000_000])  # 2.7M rows per chunk for 10%
+    profile = execution_profile("multiprocess", [0.05], [3_000_000])  # 2.7M rows per chunk (two steps) for 10%
     limits = ScalingLimits(max_batch_size=10**9)
     strategy = decide_strategy(total, snapshot(workers=tasks), 36.5, limits, profile)
     assert strategy.parallel_tasks == tasks and strategy.chunk_count % tasks == 0  # every slot busy in every wave
@@ -266,8 +267,8 @@ def test_chunks_are_whole_waves_of_the_smallest_chunks_within_the_overhead_budge
 
 def test_chunk_size_stays_flat_as_the_hour_grows():
     sizes = [decide_strategy(n, snapshot(workers=1), 36.5, ScalingLimits(), IN_PROCESS).batch_size for n in (11e6, 33e6, 100e6)]
-    target = smallest_efficient_chunk(IN_PROCESS, 0.10)
-    assert all(target <= size < 2 * target for size in sizes)  # memory per step does not follow the hour's size
+    target = min(smallest_efficient_chunk(IN_PROCESS, 0.10), ScalingLimits().max_batch_size)
+    assert all(target / 2 < size <= target for size in sizes)  # memory per step does not follow the hour's size
 
 
 def test_too_small_an_hour_gets_one_wave_and_says_the_budget_is_missed():
@@ -286,30 +287,30 @@ def test_overhead_share_converges_over_a_sequence_of_runs():
     counts, true_shares, expected_shares = [], [], []
     for run in range(5):
         profile = execution_profile("in_process", overheads, throughputs)
-        strategy = decide_strategy(total, snapshot(workers=1), 36.5, ScalingLimits(), profile)
+        strategy = decide_strategy(total, snapshot(workers=1), 36.5, ScalingLimits(max_batch_size=10**8), profile)
         counts.append(strategy.chunk_count)
         expected_shares.append(strategy.expected_overhead_share)
         true_shares.append(estimate_run(total, strategy.chunk_count, 1, true_profile).overhead_share)
         noise = 1 + 0.05 * (-1) ** run  # what a run measures wobbles around the truth
         overheads.append(0.15 * noise)
         throughputs.append(3_000_000 / noise)
-    assert counts[0] == 8  # defaults (1M records/s): chunks of 1.35M+ rows ...
+    assert counts[0] == 4  # defaults (1M records/s, two steps per chunk): chunks of 2.7M+ rows ...
     assert true_shares[0] > 0.20  # ... but the machine computes 3x faster: a quarter of the run is overhead
-    assert counts[1:] == [2, 2, 2, 2]  # the optimum for 0.15 s and 3M records/s (chunks of >= 4.05M rows)
+    assert counts[1:] == [1, 1, 1, 1]  # the optimum for 0.15 s and 3M records/s (chunks of >= 8.1M rows)
     assert all(share <= 0.10 for share in true_shares[1:] + expected_shares)
 
 
 def test_a_faster_executor_measured_in_history_gets_more_smaller_chunks():
     total = 11_141_000
     first = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [], [3e6]))
-    tuned = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [0.1], [3e6]))
-    assert (first.chunk_count, tuned.chunk_count) == (2, 4)  # 1 s default per step: one wave; 0.1 s measured: two
+    tuned = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [0.05], [3e6]))
+    assert (first.chunk_count, tuned.chunk_count) == (2, 4)  # 1 s default per step: one wave; 0.05 s measured: two
     assert first.expected_overhead_share > 0.10 >= tuned.expected_overhead_share
 
 
 # --- Cost: the cheapest parallelism that meets the deadline, else the fastest.
 
-SLOW = execution_profile("multiprocess", [1.0], [1_000_000])
+SLOW = execution_profile("multiprocess", [0.5], [1_000_000])  # 1 s of overhead per chunk: two steps of 0.5 s
 
 
 def estimates_by_workers(total, workers):
@@ -356,15 +357,15 @@ def test_metadata_names_what_was_chosen_and_assumed():
         "batch_size": 5_570_500,
         "processing_mode": "conservative",
         "chunk_count": 2,
-        "strategy_reason": "2 chunks in 2 wave(s) of 1: at least 4,050,000 rows each keep overhead <= 10%",
+        "strategy_reason": "capped at max_batch_size (6,000,000 rows)",  # 8.1M rows would keep overhead <= 10%
         "memory_bound_rows": strategy.memory_bound_rows,
         "executor": "in_process",
         "step_overhead_seconds": 0.15,
         "step_overhead_source": "history: median of 1 run(s)",
         "throughput_records_per_second": 3_000_000.0,
         "throughput_source": "history: median of 1 run(s)",
-        "expected_overhead_share": round(0.3 / (0.3 + 11_141_000 / 3e6), 4),
-        "estimated_seconds": round(0.3 + 11_141_000 / 3e6, 3),
+        "expected_overhead_share": round(0.6 / (0.6 + 11_141_000 / 3e6), 4),  # 2 chunks x 2 steps x 0.15 s
+        "estimated_seconds": round(0.6 + 11_141_000 / 3e6, 3),
         "estimated_cost": None,
         "cost_choice": "no cost_per_worker_hour or deadline_seconds set: all 1 parallel task(s)",
     }

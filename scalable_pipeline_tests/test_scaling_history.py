@@ -83,7 +83,7 @@ def test_pinned_overhead_and_throughput_replace_the_history(instance):
 def test_cost_choice_reaches_the_chunk_plan(instance):
     scaling = ScalingResource(
         available_workers=4,
-        step_overhead_seconds=1.0,
+        step_overhead_seconds=0.5,  # two steps per chunk: 1 s of overhead per wave
         throughput_records_per_second=1_000.0,  # ~2,000 records per off-peak hour: ~2 s of compute
         cost_per_worker_hour=36.0,
         deadline_seconds=2.5,

@@ -262,8 +262,10 @@ def collect_ranges(
         all_true("chunks_complete", completeness_problems(chunk_plan, chunks, ranges), "chunk completeness"),
         lineage_gate("chunks_lineage", store, staged),
     ]
-    computed = [r for r in chunks if not r.reused]  # throughput from this run's work only
+    computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
     computed_seconds = sum(r.seconds for r in computed)
+    range_seconds = sum(r.seconds for r in ranges if not r.reused)
+    compute_seconds = computed_seconds + range_seconds
     metadata = {
         "rows_in": rows,
         "valid": valid,
@@ -274,9 +276,9 @@ def collect_ranges(
         "ranges": len(ranges),
         "ranges_reused": sum(r.reused for r in ranges),
         "chunk_seconds_total": round(computed_seconds, 3),
-        "range_seconds_total": round(sum(r.seconds for r in ranges if not r.reused), 3),
+        "range_seconds_total": round(range_seconds, 3),
         "collect_seconds": round(time.perf_counter() - started, 3),
-        "records_per_second": round(sum(r.rows_in for r in computed) / computed_seconds, 1) if computed_seconds else None,
+        "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
         "plan_fingerprint": chunk_plan.fingerprint,
     }
     yield from audit_then_publish(context, store, staged, verdicts, quality)

@@ -65,6 +65,10 @@ class CostTarget:
         return self.cost_per_worker_hour is not None or self.deadline_seconds is not None
 
 
+# A chunk's worth of rows passes two mapped steps: its chunk step, then (shuffled) a range step of the same size.
+STEPS_PER_CHUNK = 2
+
+
 @dataclass(frozen=True)
 class ExecutionProfile:
     """What a chunk step costs under one executor: Dagster's overhead per step and the compute throughput."""
@@ -109,7 +113,7 @@ class RunEstimate:
 def estimate_run(total_records: int, chunk_count: int, parallel_tasks: int, profile: ExecutionProfile) -> RunEstimate:
     waves = math.ceil(chunk_count / max(1, parallel_tasks))
     compute = math.ceil(total_records / chunk_count) / profile.throughput_records_per_second
-    overhead = waves * profile.step_overhead_seconds
+    overhead = waves * profile.step_overhead_seconds * STEPS_PER_CHUNK
     seconds = overhead + waves * compute
     return RunEstimate(seconds, overhead / seconds if seconds else 0.0)
 
@@ -189,7 +193,8 @@ def smallest_efficient_chunk(profile: ExecutionProfile, max_overhead_share: floa
     """Rows per chunk whose compute is long enough that the step overhead is at most ``max_overhead_share``
     of a step: overhead / (overhead + rows / throughput) <= share."""
     share = min(max(max_overhead_share, 1e-6), 1.0)
-    return max(1, math.ceil(profile.step_overhead_seconds * profile.throughput_records_per_second * (1 - share) / share))
+    overhead = profile.step_overhead_seconds * STEPS_PER_CHUNK
+    return max(1, math.ceil(overhead * profile.throughput_records_per_second * (1 - share) / share))
 
 
 def chunk_count(
