@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 
-from scalable_pipeline.alerts.evaluations import check_evaluation_records
+from scalable_pipeline.alerts.cursor import parse_cursor
+from scalable_pipeline.alerts.evaluations import failed_alerts, repository_check_keys, scan_executions
 from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.assets.gate_results import check_result
 from scalable_pipeline.decisions.gates import ratio_at_most
@@ -76,26 +77,32 @@ def main() -> None:
         server, receipts = start_receiver()
         os.environ[WEBHOOK_ENV] = f"http://127.0.0.1:{server.server_address[1]}/hook"
         sensor = build_quality_gate_alerts()
+        assets = {batch: gated_asset(batch) for batch in BATCHES}
+        repository = dg.Definitions(assets=list(assets.values())).get_repository_def()
+        check_keys = repository_check_keys(repository)
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            resources = {"data_store": DataStoreResource()}
+            result = sensor(
+                dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository, resources=resources)
+            )
+            assert isinstance(result, dg.SensorResult)
+            return result
+
         cursor = None
         print(f"interval {args.interval:g} s; each row: median (max) over {args.repeats} ticks")
         print(f"{'alerts/tick':>11} {'tick s':>16} {'ms/alert':>9} {'eval->receipt in tick s':>24}")
         one_alert_tick = None
         for batch in BATCHES:
-            asset, ticks, in_tick = gated_asset(batch), [], []
+            ticks, in_tick = [], []
             for repeat in range(args.repeats):
-                dg.materialize([asset], partition_key=f"p{repeat:03d}", instance=instance)
-                records = check_evaluation_records(instance, int(cursor) if cursor else None, None, limit=1000)
-                evaluated = [
-                    record.event_log_entry.timestamp
-                    for record in records
-                    if not record.event_log_entry.dagster_event.event_specific_data.passed
-                ]
+                dg.materialize([assets[batch]], partition_key=f"p{repeat:03d}", instance=instance)
+                executions = scan_executions(instance, check_keys, parse_cursor(cursor)[0], since=0.0).evaluated
+                evaluated = [alert.evaluated_at for alert in failed_alerts(instance, executions)]
                 received_before = len(receipts)
                 tick_start = time.time()
                 started = time.perf_counter()
-                result = sensor(
-                    dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_store": DataStoreResource()})
-                )
+                result = tick(cursor)
                 ticks.append(time.perf_counter() - started)
                 cursor = result.cursor
                 new = receipts[received_before:]
@@ -112,9 +119,9 @@ def main() -> None:
         server.server_close()
 
         # Webhook down (connection refused): the tick records the failure and leaves the alert pending.
-        dg.materialize([gated_asset(1)], partition_key="p049", instance=instance)
+        dg.materialize([assets[1]], partition_key="p049", instance=instance)
         started = time.perf_counter()
-        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_store": DataStoreResource()}))
+        result = tick(cursor)
         down_tick = time.perf_counter() - started
         print(f"\nwebhook down (connection refused), 1 new alert: tick {down_tick:.3f} s; {result.skip_reason.skip_message}")
 

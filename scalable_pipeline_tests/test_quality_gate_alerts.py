@@ -2,19 +2,24 @@
 
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
-import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from scalable_pipeline.alerts import outbox as outbox_module
 from scalable_pipeline.alerts.alert_log import alerts_log_path
-from scalable_pipeline.alerts.evaluations import check_evaluation_records
+from scalable_pipeline.alerts.cursor import ExecutionCursor, parse_cursor
+from scalable_pipeline.alerts.evaluations import evaluation_of, failed_alerts, scan_executions
 from scalable_pipeline.alerts.messages import Alert, alert_id, alert_text
-from scalable_pipeline.alerts.outbox import DELIVERED, PENDING, Outbox
+from scalable_pipeline.alerts.outbox import CLAIMS, DELIVERED, PENDING, DeliveryPolicy, Outbox
 from scalable_pipeline.alerts.webhook import WEBHOOK_ENV, WebhookError, post_json, redact
 from scalable_pipeline.assets.gate_results import check_result
 from scalable_pipeline.decisions.gates import ratio_at_most
@@ -23,10 +28,16 @@ from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.sensors.quality_gate_alerts import build_quality_gate_alerts, quality_gate_alerts
+from scalable_pipeline.storage.atomic import atomic_write_json
 from scalable_pipeline.storage.jsonl import read_records
+from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
 
 PARTS = dg.StaticPartitionsDefinition(["good", "bad"])
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSecretToken"
+TINY_CHECK = dg.AssetCheckKey(dg.AssetKey("tiny_orders"), "invalid_ratio")
+POLICY = DeliveryPolicy(backoff_base_seconds=1, backoff_cap_seconds=10, budget_seconds=5, claim_timeout_seconds=60)
+# Held by a test while a run of ``held_orders`` is inside its op, between planning and evaluating its check.
+HELD_STARTED, HELD_RELEASE = threading.Event(), threading.Event()
 
 
 @dg.asset(partitions_def=PARTS, check_specs=[dg.AssetCheckSpec("invalid_ratio", asset="tiny_orders")])
@@ -37,6 +48,24 @@ def tiny_orders(context: dg.AssetExecutionContext):
     yield check_result("tiny_orders", ratio_at_most("invalid_ratio", invalid, 10, 0.05, "invalid rows"))
 
 
+@dg.asset(check_specs=[dg.AssetCheckSpec("invalid_ratio", asset="held_orders")])
+def held_orders():
+    """Fails its gate, but only once the test releases it."""
+    HELD_STARTED.set()
+    HELD_RELEASE.wait(timeout=60)
+    yield dg.Output(10)
+    yield check_result("held_orders", ratio_at_most("invalid_ratio", 3, 10, 0.05, "invalid rows"))
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("invalid_ratio", asset="broken_orders")])
+def broken_orders():
+    """Fails before its gate is evaluated: the check stays planned."""
+    raise RuntimeError("source unreachable")
+
+
+TEST_REPOSITORY = dg.Definitions(assets=[tiny_orders, held_orders, broken_orders]).get_repository_def()
+
+
 class Receiver:
     """A local webhook: records every POST body; answers with ``status``."""
 
@@ -44,14 +73,16 @@ class Receiver:
         self.status = 200
         self.bodies: list[dict] = []  # bodies answered with 2xx
         self.attempts = 0
+        lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.attempts += 1
-                if 200 <= receiver.status < 300:
-                    receiver.bodies.append(body)
+                with lock:
+                    receiver.attempts += 1
+                    if 200 <= receiver.status < 300:
+                        receiver.bodies.append(body)
                 self.send_response(receiver.status)
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -70,6 +101,16 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class Clock:
+    """The sensor's injected clock."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -99,17 +140,39 @@ def run_tiny(instance, partition_key: str) -> None:
     dg.materialize([tiny_orders], partition_key=partition_key, instance=instance)
 
 
-def tick(instance, cursor=None, sensor=quality_gate_alerts) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_store": DataStoreResource()})
+def tick(instance, cursor=None, sensor=quality_gate_alerts, repository=TEST_REPOSITORY) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=repository, resources={"data_store": DataStoreResource()}
+    )
     return sensor(context)
 
 
-def evaluation_storage_ids(instance, passed: bool) -> list[int]:
-    return [
-        r.storage_id
-        for r in check_evaluation_records(instance, None, None, limit=1000)
-        if r.event_log_entry.dagster_event.event_specific_data.passed == passed
-    ]
+def execution_ids(instance, passed: bool, check=TINY_CHECK) -> list[int]:
+    """Ids of the check's evaluated executions with that outcome, oldest first."""
+    history = instance.event_log_storage.get_asset_check_execution_history(check, limit=1000)
+    return sorted(r.id for r in history if (found := evaluation_of(r)) and found.passed is passed)
+
+
+def execution_created_at(instance) -> float:
+    """When the newest execution of the tiny check was created (planned)."""
+    return instance.event_log_storage.get_asset_check_execution_history(TINY_CHECK, limit=1)[0].create_timestamp
+
+
+def make_alert(execution_id: int) -> Alert:
+    return Alert(execution_id, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, float(execution_id))
+
+
+def logged_ids(data_dir) -> list[str]:
+    return [line["alert_id"] for line in read_records(alerts_log_path(data_dir))]
+
+
+def entry_claims(data_dir) -> list[Path]:
+    """Claim files on alerts (the alerts log's own claim is left out)."""
+    return sorted((Path(data_dir) / "alerts" / "outbox" / CLAIMS).glob("check-exec-*.json"))
+
+
+def webhook_down(payload: dict) -> None:
+    raise WebhookError("HTTP 503 Service Unavailable")
 
 
 # --- pure functions -----------------------------------------------------------------------------
@@ -119,19 +182,30 @@ def test_backoff_doubles_from_base_up_to_cap():
     """The outbox's backoff: no jitter, attempt n waits ``retry_delay(n - 1)``."""
     limits = RetryLimits(delay_seconds=30, max_delay_seconds=600, jitter_fraction=0.0)
     assert [retry_delay(n - 1, limits, 0.0) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
+    policy = DeliveryPolicy(30, 600, 20, 300)
+    assert [policy.retry_at(1000.0, n) - 1000.0 for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
 
 
 def test_alert_text_names_asset_partition_check_score_and_threshold():
     alert = Alert(7, "run-1", "processed_chunks", "2024-01-01-10:00", "invalid_ratio", "ERROR", 0.0123, 0.01, "too many", 0.0)
     text = alert_text(alert)
     expected = ("processed_chunks", "2024-01-01-10:00", "invalid_ratio", "score 0.0123", "threshold 0.01", "ERROR")
-    for part in (*expected, "check-eval-000000000007"):
+    for part in (*expected, "alert check-exec-000000000007)"):
         assert part in text
     assert alert_text(Alert(7, "r", "a", None, "c", "WARN", None, None, None, 0.0)).count("n/a") == 2
 
 
-def test_alert_ids_sort_in_event_order():
+def test_alert_ids_sort_in_execution_order():
     assert sorted([alert_id(100), alert_id(9), alert_id(12)]) == [alert_id(9), alert_id(12), alert_id(100)]
+
+
+def test_cursor_round_trip_and_the_previous_versions_cursor():
+    cursor = ExecutionCursor(after=42, planned={"tiny_orders:invalid_ratio": [40, 7], "x:y": []})
+    assert parse_cursor(cursor.to_json()) == (ExecutionCursor(42, {"tiny_orders:invalid_ratio": [7, 40]}), False)
+    assert parse_cursor(None) == (None, False)
+    assert parse_cursor("1234") == (None, True)  # a bare event storage id: read as no cursor, flagged
+    assert cursor.lowest_unread("tiny_orders:invalid_ratio") == 7 and cursor.lowest_unread("x:y") == 43
+    assert cursor.needs_reading("tiny_orders:invalid_ratio", 40) and not cursor.needs_reading("x:y", 40)
 
 
 def test_redact_removes_url_host_and_secret_path():
@@ -153,20 +227,20 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(sqlite_instance, data_
     run_tiny(sqlite_instance, "good")
     run_tiny(sqlite_instance, "bad")
     run_tiny(sqlite_instance, "bad")
-    failed_ids = evaluation_storage_ids(sqlite_instance, passed=False)
-    assert len(failed_ids) == 2 and len(set(failed_ids)) == 2  # two runs, two distinct storage ids
+    failed_ids = execution_ids(sqlite_instance, passed=False)
+    assert len(failed_ids) == 2 and len(set(failed_ids)) == 2  # two runs, two distinct execution ids
 
     result = tick(sqlite_instance)
     assert receiver.attempts == 2
     assert len(receiver.bodies) == 2
-    for text, storage_id in zip(receiver.texts(), failed_ids, strict=True):
+    for text, execution_id in zip(receiver.texts(), failed_ids, strict=True):
         assert "asset tiny_orders" in text
         assert "partition bad" in text
         assert "check invalid_ratio" in text
         assert "score 0.3," in text and "threshold 0.05." in text
-        assert alert_id(storage_id) in text
-    all_ids = evaluation_storage_ids(sqlite_instance, True) + failed_ids
-    assert int(result.cursor) == max(all_ids)
+        assert alert_id(execution_id) in text
+    all_ids = execution_ids(sqlite_instance, True) + failed_ids
+    assert parse_cursor(result.cursor)[0] == ExecutionCursor(after=max(all_ids))
 
     log = read_records(alerts_log_path(data_dir))
     assert [line["alert_id"] for line in log] == [alert_id(i) for i in failed_ids]
@@ -180,7 +254,7 @@ def test_each_failed_evaluation_becomes_exactly_one_alert(sqlite_instance, data_
 
     run_tiny(sqlite_instance, "bad")
     later = tick(sqlite_instance, cursor=again.cursor)
-    assert len(receiver.bodies) == 3 and int(later.cursor) > int(again.cursor)
+    assert len(receiver.bodies) == 3 and parse_cursor(later.cursor)[0].after > parse_cursor(again.cursor)[0].after
     assert "partition bad" in receiver.texts()[-1]
 
 
@@ -189,8 +263,19 @@ def test_passed_evaluations_produce_no_alert_but_advance_the_cursor(sqlite_insta
     result = tick(sqlite_instance)
     assert receiver.attempts == 0
     assert read_records(alerts_log_path(data_dir)) == []
-    assert int(result.cursor) == evaluation_storage_ids(sqlite_instance, passed=True)[0]
+    assert parse_cursor(result.cursor)[0] == ExecutionCursor(after=execution_ids(sqlite_instance, passed=True)[0])
     assert Outbox(data_dir).entries(PENDING) == [] and Outbox(data_dir).entries(DELIVERED) == []
+
+
+def test_first_tick_looks_back_only_as_far_as_the_lookback(sqlite_instance, data_dir, receiver):
+    """Evaluations created before the lookback window are skipped, and the cursor passes them."""
+    run_tiny(sqlite_instance, "bad")
+    late = Clock(execution_created_at(sqlite_instance) + 3600.0)
+    result = tick(sqlite_instance, sensor=build_quality_gate_alerts(initial_lookback_seconds=1800.0, clock=late))
+    assert receiver.attempts == 0 and parse_cursor(result.cursor)[0].after == execution_ids(sqlite_instance, False)[0]
+    run_tiny(sqlite_instance, "bad")
+    tick(sqlite_instance, cursor=result.cursor, sensor=build_quality_gate_alerts(clock=late))
+    assert len(receiver.bodies) == 1 and alert_id(execution_ids(sqlite_instance, False)[1]) in receiver.texts()[0]
 
 
 def test_lost_cursor_does_not_duplicate_alerts(sqlite_instance, data_dir, receiver):
@@ -202,9 +287,56 @@ def test_lost_cursor_does_not_duplicate_alerts(sqlite_instance, data_dir, receiv
     assert len(read_records(alerts_log_path(data_dir))) == 1
 
 
+def test_an_earlier_run_evaluated_after_a_later_one_is_still_alerted(sqlite_instance, data_dir, receiver):
+    """Execution ids follow run creation: a run created first can fail its gate after the cursor passed a later one."""
+    HELD_STARTED.clear()
+    HELD_RELEASE.clear()
+    held = threading.Thread(target=lambda: dg.materialize([held_orders], instance=sqlite_instance, raise_on_error=False))
+    held.start()
+    try:
+        assert HELD_STARTED.wait(timeout=60)  # its check is planned (id 1), not yet evaluated
+        run_tiny(sqlite_instance, "bad")  # created and evaluated after it (id 2)
+        first = tick(sqlite_instance)
+        assert len(receiver.bodies) == 1 and "asset tiny_orders" in receiver.texts()[0]
+        held_check = dg.AssetCheckKey(dg.AssetKey("held_orders"), "invalid_ratio")
+        cursor = parse_cursor(first.cursor)[0]
+        assert cursor.after == execution_ids(sqlite_instance, False)[0]
+        assert cursor.planned == {held_check.to_user_string(): [cursor.after - 1]}
+    finally:
+        HELD_RELEASE.set()
+        held.join()
+    second = tick(sqlite_instance, cursor=first.cursor)
+    assert len(receiver.bodies) == 2 and "asset held_orders" in receiver.texts()[1]
+    assert parse_cursor(second.cursor)[0].planned == {}
+    tick(sqlite_instance, cursor=second.cursor)
+    assert len(receiver.bodies) == 2 and len(logged_ids(data_dir)) == 2
+
+
+def test_a_check_whose_run_failed_before_evaluating_is_not_kept_open(sqlite_instance, data_dir, receiver):
+    dg.materialize([broken_orders], instance=sqlite_instance, raise_on_error=False)
+    result = tick(sqlite_instance)
+    assert receiver.attempts == 0
+    assert parse_cursor(result.cursor)[0] == ExecutionCursor(after=1)  # read, planned, its run over: done with
+
+
+def test_previous_versions_cursor_skips_evaluations_it_already_alerted(sqlite_instance, data_dir, receiver):
+    """The previous version named alerts after event storage ids; its outbox entries are recognised by content."""
+    run_tiny(sqlite_instance, "bad")
+    run_tiny(sqlite_instance, "bad")
+    old, new = failed_alerts(sqlite_instance, scan_executions(sqlite_instance, [TINY_CHECK], None, since=0.0).evaluated)
+    outbox = Outbox(data_dir)
+    old_entry = {"alert_id": "check-eval-000000000017", "alert": {**old.as_dict(), "alert_id": "check-eval-000000000017"}}
+    atomic_write_json(outbox.root / DELIVERED / "check-eval-000000000017.json", old_entry)
+
+    result = tick(sqlite_instance, cursor="17")
+    assert receiver.texts() == [alert_text(new)]
+    assert parse_cursor(result.cursor) == (ExecutionCursor(after=new.execution_id), False)
+
+
 @pytest.mark.parametrize("outage", ["refused", "http_500"])
 def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir, receiver, monkeypatch, outage):
-    sensor = build_quality_gate_alerts(backoff_base_seconds=1.5, backoff_cap_seconds=5)
+    clock = Clock(1000.0)  # the first tick looks back from 1000 - 24 h: every run of the test is inside
+    sensor = build_quality_gate_alerts(backoff_base_seconds=1.5, backoff_cap_seconds=5, clock=clock)
     run_tiny(sqlite_instance, "bad")
     run_tiny(sqlite_instance, "bad")
     if outage == "refused":
@@ -215,7 +347,7 @@ def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir
     first = tick(sqlite_instance, sensor=sensor)
     pending = Outbox(data_dir).entries(PENDING)
     assert [e["attempts"] for e in pending] == [1, 0]  # the round stops after the first failure
-    assert pending[0]["next_attempt_at"] == pytest.approx(pending[0]["created_at"] + 1.5)
+    assert pending[0]["next_attempt_at"] == clock.now + 1.5
     assert pending[0]["last_error"] and "xoxSecretToken" not in pending[0]["last_error"]
     assert receiver.bodies == []
     # Both alerts are in the local log even while the webhook is down.
@@ -224,14 +356,15 @@ def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir
     # The webhook comes back, but the first entry's backoff has not elapsed: it waits, the second goes.
     monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
     receiver.status = 200
+    clock.now += 1.0
     second = tick(sqlite_instance, cursor=first.cursor, sensor=sensor)
     assert len(receiver.bodies) == 1
     assert [e["attempts"] for e in Outbox(data_dir).entries(PENDING)] == [1]
 
-    time.sleep(max(0.0, pending[0]["next_attempt_at"] - time.time()) + 0.05)
+    clock.now += 0.5  # exactly when the backoff ends
     third = tick(sqlite_instance, cursor=second.cursor, sensor=sensor)
     tick(sqlite_instance, cursor=third.cursor, sensor=sensor)
-    failed_ids = evaluation_storage_ids(sqlite_instance, passed=False)
+    failed_ids = execution_ids(sqlite_instance, passed=False)
     # Each alert received once: the second while the first waited out its backoff, then the first.
     assert len(receiver.bodies) == 2
     assert alert_id(failed_ids[1]) in receiver.texts()[0] and alert_id(failed_ids[0]) in receiver.texts()[1]
@@ -241,19 +374,176 @@ def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir
     assert len(read_records(alerts_log_path(data_dir))) == 2
 
 
-def test_entry_marked_delivered_before_a_crash_is_not_resent(data_dir):
-    """A round that marked an entry delivered but died before moving it: the next round only moves it."""
+def test_concurrent_ticks_send_and_log_each_alert_once(sqlite_instance, data_dir, receiver):
+    """``dagster sensor preview`` while the daemon ticks, and more: every tick at once, none fails."""
+    for partition in ["bad", "good", "bad", "bad"]:
+        run_tiny(sqlite_instance, partition)
+    tickers = 4
+    barrier, errors = threading.Barrier(tickers), []
+
+    def ticker():
+        try:
+            barrier.wait(timeout=60)
+            tick(sqlite_instance)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=ticker) for _ in range(tickers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    tick(sqlite_instance)  # whatever a busy tick skipped, the next one delivers
+    expected = {alert_id(i) for i in execution_ids(sqlite_instance, passed=False)}
+    assert len(expected) == 3
+    assert Counter(text.rsplit("alert ", 1)[1].rstrip(")") for text in receiver.texts()) == dict.fromkeys(expected, 1)
+    assert receiver.attempts == 3
+    assert Counter(logged_ids(data_dir)) == dict.fromkeys(expected, 1)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)")
+def test_alerts_from_a_postgres_instance(postgres_database, data_dir, receiver):  # noqa: F811
+    """The same public reads on PostgreSQL storage: each failed evaluation alerted once, with its partition."""
+    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": postgres_database}}}) as instance:
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        for partition in ["bad", "good", "bad"]:
+            run_tiny(instance, partition)
+        first = tick(instance)
+        failed_ids = execution_ids(instance, passed=False)
+        assert len(failed_ids) == 2
+        assert [text.rsplit("alert ", 1)[1].rstrip(")") for text in receiver.texts()] == [alert_id(i) for i in failed_ids]
+        assert all("partition bad" in text for text in receiver.texts())
+        assert parse_cursor(first.cursor)[0] == ExecutionCursor(after=max(failed_ids + execution_ids(instance, passed=True)))
+
+        again = tick(instance, cursor=first.cursor)
+        run_tiny(instance, "bad")
+        tick(instance, cursor=again.cursor)
+        assert receiver.attempts == 3 and len(logged_ids(data_dir)) == 3
+
+
+# --- the outbox on its own ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["new", "logged"])
+def test_concurrent_rounds_deliver_and_log_each_alert_exactly_once(data_dir, state):
+    """Tickers (each its own Outbox, as separate processes or hosts would be) add and deliver at once.
+
+    ``new``: no entry is logged yet (they contend for the log's claim); ``logged``: every entry is logged
+    and due again after a webhook outage (they contend for each entry's claim).
+    """
+    alerts = [make_alert(i) for i in range(1, 41)]
+    if state == "logged":
+        outbox = Outbox(data_dir)
+        for alert in alerts:
+            outbox.add(alert, now=0.0)
+        outbox.deliver_due(0.0, webhook_down, POLICY)
+        assert len(logged_ids(data_dir)) == 40
+    tickers, posts, errors = 8, [], []
+    barrier = threading.Barrier(tickers)
+
+    def ticker():
+        outbox = Outbox(data_dir)
+        try:
+            barrier.wait(timeout=60)
+            for alert in alerts:
+                outbox.add(alert, now=100.0)
+            outbox.deliver_due(100.0, posts.append, POLICY)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=ticker) for _ in range(tickers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert max(Counter(post["text"] for post in posts).values()) == 1  # nothing sent twice, even before draining
+    Outbox(data_dir).deliver_due(101.0, posts.append, POLICY)
+
+    expected = {alert.alert_id: 1 for alert in alerts}
+    assert Counter(post["text"].rsplit("alert ", 1)[1].rstrip(")") for post in posts) == expected
+    assert Counter(logged_ids(data_dir)) == expected
+    assert Outbox(data_dir).entries(PENDING) == [] and len(Outbox(data_dir).entries(DELIVERED)) == 40
+    assert entry_claims(data_dir) == []
+
+
+CRASHING_TICKER = """
+import os, sys
+from scalable_pipeline.alerts.outbox import DeliveryPolicy, Outbox
+
+def send(payload):
+    os._exit(3)  # the process dies during the POST: it holds the entry's and the log's claims
+
+Outbox(sys.argv[1]).deliver_due(0.0, send, DeliveryPolicy(1, 10, 5, claim_timeout_seconds=60))
+"""
+
+
+def test_claim_left_by_a_crashed_ticker_is_taken_over_after_the_timeout(data_dir):
     outbox = Outbox(data_dir)
-    outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=0.0)
+    outbox.add(make_alert(1), now=0.0)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_TICKER, str(data_dir)],
+        env={**os.environ, "PYTHONPATH": str(Path(outbox_module.__file__).parents[2])},
+        check=False,
+    )
+    assert crashed.returncode == 3
+    assert logged_ids(data_dir) == [alert_id(1)] and len(entry_claims(data_dir)) == 1
+
     sent = []
-    outbox.deliver_due(0.0, sent.append, 1, 10, 5)
+    before = outbox.deliver_due(59.0, sent.append, POLICY)  # the claim may still be held by a live, slow ticker
+    assert sent == [] and before.busy == 1 and len(outbox.entries(PENDING)) == 1
+    after = outbox.deliver_due(60.0, sent.append, POLICY)
+    assert len(sent) == 1 and after.delivered == 1 and after.logged == 0
+    outbox.deliver_due(500.0, sent.append, POLICY)
+    assert len(sent) == 1 and logged_ids(data_dir) == [alert_id(1)]
+    assert outbox.entries(PENDING) == [] and [e["webhook"] for e in outbox.entries(DELIVERED)] == ["sent"]
+    assert entry_claims(data_dir) == []
+
+
+def test_add_never_brings_back_a_claimed_or_delivered_alert(data_dir, monkeypatch):
+    outbox, other = Outbox(data_dir), Outbox(data_dir)
+    alert = make_alert(1)
+    assert outbox.add(alert, now=0.0) is True
+    claim = other.claims.take(alert.alert_id, now=0.0, timeout=60)
+    assert claim is not None and outbox.add(alert, now=1.0) is False  # claimed: still the one entry
+    other.claims.release(claim, now=1.0)
+
+    # Another ticker delivers it between add's look at delivered/ and its create-if-absent of the pending file.
+    sent = []
+    real_create = outbox_module.create_json_exclusive
+
+    def delivered_meanwhile(path, document):
+        other.deliver_due(2.0, sent.append, POLICY)
+        return real_create(path, document)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox_module, "create_json_exclusive", delivered_meanwhile)
+        assert outbox.add(alert, now=2.0) is False
+    assert outbox.entries(PENDING) == [] and len(sent) == 1
+    assert outbox.add(alert, now=3.0) is False
+    outbox.deliver_due(4.0, sent.append, POLICY)
+    assert len(sent) == 1 and logged_ids(data_dir) == [alert.alert_id]
+
+
+@pytest.mark.parametrize("left", ["delivered_written", "marked_by_previous_version"])
+def test_entry_delivered_before_a_crash_is_not_resent(data_dir, left):
+    """A round that died between recording the delivery and removing the pending file: the next round only tidies."""
+    outbox = Outbox(data_dir)
+    outbox.add(make_alert(1), now=0.0)
+    sent = []
+    outbox.deliver_due(0.0, sent.append, POLICY)
     assert len(sent) == 1
     entry = outbox.entries(DELIVERED)[0]
-    # Put it back as the crash would have left it: marked, still under pending/.
-    (outbox.root / DELIVERED / f"{entry['alert_id']}.json").rename(outbox.root / PENDING / f"{entry['alert_id']}.json")
-    outbox.deliver_due(1.0, sent.append, 1, 10, 5)
+    pending_path = outbox.root / PENDING / f"{entry['alert_id']}.json"
+    if left == "delivered_written":  # this version: delivered/ written, pending/ not yet removed
+        atomic_write_json(pending_path, {**entry, "status": PENDING, "delivered_at": None, "webhook": None})
+    else:  # the previous version marked the entry delivered in place, then died before moving it
+        (outbox.root / DELIVERED / f"{entry['alert_id']}.json").rename(pending_path)
+    outbox.deliver_due(1.0, sent.append, POLICY)
     assert len(sent) == 1 and len(outbox.entries(DELIVERED)) == 1 and outbox.entries(PENDING) == []
-    assert outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=2.0) is False
+    assert outbox.add(make_alert(1), now=2.0) is False
+    assert logged_ids(data_dir) == [alert_id(1)] and entry_claims(data_dir) == []
 
 
 class Crash(Exception):
@@ -264,7 +554,7 @@ class Crash(Exception):
 def test_crash_around_the_log_append_logs_the_alert_exactly_once(data_dir, monkeypatch, crash):
     """A round that died just before or just after appending the log line: the next round leaves one line."""
     outbox = Outbox(data_dir)
-    outbox.add(Alert(1, "r", "a", "p", "c", "ERROR", 1.0, 0.0, None, 0.0), now=0.0)
+    outbox.add(make_alert(1), now=0.0)
     real_append = outbox_module.append_record
 
     def dying_append(path, record):
@@ -275,10 +565,10 @@ def test_crash_around_the_log_append_logs_the_alert_exactly_once(data_dir, monke
     with monkeypatch.context() as patch:
         patch.setattr(outbox_module, "append_record", dying_append)
         with pytest.raises(Crash):
-            outbox.deliver_due(0.0, None, 1, 10, 5)
+            outbox.deliver_due(0.0, None, POLICY)
     assert outbox.entries(PENDING)[0]["logged_at"] is None
 
-    report = outbox.deliver_due(1.0, None, 1, 10, 5)
+    report = outbox.deliver_due(1.0, None, POLICY)
     assert [line["alert_id"] for line in read_records(alerts_log_path(data_dir))] == [alert_id(1)]
     assert report.logged == 1 and outbox.entries(DELIVERED)[0]["logged_at"] == 1.0
 
@@ -317,7 +607,7 @@ def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed
 
-    tick(sqlite_instance)
+    tick(sqlite_instance, repository=defs.get_repository_def())
     assert len(receiver.bodies) == len(failed)
     texts = " | ".join(receiver.texts())
     assert "asset processed_chunks" in texts and "partition 2024-01-01-03:00" in texts and "check invalid_ratio" in texts

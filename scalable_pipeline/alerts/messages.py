@@ -5,9 +5,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Alert:
-    """One failed check evaluation, identified by its event storage id."""
+    """One failed check evaluation, identified by its check execution id (instance-wide)."""
 
-    storage_id: int
+    execution_id: int
     run_id: str
     asset: str
     partition: str | None
@@ -20,15 +20,24 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
-        return alert_id(self.storage_id)
+        return alert_id(self.execution_id)
+
+    @property
+    def evaluation_key(self) -> tuple[str, str, str, float]:
+        """Run, asset, check and evaluation time: the same evaluation whatever id an alert was given."""
+        return (self.run_id, self.asset, self.check, self.evaluated_at)
 
     def as_dict(self) -> dict:
         return {"alert_id": self.alert_id, **asdict(self)}
 
 
-def alert_id(storage_id: int) -> str:
-    """Stable id of the alert for one evaluation event; zero-padded so names sort in event order."""
-    return f"check-eval-{storage_id:012d}"
+def alert_id(execution_id: int) -> str:
+    """Stable id of the alert for one check execution; zero-padded so names sort in execution order.
+
+    ``check-exec-``, not the earlier ``check-eval-<event storage id>``: the two numberings overlap, and an
+    old id must never hide a new alert.
+    """
+    return f"check-exec-{execution_id:012d}"
 
 
 def _number(value: float | None) -> str:
