@@ -5,7 +5,6 @@
 import bisect
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -84,31 +83,14 @@ def coverage_problems(plan: ChunkPlan) -> list[str]:
     return problems
 
 
-def range_cuts(row_groups: Sequence[tuple[int, int, int]], range_count: int) -> tuple[int, ...]:
-    """``range_count - 1`` order_id cut points that split the rows into near-equal ranges.
-
-    ``row_groups`` holds ``(min order_id, max order_id, rows)`` per Parquet row group (its statistics):
-    ids are taken as spread evenly over each group's span, so no data is read. Equal cuts collapse.
-    """
-    slope_changes: dict[int, float] = {}
-    for low, high, rows in row_groups:
-        if rows:
-            density = rows / (high + 1 - low)
-            slope_changes[low] = slope_changes.get(low, 0.0) + density
-            slope_changes[high + 1] = slope_changes.get(high + 1, 0.0) - density
-    total = sum(rows for _, _, rows in row_groups)
-    if range_count <= 1 or not total:
+def range_cuts(sample: Sequence[int], range_count: int) -> tuple[int, ...]:
+    """``range_count - 1`` order_id cut points that split the rows into near-equal ranges: quantiles of a
+    sample of the hour's ids (ids spread anyhow: sorted, random, resent). Equal cuts collapse."""
+    ids = sorted(sample)
+    if range_count <= 1 or not ids:
         return ()
-    targets = [total * r / range_count for r in range(1, range_count)]
-    cuts, below, slope, previous = [], 0.0, 0.0, None
-    for point in sorted(slope_changes):  # the rows below ``point`` grow linearly between breakpoints
-        if previous is not None:
-            reached = below + slope * (point - previous)
-            while targets and reached >= targets[0]:
-                cuts.append(previous + math.ceil((targets.pop(0) - below) / slope) if slope else point)
-            below = reached
-        slope, previous = slope + slope_changes[point], point
-    return tuple(sorted(set(cuts)))
+    cuts = {ids[min(len(ids) - 1, (len(ids) * r) // range_count)] for r in range(1, range_count)}
+    return tuple(sorted(cut for cut in cuts if cut > ids[0]))
 
 
 def range_of(order_id: int, cuts: Sequence[int]) -> int:
