@@ -16,7 +16,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import ratio_gate
@@ -24,7 +23,13 @@ from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audi
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.order_rules import DUPLICATE, RAW_ROW_COLUMN, REASON_COLUMN, validity_reasons
+from scalable_pipeline.decisions.order_rules import (
+    DUPLICATE_CODE,
+    RAW_ROW_COLUMN,
+    REASON_COLUMN,
+    reason_names,
+    validity_codes,
+)
 from scalable_pipeline.decisions.ranges import bounds_problems, range_split, repeats_of_previous
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
@@ -49,6 +54,8 @@ GATES = [
 ]
 # Transient errors in a chunk or range step are retried by Dagster, with exponential backoff and jitter.
 CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# The shuffle carries each row's validity code (see order_rules.REASONS); the range step turns it into the reason.
+CODE_COLUMN = "reason_code"
 # The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's parts).
 VALID_VIEW = "valid"
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
@@ -74,9 +81,12 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     """Read only the chunk's rows, judge each by the validity rules, split them by order_id range."""
     started = time.perf_counter()
     frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    frame[RAW_ROW_COLUMN] = pd.RangeIndex(task.start_row, task.stop_row, dtype="int64")
-    frame[REASON_COLUMN] = validity_reasons(frame, *hour_window(task.partition_key))
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    codes = validity_codes(frame, *hour_window(task.partition_key))
+    table = (
+        pa.Table.from_pandas(frame, preserve_index=False)
+        .append_column(RAW_ROW_COLUMN, pa.array(np.arange(task.start_row, task.stop_row, dtype=np.int64)))
+        .append_column(CODE_COLUMN, pa.array(codes))
+    )
     order, counts = range_split(frame["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
     grouped = table.take(pa.array(order))
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -86,7 +96,7 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
         index=task.index,
         plan_fingerprint=task.plan_fingerprint,
         rows_in=len(frame),
-        invalid=int(frame[REASON_COLUMN].notna().sum()),
+        invalid=int(np.count_nonzero(codes)),
         seconds=round(seconds, 6),
         records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
         range_rows=tuple(int(count) for count in counts),
@@ -100,12 +110,11 @@ def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, R
     started = time.perf_counter()
     table = table.sort_by([("order_id", "ascending"), (RAW_ROW_COLUMN, "ascending")])
     ids = table["order_id"].to_numpy()
-    repeated = pa.array(repeats_of_previous(ids))
-    reasons = pc.if_else(repeated, pa.scalar(DUPLICATE, pa.string()), table[REASON_COLUMN].cast(pa.string()))
-    table = table.set_column(table.schema.get_field_index(REASON_COLUMN), REASON_COLUMN, reasons)
-    valid = table.filter(pc.is_null(reasons)).select(ORDER_COLUMNS).cast(pq.read_schema(task.raw_path))
-    duplicates = int(pc.sum(repeated).as_py() or 0)
-    totals = valid.group_by("region").aggregate([("order_id", "count"), ("amount", "sum")]).to_pylist()
+    repeated = repeats_of_previous(ids)
+    codes = np.where(repeated, np.int8(DUPLICATE_CODE), table[CODE_COLUMN].to_numpy()).astype(np.int8)
+    table = table.drop_columns([CODE_COLUMN]).append_column(REASON_COLUMN, reason_names(codes))
+    valid = table.filter(pa.array(codes == 0)).select(ORDER_COLUMNS).cast(pq.read_schema(task.raw_path))
+    duplicates = int(np.count_nonzero(repeated))
     result = RangeResult(
         index=task.index,
         plan_fingerprint=task.plan_fingerprint,
@@ -118,7 +127,6 @@ def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, R
         seconds=round(time.perf_counter() - started, 6),
         min_order_id=int(ids[0]) if len(ids) else None,
         max_order_id=int(ids[-1]) if len(ids) else None,
-        region_totals={str(row["region"]): [int(row["order_id_count"]), float(row["amount_sum"] or 0.0)] for row in totals},
     )
     return table, valid, result
 

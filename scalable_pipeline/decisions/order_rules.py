@@ -7,6 +7,7 @@ if ``customer_id`` is null, ``amount`` is null, not finite or <= 0, ``status`` i
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from scalable_pipeline.constants import ORDER_COLUMNS, VALID_STATUSES
 
@@ -19,10 +20,13 @@ DUPLICATE = "duplicate_order_id"
 VALIDITY_RULES = ("null_customer_id", "invalid_amount", "unknown_status", "event_time_outside_hour")
 REASON_COLUMN = "rejection_reason"
 RAW_ROW_COLUMN = "raw_row"
+# A row's verdict as a small integer while it is computed: 0 = valid, i + 1 = REASONS[i].
+REASONS = (*VALIDITY_RULES, DUPLICATE)
+DUPLICATE_CODE = len(REASONS)
 
 
-def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
-    """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
+def validity_codes(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> np.ndarray:
+    """The code of the first validity rule each row breaks (0 where it breaks none); ignores duplicates."""
     amount = frame["amount"].to_numpy(dtype="float64", na_value=np.nan)
     broken = [
         frame["customer_id"].isna().to_numpy(),
@@ -31,8 +35,19 @@ def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd
         ((frame["event_time"] < hour_start) | (frame["event_time"] >= hour_end)).to_numpy(dtype=bool)
         | frame["event_time"].isna().to_numpy(),
     ]
-    first_broken = np.select(broken, VALIDITY_RULES, default="")
-    return pd.Series(first_broken, index=frame.index, dtype="string").mask(first_broken == "")
+    return np.select(broken, np.arange(1, len(VALIDITY_RULES) + 1, dtype=np.int8), default=np.int8(0)).astype(np.int8)
+
+
+def reason_names(codes: np.ndarray) -> pa.Array:
+    """Verdict codes as the ``rejection_reason`` text column (null = valid)."""
+    indices = pa.array(codes.astype(np.int8) - 1, mask=codes == 0, type=pa.int8())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(REASONS)).cast(pa.string())
+
+
+def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
+    """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
+    names = reason_names(validity_codes(frame, hour_start, hour_end))
+    return pd.Series(names.to_pandas(), index=frame.index).astype("string")
 
 
 def final_reasons(order_ids: pd.Series, validity: pd.Series) -> pd.Series:

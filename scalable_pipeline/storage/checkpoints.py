@@ -14,7 +14,7 @@ shuffle files of its plan and every checkpoint of the partition's other plans ar
 
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -83,7 +83,6 @@ class RangeResult:
     seconds: float
     min_order_id: int | None = None
     max_order_id: int | None = None
-    region_totals: dict[str, list[float]] = field(default_factory=dict)  # region -> [valid orders, revenue]
     reused: bool = False
 
     def as_metadata(self) -> dict:
