@@ -23,7 +23,7 @@ import pandas as pd
 
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, generate_orders
+from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -42,9 +42,7 @@ def record(kind: str, restored: str, replaced: str) -> RollbackRecord:
 
 
 def measure(scale: float, repeats: int) -> dict:
-    table = generate_orders(
-        pd.Timestamp(PARTITION.replace("-10:00", " 10:00"), tz="UTC"), SyntheticOrdersSpec(scale, 0.005, 0.01, 0)
-    )
+    table = SyntheticOrderSource(scale=scale).fetch_hour(pd.Timestamp(PARTITION.replace("-10:00", " 10:00"), tz="UTC"))
     with tempfile.TemporaryDirectory() as root:
         store = VersionedStore(root, keep_versions=5)
         stage, publish, auto, manual = [], [], [], []

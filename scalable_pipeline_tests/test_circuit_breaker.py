@@ -1,5 +1,6 @@
 """Circuit breaker: the pure transitions, the durable breaker, and the source behind it in a run."""
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import dagster as dg
@@ -117,9 +118,10 @@ class ManualClockBreaker(CircuitBreakerResource):
 
 
 class GarbledSource(SyntheticOrderSource):
-    """A source that answers with data that cannot be orders: bad data, not an outage."""
+    """A source that answers with data that cannot be orders after a good block: bad data, not an outage."""
 
-    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        yield next(super().iter_hour(hour_start))
         raise ValueError("the payload is not a table of orders")
 
 

@@ -5,6 +5,7 @@ landing folder are opened or copied."""
 import json
 import os
 import re
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from scalable_pipeline.decisions.order_rules import classify
 from scalable_pipeline.definitions import build_resources, build_source, defs
 from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
+from scalable_pipeline.sources import landing_files
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -157,6 +159,67 @@ def test_bad_csv_files_name_the_file_and_the_rule(tmp_path, content, rule, detai
     assert str(path) in str(raised.value) and rule in str(raised.value) and detail in str(raised.value)
 
 
+@pytest.fixture
+def small_blocks(monkeypatch) -> int:
+    """Read landing files 1,000 rows (and CSV 32 KiB) at a time, so a scale-1 hour takes many blocks."""
+    monkeypatch.setattr(landing_files, "BLOCK_ROWS", 1_000)
+    monkeypatch.setattr(landing_files, "CSV_BLOCK_BYTES", 32 * 2**10)
+    return 1_000
+
+
+def write_orders(source: LandingFileSource, orders: pd.DataFrame) -> None:
+    path = source.path_for(HOUR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    orders.to_csv(path, index=False) if path.suffix == ".csv" else orders.to_parquet(path, index=False, row_group_size=3_000)
+
+
+@pytest.mark.parametrize("pattern", [CSV_PATTERN, "{date}/{hour:02d}.parquet"])
+def test_a_file_larger_than_a_block_reads_block_by_block_to_the_same_records(tmp_path, monkeypatch, pattern):
+    orders = SyntheticOrderSource().fetch_hour(HOUR)
+    source = LandingFileSource(landing_dir=str(tmp_path), pattern=pattern)
+    write_orders(source, orders)
+    whole = source.fetch_hour(HOUR)  # the default block holds the whole scale-1 hour
+    assert len(list(source.iter_hour(HOUR))) == 1
+    monkeypatch.setattr(landing_files, "BLOCK_ROWS", 1_000)
+    monkeypatch.setattr(landing_files, "CSV_BLOCK_BYTES", 32 * 2**10)
+    blocks = list(source.iter_hour(HOUR))
+    assert len(blocks) >= len(orders) // 1_000 and max(len(block) for block in blocks) <= 1_000
+    pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), whole)
+    as_written = orders if pattern.endswith(".parquet") else orders.assign(status=orders["status"].replace("", pd.NA))
+    pd.testing.assert_frame_equal(whole, as_written)  # an empty CSV field is null
+
+
+def test_a_bad_order_id_in_a_later_block_rejects_the_file_counting_rows_over_the_file(tmp_path, small_blocks):
+    orders = SyntheticOrderSource().fetch_hour(HOUR).astype({"order_id": "string"})
+    orders.loc[[4_321, 4_500, 9_000], "order_id"] = ["12x", "", "1.5"]
+    source = csv_source(tmp_path, orders.to_csv(index=False))
+    read = []
+    with pytest.raises(LandingFileError) as raised:
+        read.extend(source.iter_hour(HOUR))
+    assert 3_321 <= sum(map(len, read)) <= 4_321  # the blocks before the bad row came through: the reader drops them
+    assert (raised.value.rule, raised.value.path) == ("order_id_integer", source.path_for(HOUR))
+    assert "3 row(s)" in str(raised.value) and "first at rows [4321, 4500, 9000]" in str(raised.value)
+    assert "['12x', 'null', '1.5']" in str(raised.value)
+
+
+@pytest.mark.parametrize("bad_order_id", [False, True])
+def test_a_file_cut_off_after_the_first_block_is_unreadable_even_with_bad_rows_before(tmp_path, small_blocks, bad_order_id):
+    content = SyntheticOrderSource().fetch_hour(HOUR).to_csv(index=False)
+    if bad_order_id:  # order_id_integer in the first block; readable_table, further on, comes first in the rules
+        content = content.replace("\n", "\nnot an id", 1)
+    source = csv_source(tmp_path, content[: len(content) - 40])
+    with pytest.raises(LandingFileError, match=r"readable_table.*Expected 6 columns, got"):
+        list(source.iter_hour(HOUR))
+
+
+def test_a_bad_parquet_row_group_further_on_rejects_the_file(tmp_path, small_blocks):
+    ids = [float(i) for i in range(1, 5_001)]
+    ids[3_210] = 2.0**60  # above 2**53: may be a rounded id
+    source = parquet_source(tmp_path, order_id=pa.array(ids))
+    with pytest.raises(LandingFileError, match=r"order_id_integer.*1 row\(s\).*first at rows \[3210\]"):
+        list(source.iter_hour(HOUR))
+
+
 def test_parquet_ids_beyond_int64_are_rejected_and_exact_ones_kept(tmp_path):
     too_big = parquet_source(tmp_path / "a", order_id=pa.array([5, 2**64 - 1], pa.uint64()))
     with pytest.raises(LandingFileError, match=r"order_id_integer.*rows \[1\].*18446744073709551615"):
@@ -284,6 +347,45 @@ def test_pipeline_on_landing_files_and_a_bad_file_is_quarantined(tmp_path, insta
     assert VersionedStore(data_dir).published("consolidated_output", PARTITION) == good
 
 
+def test_a_bad_row_in_a_later_block_fails_raw_volume_and_keeps_the_last_good_hour(tmp_path, instance, data_dir, small_blocks):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    source = LandingFileSource(landing_dir=str(landing), pattern=CSV_PATTERN)
+    orders = SyntheticOrderSource().fetch_hour(HOUR)
+    write_orders(source, orders)
+    assert materialize_raw(instance, source).success
+    store = VersionedStore(data_dir)
+    good = store.published("raw_volume", PARTITION)
+
+    redelivered = orders.astype({"order_id": "string"})
+    redelivered.loc[8_000, "order_id"] = "8k"
+    write_orders(source, redelivered)
+    result = materialize_raw(instance, source)
+    assert not result.success
+    message = failure_message(result)
+    assert (
+        PARTITION in message
+        and "order_id_integer" in message
+        and "rows [8000]" in message
+        and source.path_for(HOUR).name in message
+    )
+    assert store.published("raw_volume", PARTITION) == good
+    assert sorted(path.name for path in (store.partition_dir("raw_volume", PARTITION) / "versions").iterdir()) == [
+        Path(good.path).name
+    ]  # the staged blocks were removed
+    assert len(list((data_dir / "quarantine" / "raw_volume").rglob("*.csv"))) == 1
+
+
+def materialize_raw(instance: dg.DagsterInstance, source: LandingFileSource) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [defs.get_assets_def("raw_volume")],
+        partition_key=PARTITION,
+        resources={**build_resources(), "source": source},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 @pytest.mark.parametrize("kind, rule", [("folder", "regular_file"), ("symlink outside", "inside_landing_dir")])
 def test_quarantine_records_why_and_copies_nothing_that_is_not_a_landing_file(tmp_path, instance, data_dir, kind, rule):
     landing, secret = tmp_path / "landing", tmp_path / "secret.parquet"
@@ -294,13 +396,7 @@ def test_quarantine_records_why_and_copies_nothing_that_is_not_a_landing_file(tm
         source.path_for(HOUR).mkdir()
     else:
         source.path_for(HOUR).symlink_to(secret)
-    result = dg.materialize(
-        [defs.get_assets_def("raw_volume")],
-        partition_key=PARTITION,
-        resources={**build_resources(), "source": source},
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = materialize_raw(instance, source)
     assert not result.success
     message = failure_message(result)
     assert PARTITION in message and rule in message and str(source.path_for(HOUR)) in message

@@ -1,10 +1,14 @@
-"""The synthetic order source: deterministic, day-profiled, with defects at the configured rates."""
+"""The synthetic order source: deterministic, day-profiled, with defects at the configured rates, in blocks."""
 
+import itertools
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from scalable_pipeline.constants import ORDER_COLUMNS, REGIONS, VALID_STATUSES
 from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.sources import synthetic_orders
 
 PEAK = pd.Timestamp("2024-03-05 14:00", tz="UTC")
 OFF_PEAK = pd.Timestamp("2024-03-05 22:00", tz="UTC")
@@ -38,7 +42,56 @@ def test_schema_and_values():
     assert set(frame["region"]) <= set(REGIONS) and len(REGIONS) == 8
 
 
-def test_defects_are_injected_at_the_configured_rates():
+@pytest.fixture
+def small_blocks(monkeypatch) -> int:
+    """Generation blocks of 1,000 rows, so a scale-1 hour comes in about ten blocks."""
+    monkeypatch.setattr(synthetic_orders, "BLOCK_ROWS", 1_000)
+    return 1_000
+
+
+def test_the_hour_comes_in_fixed_blocks_each_the_same_whoever_reads_it(small_blocks):
+    source = SyntheticOrderSource()
+    blocks = list(source.iter_hour(PEAK))
+    sizes = [len(block) for block in blocks]
+    assert sizes[:-1] == [small_blocks] * (len(blocks) - 1) and 0 < sizes[-1] <= small_blocks
+    assert sum(sizes) == source.expected_records(PEAK)
+    for again, block in zip(SyntheticOrderSource().iter_hour(PEAK), blocks, strict=True):
+        pd.testing.assert_frame_equal(again, block)
+    third_alone = next(itertools.islice(SyntheticOrderSource().iter_hour(PEAK), 2, None))
+    pd.testing.assert_frame_equal(third_alone, blocks[2])  # a block does not depend on what was read before it
+
+
+def test_an_empty_hour_is_one_empty_block_with_the_record_types():
+    blocks = list(SyntheticOrderSource(scale=0).iter_hour(PEAK))
+    assert len(blocks) == 1 and blocks[0].empty
+    pd.testing.assert_series_equal(blocks[0].dtypes, SyntheticOrderSource().fetch_hour(PEAK).dtypes)
+
+
+def test_arrival_order_across_blocks_and_duplicates_resend_a_row_of_their_own_block(small_blocks):
+    blocks = list(SyntheticOrderSource(duplicate_rate=0.02).iter_hour(PEAK))
+    assert len(blocks) > 5
+    frame = pd.concat(blocks, keys=range(len(blocks)), names=["block", "row"]).reset_index()
+    resent = frame["order_id"].duplicated(keep="first")
+    first = frame[~resent].set_index("order_id")
+    assert resent.sum() > 0
+    for _, copy in frame[resent].iterrows():  # the whole record repeats an earlier row of the same block
+        original = first.loc[copy["order_id"]]
+        assert original["block"] == copy["block"] and original["row"] < copy["row"]
+        assert original[ORDER_COLUMNS[1:]].equals(copy[ORDER_COLUMNS[1:]])
+    row = np.arange(len(frame))  # rows that kept their own record (no resend was written over them)
+    own = frame[frame["order_id"].to_numpy() % synthetic_orders.IDS_PER_HOUR == row + 1]
+    own = own[(own["event_time"] >= PEAK) & (own["event_time"] < PEAK + pd.Timedelta(hours=1))]
+    assert len(own) > 0.9 * len(frame) and own["event_time"].is_monotonic_increasing
+    share = (own["event_time"] - PEAK) / pd.Timedelta(hours=1)  # block b covers its share of the hour
+    start = own["block"] * small_blocks
+    stop = np.minimum(start + small_blocks, len(frame))
+    assert (share >= start / len(frame)).all() and (share < stop / len(frame)).all()
+
+
+@pytest.mark.parametrize("block_rows", [None, 1_000])
+def test_defects_are_injected_at_the_configured_rates(monkeypatch, block_rows):
+    if block_rows:
+        monkeypatch.setattr(synthetic_orders, "BLOCK_ROWS", block_rows)
     frame = SyntheticOrderSource(duplicate_rate=0.02, invalid_rate=0.05).fetch_hour(PEAK)
     n = len(frame)
     duplicates = frame["order_id"].duplicated().sum()

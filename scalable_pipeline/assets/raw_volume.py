@@ -23,6 +23,10 @@ from scalable_pipeline.storage.quarantine import quarantine_file
 from scalable_pipeline.throughput import estimated_processing_seconds
 
 
+class StagingError(RuntimeError):
+    """Writing the staged raw version failed: the data root's problem, not an outage of the source."""
+
+
 def rejected_input(data_store: DataStoreResource, partition: str, error: LandingFileError) -> dg.Failure:
     """Quarantine why (and, if it is a regular landing file, a copy); say which file, partition and rule."""
     kept = quarantine_file(data_store.root, "raw_volume", partition, error.path, error.rule, str(error), error.copy_from)
@@ -59,36 +63,51 @@ def raw_volume(
     faults: FaultInjectionResource,
     quality: QualityResource,
 ):
-    """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
+    """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered.
+
+    The hour goes block by block from the source into the staged Parquet version: no step holds it whole.
+    """
     partition = data_store.hold_partition(context, context.partition_key)
-    hour_start = context.partition_time_window.start
-
-    def fetch() -> pd.DataFrame:
-        faults.before_source_fetch()
-        return source.fetch_hour(pd.Timestamp(hour_start))
-
-    try:
-        # Only outages (OSError) count towards opening the circuit; a bad file is bad data, not an outage.
-        frame = circuit_breaker.call("source", data_store, fetch)
-    except CircuitOpenError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from error
-    except LandingFileError as error:
-        raise rejected_input(data_store, partition, error) from error
+    hour_start = pd.Timestamp(context.partition_time_window.start)
     store = data_store.store()
+
+    with store.stage_table("raw_volume", partition, context.run.run_id) as stage:
+
+        def fetch() -> tuple[int, list[str]]:
+            """Write the hour's blocks as they come; the record count and schema problems of them all."""
+            faults.before_source_fetch()
+            records, problems = 0, []
+            for block in source.iter_hour(hour_start):
+                problems += [problem for problem in schema_problems(block) if problem not in problems]
+                try:
+                    stage.write(block)
+                except OSError as error:  # the data root's disk, not the source: no outage of the source
+                    raise StagingError(f"raw_volume partition {partition}: writing the staged version failed: {error}") from error
+                records += len(block)
+            return records, problems
+
+        try:
+            # The whole read is one call. Only outages (OSError) count towards opening the circuit, wherever
+            # in the hour they happen; a bad file is bad data, not an outage. On any failure the staged file goes.
+            records, problems = circuit_breaker.call("source", data_store, fetch)
+        except CircuitOpenError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        except LandingFileError as error:
+            raise rejected_input(data_store, partition, error) from error
+        staged = stage.commit()
     previous = store.published("raw_volume", partition)
-    staged = store.write_table("raw_volume", partition, frame, context.run.run_id)
     max_drop = gate_threshold(context, quality, "raw_volume", VOLUME_DROP_GATE, DEFAULT_MAX_DROP)
     drop = volume_drop(
-        len(frame), pq.read_metadata(previous.path).num_rows if previous else None, max_drop.value, quality.allow_volume_drop
+        records, pq.read_metadata(previous.path).num_rows if previous else None, max_drop.value, quality.allow_volume_drop
     )
-    verdicts = [all_true("raw_schema", schema_problems(frame), "order record schema"), explained(drop, max_drop)]
+    verdicts = [all_true("raw_schema", problems, "order record schema"), explained(drop, max_drop)]
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(
         staged,
         metadata={
-            "total_records": len(frame),
-            "peak_hour": is_peak_hour(pd.Timestamp(hour_start)),
-            "estimated_processing_time": estimated_processing_seconds(context.instance, len(frame)),
+            "total_records": records,
+            "peak_hour": is_peak_hour(hour_start),
+            "estimated_processing_time": estimated_processing_seconds(context.instance, records),
             "source": source.describe(),
             "raw_digest": staged.raw_digest,
         },

@@ -1,5 +1,6 @@
 """The order source (resource key ``source``): synthetic by default, or files in a landing folder."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -7,19 +8,27 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.settings import from_fields
-from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, check_pattern, landing_path, read_landing_file
-from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, generate_orders, hour_volume
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, check_pattern, landing_blocks, landing_path
+from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
 class OrderSource(dg.ConfigurableResource):
-    """What ``raw_volume`` needs of a source: the records of one hour, and a line saying where from.
+    """What ``raw_volume`` needs of a source: the records of one hour, block by block, and a line saying
+    where from.
 
-    ``fetch_hour`` raises an ``OSError`` (e.g. ``SourceUnavailableError``) when the source cannot be
-    reached: only those count towards the source's circuit breaker. Any other error is not an outage.
+    ``iter_hour`` raises an ``OSError`` (e.g. ``SourceUnavailableError``) when the source cannot be
+    reached, before the first block or in the middle: only those count towards the source's circuit
+    breaker. Any other error is not an outage.
     """
 
-    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        """The hour's records in raw order, in blocks of bounded size with the same columns and dtypes;
+        at least one block (an empty hour is one empty block)."""
         raise NotImplementedError
+
+    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
+        """The whole hour as one frame (the blocks concatenated): for small hours, tests and ``land``."""
+        return pd.concat(list(self.iter_hour(hour_start)), ignore_index=True)
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -49,8 +58,8 @@ class SyntheticOrderSource(OrderSource):
     def expected_records(self, hour_start: pd.Timestamp) -> int:
         return hour_volume(hour_start, self.spec)
 
-    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
-        return generate_orders(hour_start, self.spec)
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        return order_blocks(hour_start, self.spec)
 
 
 class LandingFileSource(OrderSource):
@@ -73,5 +82,5 @@ class LandingFileSource(OrderSource):
     def describe(self) -> str:
         return f"landing files {Path(self.landing_dir) / self.pattern}"
 
-    def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
-        return read_landing_file(self.landing_dir, self.path_for(hour_start))
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        return landing_blocks(self.landing_dir, self.path_for(hour_start))

@@ -11,7 +11,9 @@ naming the file and the first rule it breaks, in this order: ``inside_landing_di
 
 import csv
 import io
+import itertools
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,11 +30,12 @@ from scalable_pipeline.storage.regular_file import open_regular_file
 
 DEFAULT_PATTERN = "{date}/{hour:02d}.parquet"
 FILE_TYPES = (".csv", ".parquet")
-CSV_BLOCK_BYTES = 64 * 2**20  # pyarrow parses CSV in blocks: one field may be up to this long
+BLOCK_ROWS = 250_000  # rows read and coerced at a time: memory does not grow with the file
+CSV_BLOCK_BYTES = 64 * 2**20  # pyarrow parses CSV in blocks of this size: one row may be up to this long
 INT64 = np.iinfo(np.int64)
 EXACT_FLOAT_LIMIT = 2**53  # above it a float may hold a rounded integer, so it names no id exactly
 INTEGER_TEXT = r"[+-]?[0-9]+"
-UTC_MICROSECONDS = "datetime64[us, UTC]"
+UTC_MICROSECONDS = pd.DatetimeTZDtype(unit="us", tz="UTC")
 MICROSECOND_RANGE = (
     pd.Timestamp(np.datetime64(INT64.min + 1, "us"), tz="UTC"),
     pd.Timestamp(np.datetime64(INT64.max, "us"), tz="UTC"),
@@ -66,33 +69,64 @@ def landing_path(landing_dir: str | Path, hour_start: pd.Timestamp, pattern: str
     return Path(landing_dir) / pattern.format(date=hour_start.strftime("%Y-%m-%d"), hour=hour_start.hour)
 
 
-def read_landing_file(landing_dir: str | Path, path: Path) -> pd.DataFrame:
-    """The records of the hour's file ``path`` in ``landing_dir``, in file order."""
+def landing_blocks(landing_dir: str | Path, path: Path) -> Iterator[pd.DataFrame]:
+    """The records of the hour's file ``path`` in ``landing_dir``, in file order, in blocks of at most
+    ``BLOCK_ROWS`` rows (at least one block; a header-only file is one empty block).
+
+    The file is read block by block (Parquet in batches, CSV with Arrow's streaming reader), never whole.
+    A rule broken anywhere in the file raises ``LandingFileError`` (the first rule in the module's order,
+    row numbers counted over the whole file), possibly after earlier blocks were yielded: the reader must
+    not keep what it got.
+    """
     real, handle = open_landing_file(Path(landing_dir), path)
     with handle:
-        try:
-            table = pq.ParquetFile(handle).read() if path.suffix == ".parquet" else read_csv_as_text(handle)
-        except Exception as error:  # any parser or decoding error: the file is unreadable as a table
-            raise LandingFileError(path, "readable_table", f"{type(error).__name__}: {error}", real) from error
-    repeated = sorted(name for name, count in Counter(table.column_names).items() if count > 1)
+        tables = readable_blocks(path, real, table_blocks(handle, path.suffix))
+        first = next(tables)
+        problem = column_problem(first.column_names)
+        if problem:
+            for _ in tables:  # a file unreadable further on breaks readable_table, which comes first
+                pass
+            raise LandingFileError(path, *problem, real)
+        bad_rows: list[int] = []  # the first few rows with a bad order_id, and their values
+        bad_values: list[str] = []
+        bad_count = row = 0
+        for table in itertools.chain([first], tables):
+            raw = table.select(ORDER_COLUMNS).to_pandas(
+                types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_integer(t) else None
+            )
+            order_ids = whole_int64(raw["order_id"])
+            bad = order_ids.isna().to_numpy()
+            if bad.any():
+                rows = np.flatnonzero(bad)[: 5 - len(bad_rows)]
+                bad_rows += (rows + row).tolist()
+                bad_values += ["null" if pd.isna(value) else str(value)[:40] for value in raw["order_id"].iloc[rows]]
+                bad_count += int(bad.sum())
+            elif not bad_count:
+                yield order_records(raw, order_ids)
+            row += len(raw)
+        if bad_count:
+            raise LandingFileError(
+                path,
+                "order_id_integer",
+                f"{bad_count} row(s) whose order_id is not an integer that int64 holds exactly, first at rows {bad_rows} "
+                f"(counted from 0, header excluded): {bad_values}",
+                real,
+            )
+
+
+def column_problem(names: list[str]) -> tuple[str, str] | None:
+    """The column rule (``unique_column_names``, ``order_record_columns``) a header breaks, and why."""
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated:
-        raise LandingFileError(path, "unique_column_names", f"column(s) {repeated} appear more than once", real)
-    missing = [column for column in ORDER_COLUMNS if column not in table.column_names]
+        return "unique_column_names", f"column(s) {repeated} appear more than once"
+    missing = [column for column in ORDER_COLUMNS if column not in names]
     if missing:
-        raise LandingFileError(path, "order_record_columns", f"missing column(s) {missing}; found {table.column_names}", real)
-    raw = table.select(ORDER_COLUMNS).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_integer(t) else None)
-    order_ids = whole_int64(raw["order_id"])
-    bad = order_ids.isna().to_numpy()
-    if bad.any():
-        rows = np.flatnonzero(bad)[:5].tolist()
-        values = ["null" if pd.isna(value) else str(value)[:40] for value in raw["order_id"].iloc[rows]]
-        raise LandingFileError(
-            path,
-            "order_id_integer",
-            f"{int(bad.sum())} row(s) whose order_id is not an integer that int64 holds exactly, first at rows {rows} "
-            f"(counted from 0, header excluded): {values}",
-            real,
-        )
+        return "order_record_columns", f"missing column(s) {missing}; found {names}"
+    return None
+
+
+def order_records(raw: pd.DataFrame, order_ids: pd.Series) -> pd.DataFrame:
+    """A block of the file's six columns coerced to the order record's types."""
     return pd.DataFrame(
         {
             "order_id": order_ids.astype("int64"),
@@ -103,6 +137,35 @@ def read_landing_file(landing_dir: str | Path, path: Path) -> pd.DataFrame:
             "status": as_text(raw["status"]),
         }
     )
+
+
+def readable_blocks(path: Path, real: Path, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``tables``, where any parser or decoding error is the file breaking ``readable_table``."""
+    while True:
+        try:
+            table = next(tables)
+        except StopIteration:
+            return
+        except Exception as error:  # any parser or decoding error: the file is unreadable as a table
+            raise LandingFileError(path, "readable_table", f"{type(error).__name__}: {error}", real) from error
+        yield table
+
+
+def table_blocks(handle: BinaryIO, suffix: str) -> Iterator[pa.Table]:
+    """Every column of a Parquet or CSV file, ``BLOCK_ROWS`` rows at a time; at least one (maybe empty) block."""
+    if suffix == ".parquet":
+        parquet = pq.ParquetFile(handle)
+        schema, batches = parquet.schema_arrow, parquet.iter_batches(batch_size=BLOCK_ROWS)
+    else:
+        reader = open_csv_as_text(handle)
+        schema, batches = reader.schema, iter(reader)
+    empty = True
+    for batch in batches:
+        for start in range(0, batch.num_rows, BLOCK_ROWS):
+            empty = False
+            yield pa.Table.from_batches([batch.slice(start, BLOCK_ROWS)])
+    if empty:
+        yield schema.empty_table()
 
 
 def open_landing_file(landing_dir: Path, path: Path) -> tuple[Path, BinaryIO]:
@@ -124,9 +187,10 @@ def open_landing_file(landing_dir: Path, path: Path) -> tuple[Path, BinaryIO]:
     return real, handle
 
 
-def read_csv_as_text(handle: BinaryIO) -> pa.Table:
-    """A UTF-8 CSV with a header line (a BOM is allowed), every value as text and an empty field as null.
-    Every row must have as many fields as the header: a short row is usually a file cut off mid-write."""
+def open_csv_as_text(handle: BinaryIO) -> pa_csv.CSVStreamingReader:
+    """A UTF-8 CSV with a header line (a BOM is allowed), read block by block, every value as text and an
+    empty field as null. Every row must have as many fields as the header: a short row is usually a file
+    cut off mid-write."""
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
     try:
         header = next(csv.reader(text), None)
@@ -135,7 +199,7 @@ def read_csv_as_text(handle: BinaryIO) -> pa.Table:
     if header is None:
         raise ValueError("the file is empty, not even a header line")
     handle.seek(0)
-    return pa_csv.read_csv(
+    return pa_csv.open_csv(
         handle,
         read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, block_size=CSV_BLOCK_BYTES),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),

@@ -2,8 +2,16 @@
 
 The same hour, scale, rates and seed always give the same records. Defects are injected at the
 configured rates so the quality gates have real work to do.
+
+The hour is generated in blocks of ``BLOCK_ROWS`` rows, each from its own random stream
+([seed, hour, 1, block]), so a block is the same whoever reads it and however many are held: memory
+does not grow with the hour. Block ``b`` covers its share of the hour's time window (rows
+``[b*BLOCK_ROWS, (b+1)*BLOCK_ROWS)`` of ``n`` get times in ``[b*BLOCK_ROWS/n, (b+1)*BLOCK_ROWS/n)`` of the
+hour), so event times stay in arrival order across the hour. Each block gets its share of invalid rows
+and duplicates at the configured rates; a duplicate resends an earlier row of the same block.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +24,8 @@ OFF_PEAK_VOLUME = (1_000, 3_000)
 DEFECT_KINDS = ("null_customer_id", "null_amount", "non_positive_amount", "unknown_status", "late_event_time")
 UNKNOWN_STATUSES = np.array(["refunded", "PAID", "unknown", ""], dtype=object)
 IDS_PER_HOUR = 10**10
+HOUR_US = 3_600_000_000
+BLOCK_ROWS = 250_000  # rows per generation block (part of the records' identity: changing it changes them)
 
 
 @dataclass(frozen=True)
@@ -36,21 +46,29 @@ def hour_volume(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec) -> int:
     """Record count of the hour: the day profile's range, times ``scale``."""
     hour_start = to_utc(hour_start)
     low, high = PEAK_VOLUME if is_peak_hour(hour_start) else OFF_PEAK_VOLUME
-    base = _rng(hour_start, spec.seed, stream=0).integers(low, high + 1)
+    base = _rng(hour_start, spec.seed, 0).integers(low, high + 1)
     return round(base * spec.scale)
 
 
-def generate_orders(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec) -> pd.DataFrame:
-    """The hour's orders in arrival order, defects and duplicates included."""
+def order_blocks(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec) -> Iterator[pd.DataFrame]:
+    """The hour's orders in arrival order, defects and duplicates included, one generation block at a
+    time (at least one block: an empty hour is one empty block)."""
     hour_start = to_utc(hour_start)
-    n = hour_volume(hour_start, spec)
-    rng = _rng(hour_start, spec.seed, stream=1)
-    hour_index = int(hour_start.timestamp()) // 3600
+    total = hour_volume(hour_start, spec)
+    for block, start in enumerate(range(0, max(total, 1), BLOCK_ROWS)):
+        yield _block(hour_start, spec, block, start, min(total, start + BLOCK_ROWS), total)
 
-    offsets_us = np.sort(rng.integers(0, 3_600_000_000, size=n))
+
+def _block(hour_start: pd.Timestamp, spec: SyntheticOrdersSpec, block: int, start: int, stop: int, total: int) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of the hour's ``total``, from the block's own random stream."""
+    n = stop - start
+    rng = _rng(hour_start, spec.seed, 1, block)
+    hour_index = int(hour_start.timestamp()) // 3600
+    window = (HOUR_US * start // total, HOUR_US * stop // total) if total else (0, 1)
+    offsets_us = np.sort(rng.integers(*window, size=n))
     frame = pd.DataFrame(
         {
-            "order_id": hour_index * IDS_PER_HOUR + np.arange(1, n + 1, dtype=np.int64),
+            "order_id": hour_index * IDS_PER_HOUR + np.arange(start + 1, stop + 1, dtype=np.int64),
             "event_time": hour_start + pd.to_timedelta(offsets_us, unit="us"),
             "customer_id": pd.array(rng.integers(1, 500_000, size=n), dtype="Int64"),
             "region": pd.array(np.array(REGIONS, dtype=object)[rng.integers(0, len(REGIONS), size=n)], dtype="string"),
@@ -70,8 +88,8 @@ def to_utc(moment) -> pd.Timestamp:
     return moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")
 
 
-def _rng(hour_start: pd.Timestamp, seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, int(hour_start.timestamp()) // 3600, stream])
+def _rng(hour_start: pd.Timestamp, seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, int(hour_start.timestamp()) // 3600, *stream])
 
 
 def _inject_invalid(frame: pd.DataFrame, rng: np.random.Generator, rate: float, hour_start: pd.Timestamp) -> None:
@@ -101,7 +119,7 @@ def _inject_invalid(frame: pd.DataFrame, rng: np.random.Generator, rate: float, 
 
 
 def _inject_duplicates(frame: pd.DataFrame, rng: np.random.Generator, rate: float) -> None:
-    """Resends: a later row repeats an earlier row's record, order_id included."""
+    """Resends: a later row repeats an earlier row's record (of the same block), order_id included."""
     count = round(len(frame) * rate)
     if count == 0 or len(frame) < 2:
         return

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.decisions.retention import versions_to_delete
-from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
+from scalable_pipeline.storage.atomic import atomic_write_json, read_json
 from scalable_pipeline.storage.jsonl import append_record, read_records
 from scalable_pipeline.storage.paths import partition_dirname, safe_name, under_root
 
@@ -64,10 +64,15 @@ class VersionedStore:
     ) -> StoredVersion:
         """Stage ``frame`` as a new version; ``raw_digest`` names the raw content it derives from (empty for raw
         itself: its digest is computed from the written file)."""
+        with self.stage_table(asset, partition, run_id, raw_digest) as stage:
+            stage.write(frame)
+            return stage.commit()
+
+    def stage_table(self, asset: str, partition: str, run_id: str = "", raw_digest: str = "") -> "TableStage":
+        """A new table version written block by block (use it in ``with``: removed unless committed)."""
         version = new_version_id(run_id)
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_SIZE))
-        return StoredVersion(asset, partition, version, str(path), raw_digest or file_digest(path))
+        return TableStage(StoredVersion(asset, partition, version, str(path), raw_digest))
 
     def stage_dataset(self, asset: str, partition: str, run_id: str, raw_digest: str) -> "DatasetStage":
         """A new version written part by part (a folder of Parquet files, read in name order)."""
@@ -183,6 +188,45 @@ class VersionedStore:
         if not folder.exists():
             return []
         return sorted(p.stem for p in folder.iterdir() if not p.name.startswith("."))
+
+
+class TableStage:
+    """One Parquet file written block by block beside its version path, in row groups of ``ROW_GROUP_SIZE``;
+    every block is cast to the first block's schema. ``commit`` moves it into place (readers never see
+    half a file); leaving the ``with`` block without a commit removes it."""
+
+    def __init__(self, stored: StoredVersion):
+        self.stored, self.committed = stored, False
+        target = Path(stored.path)
+        self.tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> "TableStage":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if not self.committed:
+            if self.writer is not None:
+                self.writer.close()
+            self.tmp.unlink(missing_ok=True)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema), row_group_size=ROW_GROUP_SIZE)
+
+    def commit(self) -> StoredVersion:
+        """Close the file and move it into place; a raw table's ``raw_digest`` is its file's digest."""
+        if self.writer is None:
+            raise ValueError(f"{self.stored.asset} partition {self.stored.partition}: no block was written")
+        self.writer.close()
+        with open(self.tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.tmp, self.stored.path)
+        self.committed = True
+        return replace(self.stored, raw_digest=self.stored.raw_digest or file_digest(self.stored.path))
 
 
 class DatasetStage:
