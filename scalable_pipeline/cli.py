@@ -6,9 +6,11 @@ import sys
 import time
 
 import dagster as dg
+import pandas as pd
 
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
@@ -84,7 +86,7 @@ def land(args: argparse.Namespace) -> int:
     synthetic = SyntheticOrderSource(scale=args.scale, seed=args.seed)
     landing = LandingFileSource(landing_dir=args.landing_dir, pattern=args.pattern)
     for partition in args.partitions:
-        hour_start = HOURLY_PARTITIONS.time_window_for_partition_key(partition).start
+        hour_start = pd.Timestamp(HOURLY_PARTITIONS.time_window_for_partition_key(require_partition_key(partition)).start)
         path = landing.path_for(hour_start)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = synthetic.fetch_hour(hour_start)
@@ -113,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     land_parser = commands.add_parser("land", help="write synthetic hours as landing files (simulation, for the file source)")
     land_parser.add_argument("landing_dir")
     land_parser.add_argument("partitions", nargs="+", help="hourly partition keys")
-    land_parser.add_argument("--pattern", default="{date}/{hour:02d}.parquet", help="file of an hour (.parquet or .csv)")
+    land_parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="file of an hour (.parquet or .csv)")
     land_parser.add_argument("--scale", type=float, default=1.0)
     land_parser.add_argument("--seed", type=int, default=0)
     land_parser.set_defaults(handler=land)
