@@ -374,25 +374,30 @@ def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir
     assert len(read_records(alerts_log_path(data_dir))) == 2
 
 
-def test_concurrent_ticks_send_and_log_each_alert_once(sqlite_instance, data_dir, receiver):
-    """``dagster sensor preview`` while the daemon ticks, and more: every tick at once, none fails."""
-    for partition in ["bad", "good", "bad", "bad"]:
-        run_tiny(sqlite_instance, partition)
-    tickers = 4
-    barrier, errors = threading.Barrier(tickers), []
+def run_at_once(count: int, work) -> list[Exception]:
+    """Run ``work`` in ``count`` threads released together by a barrier; the errors they raised."""
+    barrier, errors = threading.Barrier(count), []
 
-    def ticker():
+    def worker():
         try:
             barrier.wait(timeout=60)
-            tick(sqlite_instance)
+            work()
         except Exception as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=ticker) for _ in range(tickers)]
+    threads = [threading.Thread(target=worker) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return errors
+
+
+def test_concurrent_ticks_send_and_log_each_alert_once(sqlite_instance, data_dir, receiver):
+    """``dagster sensor preview`` while the daemon ticks, and more: every tick at once, none fails."""
+    for partition in ["bad", "good", "bad", "bad"]:
+        run_tiny(sqlite_instance, partition)
+    errors = run_at_once(4, lambda: tick(sqlite_instance))
     assert errors == []
     tick(sqlite_instance)  # whatever a busy tick skipped, the next one delivers
     expected = {alert_id(i) for i in execution_ids(sqlite_instance, passed=False)}
@@ -439,24 +444,15 @@ def test_concurrent_rounds_deliver_and_log_each_alert_exactly_once(data_dir, sta
             outbox.add(alert, now=0.0)
         outbox.deliver_due(0.0, webhook_down, POLICY)
         assert len(logged_ids(data_dir)) == 40
-    tickers, posts, errors = 8, [], []
-    barrier = threading.Barrier(tickers)
+    posts: list = []
 
     def ticker():
         outbox = Outbox(data_dir)
-        try:
-            barrier.wait(timeout=60)
-            for alert in alerts:
-                outbox.add(alert, now=100.0)
-            outbox.deliver_due(100.0, posts.append, POLICY)
-        except Exception as error:
-            errors.append(error)
+        for alert in alerts:
+            outbox.add(alert, now=100.0)
+        outbox.deliver_due(100.0, posts.append, POLICY)
 
-    threads = [threading.Thread(target=ticker) for _ in range(tickers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_at_once(8, ticker)
     assert errors == []
     assert max(Counter(post["text"] for post in posts).values()) == 1  # nothing sent twice, even before draining
     Outbox(data_dir).deliver_due(101.0, posts.append, POLICY)

@@ -11,6 +11,7 @@ same range, so de-duplication inside a range is de-duplication across the hour.
 """
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import numpy as np
@@ -58,6 +59,7 @@ CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff
 CODE_COLUMN = "reason_code"
 # The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's parts).
 VALID_VIEW = "valid"
+Task = ChunkTask | RangeTask
 GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
 
 
@@ -155,15 +157,27 @@ def final_attempt(context: dg.OpExecutionContext, what: str, partition: str, err
     )
 
 
+def pending_steps(
+    context: dg.OpExecutionContext,
+    data_store: DataStoreResource,
+    partition: str,
+    tasks: Sequence[Task],
+    load: Callable,
+    kind: str,
+) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per task still to compute; tasks already checkpointed for this plan start no step."""
+    data_store.hold_partition(context, partition)
+    pending = [task for task in tasks if load(task) is None]
+    context.log.info(f"{len(pending)} of {len(tasks)} {kind} steps to compute; the rest are checkpointed")
+    for task in pending:
+        yield dg.DynamicOutput(task, mapping_key=f"{kind}_{task.index:05d}")
+
+
 @dg.op(out=dg.DynamicOut(ChunkTask))
 def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
-    """One dynamic output per chunk still to compute; chunks already checkpointed for this plan start no step."""
-    data_store.hold_partition(context, chunk_plan.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    pending = [task for task in chunk_tasks(chunk_plan) if checkpoints.load_chunk(task) is None]
-    context.log.info(f"{len(pending)} of {len(chunk_plan.chunks)} chunks to compute; the rest are checkpointed")
-    for task in pending:
-        yield dg.DynamicOutput(task, mapping_key=f"chunk_{task.index:05d}")
+    """One dynamic output per chunk still to compute."""
+    load = ChunkCheckpoints(data_store.root).load_chunk
+    yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
 
 
 @dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
@@ -189,12 +203,8 @@ def fan_out_ranges(
     context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult], data_store: DataStoreResource
 ):
     """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
-    data_store.hold_partition(context, chunk_plan.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    pending = [task for task in range_tasks(chunk_plan) if checkpoints.load_range(task) is None]
-    context.log.info(f"{len(pending)} of {chunk_plan.range_count} order_id ranges to process; the rest are checkpointed")
-    for task in pending:
-        yield dg.DynamicOutput(task, mapping_key=f"range_{task.index:05d}")
+    load = ChunkCheckpoints(data_store.root).load_range
+    yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
 
 
 @dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
