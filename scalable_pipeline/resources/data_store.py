@@ -9,7 +9,7 @@ from pydantic import Field
 from scalable_pipeline.constants import DATA_DIR_ENV, StepContext
 from scalable_pipeline.storage.partition_lease import PartitionBusyError, PartitionLeases
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.storage.versioned_store import KEEP_VERSIONS, STAGING_GRACE_SECONDS, VersionedStore
 
 
 def default_data_dir() -> Path:
@@ -25,10 +25,12 @@ class DataStoreResource(dg.ConfigurableResource):
 
     data_dir: str | None = None
     keep_versions: int = Field(
-        default=5, ge=1, description="Published-good versions kept per asset partition (the published one included)."
+        default=KEEP_VERSIONS, ge=1, description="Published-good versions kept per asset partition (the published one included)."
     )
     staging_grace_seconds: float = Field(
-        default=3600.0, ge=0, description="Age after which a never-published (staged) version counts as abandoned and is deleted."
+        default=STAGING_GRACE_SECONDS,
+        ge=0,
+        description="Age after which a never-published (staged) version counts as abandoned and is deleted.",
     )
 
     @property

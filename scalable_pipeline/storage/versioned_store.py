@@ -35,6 +35,11 @@ from scalable_pipeline.storage.paths import partition_dirname, safe_name, under_
 ROW_GROUP_SIZE = 10_000
 
 
+# Retention defaults (the data_store resource's fields refer to these).
+KEEP_VERSIONS = 5
+STAGING_GRACE_SECONDS = 3600.0
+
+
 @dataclass(frozen=True)
 class StoredVersion:
     """A version of one asset partition, by reference (what steps pass around instead of data)."""
@@ -51,7 +56,9 @@ class VersionNotFound(LookupError):
 
 
 class VersionedStore:
-    def __init__(self, root: Path | str, keep_versions: int = 5, staging_grace_seconds: float = 3600.0):
+    def __init__(
+        self, root: Path | str, keep_versions: int = KEEP_VERSIONS, staging_grace_seconds: float = STAGING_GRACE_SECONDS
+    ):
         self.root = Path(root)
         self.keep_versions = keep_versions
         self.staging_grace_seconds = staging_grace_seconds
