@@ -212,7 +212,7 @@ def test_a_file_cut_off_after_the_first_block_is_unreadable_even_with_bad_rows_b
         list(source.iter_hour(HOUR))
 
 
-def test_a_bad_parquet_row_group_further_on_rejects_the_file(tmp_path, small_blocks):
+def test_a_bad_parquet_value_in_a_later_batch_rejects_the_file(tmp_path, small_blocks):
     ids = [float(i) for i in range(1, 5_001)]
     ids[3_210] = 2.0**60  # above 2**53: may be a rounded id
     source = parquet_source(tmp_path, order_id=pa.array(ids))

@@ -14,13 +14,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from scalable_pipeline.assets.raw_volume import RAW_ROW_GROUP_SIZE
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.sources import synthetic_orders
 from scalable_pipeline.sources.errors import SourceUnavailableError
-from scalable_pipeline.storage.versioned_store import ROW_GROUP_SIZE, VersionedStore
+from scalable_pipeline.storage.versioned_store import TableStage, VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata
 
 HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
@@ -77,7 +78,7 @@ def test_the_stored_raw_is_the_blocks_in_order_and_old_blocks_are_let_go(instanc
     assert published is not None
     footer = pq.read_metadata(published.path)
     sizes = [footer.row_group(group).num_rows for group in range(footer.num_row_groups)]
-    assert sizes == [small_blocks] * (len(blocks) - 1) + [len(blocks[-1])] and max(sizes) <= ROW_GROUP_SIZE
+    assert sizes == [small_blocks] * (len(blocks) - 1) + [len(blocks[-1])] and max(sizes) <= RAW_ROW_GROUP_SIZE
     assert materialization_metadata(result, "raw_volume")["total_records"] == len(stored)
 
 
@@ -91,6 +92,25 @@ def test_an_outage_in_the_middle_of_the_hour_counts_as_one_and_leaves_nothing_st
     assert not any(path.is_file() for path in store.partition_dir("raw_volume", PEAK_PARTITION).rglob("*"))
     assert materialize_raw(instance, SyntheticOrderSource()).success
     assert breaker.state().failure_times == ()
+
+
+def test_a_full_disk_while_writing_is_not_an_outage_of_the_source(instance, data_dir, small_blocks, monkeypatch):
+    write = TableStage.write
+
+    def second_block_fails(stage: TableStage, frame: pd.DataFrame) -> None:
+        if stage.writer is not None:
+            raise OSError(28, "No space left on device")
+        write(stage, frame)
+
+    monkeypatch.setattr(TableStage, "write", second_block_fails)
+    result = materialize_raw(instance, SyntheticOrderSource())
+    assert not result.success and "writing the staged version failed" in failure_message(result)
+    assert CircuitBreakerResource().breaker("source", DataStoreResource()).state().failure_times == ()
+    assert not any(path.is_file() for path in VersionedStore(data_dir).partition_dir("raw_volume", PEAK_PARTITION).rglob("*"))
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return str(next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE).event_specific_data)
 
 
 MEASURE_RAW_VOLUME = """

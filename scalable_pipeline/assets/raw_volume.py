@@ -22,6 +22,11 @@ from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.storage.quarantine import quarantine_file
 from scalable_pipeline.throughput import estimated_processing_seconds
 
+# Row groups of the raw table. Chunk steps read whole row groups (read_row_range) after parsing the footer,
+# whose size grows with the number of groups: measured at 100M records, groups of 10,000 cost about 140 ms
+# of footer per step and 50,000 about 20 ms, while at 11M records a 100,000-row chunk reads as fast either way.
+RAW_ROW_GROUP_SIZE = 50_000
+
 
 class StagingError(RuntimeError):
     """Writing the staged raw version failed: the data root's problem, not an outage of the source."""
@@ -71,7 +76,7 @@ def raw_volume(
     hour_start = pd.Timestamp(context.partition_time_window.start)
     store = data_store.store()
 
-    with store.stage_table("raw_volume", partition, context.run.run_id) as stage:
+    with store.stage_table("raw_volume", partition, context.run.run_id, row_group_size=RAW_ROW_GROUP_SIZE) as stage:
 
         def fetch() -> tuple[int, list[str]]:
             """Write the hour's blocks as they come; the record count and schema problems of them all."""

@@ -30,8 +30,8 @@ from scalable_pipeline.storage.atomic import atomic_write_json, read_json
 from scalable_pipeline.storage.jsonl import append_record, read_records
 from scalable_pipeline.storage.paths import partition_dirname, safe_name, under_root
 
-# Every table is written in row groups of this size, so a chunk step reads its row range of the raw
-# table without reading the whole hour (see read_row_range).
+# Tables are written in row groups of this size unless the writer names another (raw_volume does), so a
+# step reads a row range without reading the whole table (see read_row_range).
 ROW_GROUP_SIZE = 10_000
 
 
@@ -75,11 +75,13 @@ class VersionedStore:
             stage.write(frame)
             return stage.commit()
 
-    def stage_table(self, asset: str, partition: str, run_id: str = "", raw_digest: str = "") -> "TableStage":
+    def stage_table(
+        self, asset: str, partition: str, run_id: str = "", raw_digest: str = "", row_group_size: int = ROW_GROUP_SIZE
+    ) -> "TableStage":
         """A new table version written block by block (use it in ``with``: removed unless committed)."""
         version = new_version_id(run_id)
         path = self.partition_dir(asset, partition) / "versions" / f"{version}.parquet"
-        return TableStage(StoredVersion(asset, partition, version, str(path), raw_digest))
+        return TableStage(StoredVersion(asset, partition, version, str(path), raw_digest), row_group_size)
 
     def stage_dataset(self, asset: str, partition: str, run_id: str, raw_digest: str) -> "DatasetStage":
         """A new version written part by part (a folder of Parquet files, read in name order)."""
@@ -198,12 +200,13 @@ class VersionedStore:
 
 
 class TableStage:
-    """One Parquet file written block by block beside its version path, in row groups of ``ROW_GROUP_SIZE``;
-    every block is cast to the first block's schema. ``commit`` moves it into place (readers never see
-    half a file); leaving the ``with`` block without a commit removes it."""
+    """One Parquet file written block by block beside its version path, in row groups of at most
+    ``row_group_size`` rows (a block's tail makes a shorter one); every block is cast to the first block's
+    schema. ``commit`` moves it into place (readers never see half a file); leaving the ``with`` block
+    without a commit removes it."""
 
-    def __init__(self, stored: StoredVersion):
-        self.stored, self.committed = stored, False
+    def __init__(self, stored: StoredVersion, row_group_size: int):
+        self.stored, self.row_group_size, self.committed = stored, row_group_size, False
         target = Path(stored.path)
         self.tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         self.writer: pq.ParquetWriter | None = None
@@ -222,7 +225,7 @@ class TableStage:
         if self.writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema), row_group_size=ROW_GROUP_SIZE)
+        self.writer.write_table(table.cast(self.writer.schema), row_group_size=self.row_group_size)
 
     def commit(self) -> StoredVersion:
         """Close the file and move it into place; a raw table's ``raw_digest`` is its file's digest."""
