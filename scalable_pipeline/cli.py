@@ -4,9 +4,13 @@ import argparse
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
@@ -78,6 +82,22 @@ def run(args: argparse.Namespace) -> int:
         return 0 if result.success else 1
 
 
+def write_blocks(path: Path, blocks: Iterator[pd.DataFrame]) -> int:
+    """Write the blocks one after another as one CSV or Parquet file; returns the record count."""
+    records, writer = 0, None
+    for index, block in enumerate(blocks):
+        if path.suffix == ".csv":
+            block.to_csv(path, index=False, mode="a" if index else "w", header=not index)
+        else:
+            table = pa.Table.from_pandas(block, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+        records += len(block)
+    if writer:
+        writer.close()
+    return records
+
+
 def land(args: argparse.Namespace) -> int:
     """Write synthetic hours as landing files, to try the file source on realistic data."""
     from scalable_pipeline.constants import HOURLY_PARTITIONS
@@ -89,9 +109,8 @@ def land(args: argparse.Namespace) -> int:
         hour_start = pd.Timestamp(HOURLY_PARTITIONS.time_window_for_partition_key(require_partition_key(partition)).start)
         path = landing.path_for(hour_start)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame = synthetic.fetch_hour(hour_start)
-        frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_parquet(path, index=False)
-        print(f"{partition}: {len(frame)} records -> {path}")
+        records = write_blocks(path, synthetic.iter_hour(hour_start))
+        print(f"{partition}: {records} records -> {path}")
     return 0
 
 

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from scalable_pipeline.decisions.order_rules import RULES_VERSION
 
 
@@ -83,13 +85,13 @@ def coverage_problems(plan: ChunkPlan) -> list[str]:
     return problems
 
 
-def range_cuts(sample: Sequence[int], range_count: int) -> tuple[int, ...]:
+def range_cuts(sample: Sequence[int] | np.ndarray, range_count: int) -> tuple[int, ...]:
     """``range_count - 1`` order_id cut points that split the rows into near-equal ranges: quantiles of a
     sample of the hour's ids (ids spread anyhow: sorted, random, resent). Equal cuts collapse."""
-    ids = sorted(sample)
-    if range_count <= 1 or not ids:
+    ids = np.sort(np.asarray(sample, dtype=np.int64))
+    if range_count <= 1 or not len(ids):
         return ()
-    cuts = {ids[min(len(ids) - 1, (len(ids) * r) // range_count)] for r in range(1, range_count)}
+    cuts = {int(ids[min(len(ids) - 1, (len(ids) * r) // range_count)]) for r in range(1, range_count)}
     return tuple(sorted(cut for cut in cuts if cut > ids[0]))
 
 
