@@ -82,14 +82,12 @@ def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
 def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     """Read only the chunk's rows, judge each by the validity rules, split them by order_id range."""
     started = time.perf_counter()
-    frame = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    codes = validity_codes(frame, *hour_window(task.partition_key))
-    table = (
-        pa.Table.from_pandas(frame, preserve_index=False)
-        .append_column(RAW_ROW_COLUMN, pa.array(np.arange(task.start_row, task.stop_row, dtype=np.int64)))
-        .append_column(CODE_COLUMN, pa.array(codes))
+    table = read_row_range(task.raw_path, task.start_row, task.stop_row)
+    codes = validity_codes(table, *hour_window(task.partition_key))
+    table = table.append_column(RAW_ROW_COLUMN, pa.array(np.arange(task.start_row, task.stop_row, dtype=np.int64))).append_column(
+        CODE_COLUMN, pa.array(codes)
     )
-    order, counts = range_split(frame["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
+    order, counts = range_split(table["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
     grouped = table.take(pa.array(order))
     offsets = np.concatenate([[0], np.cumsum(counts)])
     parts = [grouped.slice(int(offsets[r]), int(counts[r])) for r in range(len(counts))]
@@ -97,10 +95,10 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     result = ChunkResult(
         index=task.index,
         plan_fingerprint=task.plan_fingerprint,
-        rows_in=len(frame),
+        rows_in=len(table),
         invalid=int(np.count_nonzero(codes)),
         seconds=round(seconds, 6),
-        records_per_second=round(len(frame) / seconds, 1) if seconds else 0.0,
+        records_per_second=round(len(table) / seconds, 1) if seconds else 0.0,
         range_rows=tuple(int(count) for count in counts),
     )
     return parts, result

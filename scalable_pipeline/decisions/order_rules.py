@@ -8,6 +8,7 @@ if ``customer_id`` is null, ``amount`` is null, not finite or <= 0, ``status`` i
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scalable_pipeline.constants import ORDER_COLUMNS, VALID_STATUSES
 
@@ -25,15 +26,17 @@ REASONS = (*VALIDITY_RULES, DUPLICATE)
 DUPLICATE_CODE = len(REASONS)
 
 
-def validity_codes(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> np.ndarray:
+def validity_codes(table: pa.Table, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> np.ndarray:
     """The code of the first validity rule each row breaks (0 where it breaks none); ignores duplicates."""
-    amount = frame["amount"].to_numpy(dtype="float64", na_value=np.nan)
+    amount = pc.fill_null(pc.cast(table["amount"], pa.float64()), np.nan).to_numpy()
+    times = table["event_time"]
+    start, end = (pa.scalar(moment, times.type) for moment in (hour_start, hour_end))
+    in_hour = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
     broken = [
-        frame["customer_id"].isna().to_numpy(),
+        pc.is_null(table["customer_id"]).to_numpy(),
         ~(np.isfinite(amount) & (amount > 0)),
-        (~frame["status"].isin(VALID_STATUSES)).to_numpy(dtype=bool) | frame["status"].isna().to_numpy(),
-        ((frame["event_time"] < hour_start) | (frame["event_time"] >= hour_end)).to_numpy(dtype=bool)
-        | frame["event_time"].isna().to_numpy(),
+        ~pc.fill_null(pc.is_in(table["status"], value_set=pa.array(VALID_STATUSES)), False).to_numpy(),
+        ~pc.fill_null(in_hour, False).to_numpy(),
     ]
     return np.select(broken, np.arange(1, len(VALIDITY_RULES) + 1, dtype=np.int8), default=np.int8(0)).astype(np.int8)
 
@@ -46,7 +49,7 @@ def reason_names(codes: np.ndarray) -> pa.Array:
 
 def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
     """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
-    names = reason_names(validity_codes(frame, hour_start, hour_end))
+    names = reason_names(validity_codes(pa.Table.from_pandas(frame, preserve_index=False), hour_start, hour_end))
     return pd.Series(names.to_pandas(), index=frame.index).astype("string")
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
 from scalable_pipeline.storage.paths import partition_dirname
-from scalable_pipeline.storage.versioned_store import ROW_GROUP_SIZE
+from scalable_pipeline.storage.versioned_store import PARQUET_OPTIONS, ROW_GROUP_SIZE
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def feather_writer(table: pa.Table) -> Callable[[Path], None]:
 
 
 def parquet_writer(table: pa.Table) -> Callable[[Path], None]:
-    return lambda path: pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE)
+    return lambda path: pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, **PARQUET_OPTIONS)
 
 
 class ChunkCheckpoints:
