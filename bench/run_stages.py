@@ -47,7 +47,6 @@ def run_config(args: argparse.Namespace) -> dict:
         resources["scaling"] = {"config": {"chunk_count": args.chunks}}
     if args.fail_chunk is not None:
         resources["faults"] = {"config": {"fail_chunks": [args.fail_chunk], "mode": "raise"}}
-        resources["chunk_retries"] = {"config": {"max_retries": 0}}
     return {"resources": resources, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
