@@ -614,6 +614,6 @@ def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data
 
 
 def test_sensor_is_registered_and_on_by_default():
-    sensor = defs.get_sensor_def("quality_gate_alerts")
+    sensor = defs.resolve_sensor_def("quality_gate_alerts")
     assert sensor.minimum_interval_seconds == 30
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
