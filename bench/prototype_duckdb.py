@@ -37,8 +37,8 @@ def range_bounds(connection: duckdb.DuckDBPyConnection, files: list[str], ranges
     the order_id column. (Row-group min/max statistics are no good here: a resent row carries an old, small
     order_id into a later row group, so minimums say little about where a group's rows lie.)"""
     fractions = [index / ranges for index in range(1, ranges)]
-    (quantiles,) = connection.execute(f"SELECT approx_quantile(order_id, {fractions}) FROM read_parquet({files!r})").fetchone()
-    return sorted(set(quantiles or []))
+    row = connection.execute(f"SELECT approx_quantile(order_id, {fractions}) FROM read_parquet({files!r})").fetchone()
+    return sorted(set(row[0] or [])) if row else []
 
 
 def range_filters(bounds: list[int]) -> list[str]:

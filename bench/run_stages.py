@@ -63,6 +63,7 @@ def main() -> int:
     selection = [dg.AssetKey(name) for name in ASSETS[args.assets]]
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
+        result: dg.ExecuteInProcessResult | dg.JobExecutionResult
         if args.executor == "in_process":
             result = job_with_own_executor().execute_in_process(
                 run_config=run_config(args),
@@ -89,6 +90,7 @@ def main() -> int:
                 if isinstance(value.value, int | float | str)
             }
             for event in result.get_asset_materialization_events()
+            if event.asset_key
         }
     print(json.dumps({"run_id": result.run_id, "success": result.success, "seconds": seconds, "metadata": metadata}))
     return 0 if result.success else 1

@@ -104,10 +104,11 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
     )
     root = psutil.Process(process.pid)
     cpu: dict[int, float] = {}
-    state = {"peak": 0, "killed_at": None}
+    peak, killed_at = 0, None
     done = threading.Event()
 
     def sample() -> None:
+        nonlocal peak, killed_at
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
@@ -121,9 +122,9 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
                     cpu[member.pid] = times.user + times.system
                 except psutil.Error:
                     pass
-            state["peak"] = max(state["peak"], rss)
-            if limit_bytes and rss > limit_bytes and state["killed_at"] is None:
-                state["killed_at"] = rss
+            peak = max(peak, rss)
+            if limit_bytes and rss > limit_bytes and killed_at is None:
+                killed_at = rss
                 for member in reversed(tree):
                     with suppress(psutil.Error):
                         member.kill()
@@ -139,7 +140,7 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
     waited = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     tree_cpu = max(waited, sum(cpu.values()))
     others = max(0.0, (busy_seconds() - machine_before - tree_cpu) / wall)
-    return Measured(wall, tree_cpu, state["peak"], process.returncode, stdout, stderr, others, state["killed_at"])
+    return Measured(wall, tree_cpu, peak, process.returncode, stdout, stderr, others, killed_at)
 
 
 def first_to_kill() -> None:
@@ -408,20 +409,24 @@ def overhead_share(entries: list) -> dict:
 
 
 def last_run_overhead(home: Path) -> dict:
-    """The latest run's overhead share and chunk plan, read from the instance in ``home``."""
+    """The latest run's overhead share, and its records and chunk plan from its materialization metadata."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
-        timing = overhead_share(list(instance.all_logs(run.run_id)))
-        plan = instance.fetch_materializations(dg.AssetKey("chunk_partitions"), limit=1).records[0].asset_materialization
-        raw = instance.fetch_materializations(dg.AssetKey("raw_volume"), limit=1).records[0].asset_materialization
+        entries = list(instance.all_logs(run.run_id))
+    metadata = {
+        materialization.asset_key.path[-1]: {key: value.value for key, value in materialization.metadata.items()}
+        for materialization in (entry.asset_materialization for entry in entries)
+        if materialization
+    }
+    plan = metadata["chunk_partitions"]
     return {
-        "records": raw.metadata["total_records"].value,
-        "chunks": plan.metadata["chunk_count"].value,
-        "mode": plan.metadata["processing_mode"].value,
-        **timing,
+        "records": metadata["raw_volume"]["total_records"],
+        "chunks": plan["chunk_count"],
+        "mode": plan.get("processing_mode"),
+        **overhead_share(entries),
     }
 
 
@@ -440,6 +445,7 @@ def overhead_over_runs(args: argparse.Namespace) -> list[dict]:
                     "partition": partition,
                     "wall_s": round(run.wall, 2),
                     "peak_mb": round(run.peak / MB),
+                    "others_cores": round(run.others, 1),
                     **last_run_overhead(workspace.home),
                 }
             )
