@@ -16,6 +16,7 @@ import dagster as dg
 from scalable_pipeline.alerts.cursor import ExecutionCursor
 from scalable_pipeline.alerts.messages import Alert
 from scalable_pipeline.constants import PARTITION_RANGE_TAGS, PARTITION_TAG
+from scalable_pipeline.metadata import metadata_number
 
 # Records per storage query; a check's records are paged down to the cursor.
 PAGE_SIZE = 500
@@ -114,12 +115,6 @@ def _run_partition(run: dg.DagsterRun | None) -> str | None:
     return f"{start}...{end}" if start and end else None
 
 
-def _metadata_number(evaluation: dg.AssetCheckEvaluation, key: str) -> float | None:
-    value = evaluation.metadata.get(key)
-    raw = getattr(value, "value", None)
-    return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
-
-
 def failed_alerts(instance: dg.DagsterInstance, executions: Sequence[CheckExecution]) -> list[Alert]:
     """One alert per failed evaluation among ``executions``; passed evaluations produce none.
 
@@ -137,8 +132,8 @@ def failed_alerts(instance: dg.DagsterInstance, executions: Sequence[CheckExecut
             partition=found.partition or execution.partition or _run_partition(runs.get(execution.run_id)),
             check=found.check_name,
             severity=found.severity.value,
-            score=_metadata_number(found, "score"),
-            threshold=_metadata_number(found, "threshold"),
+            score=metadata_number(found.metadata, "score"),
+            threshold=metadata_number(found.metadata, "threshold"),
             description=found.description,
             evaluated_at=execution.event.timestamp if execution.event else execution.create_timestamp,
         )
