@@ -31,6 +31,7 @@ parallel_executor = dg.multiprocess_executor.configured(
     config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
 )
 
+
 def build_source() -> OrderSource:
     """Files from ``$SCALABLE_PIPELINE_LANDING_DIR`` when it is set, else the synthetic generator."""
     landing_dir = os.environ.get(LANDING_DIR_ENV)
@@ -43,14 +44,14 @@ def build_resources() -> dict:
         "source": build_source(),
         "scaling": ScalingResource(),
         "quality": QualityResource(),
-        "data_store": DataStoreResource(),
         "versioned_store_io_manager": versioned_store_io_manager,
         **shared_resources(),
     }
 
 
 def shared_resources() -> dict:
-    return {"faults": FaultInjectionResource(), "circuit_breaker": CircuitBreakerResource()}
+    """Resources every pipeline shares; ``data_store`` (the data root) also serves the rollback job and the sensor."""
+    return {"faults": FaultInjectionResource(), "circuit_breaker": CircuitBreakerResource(), "data_store": DataStoreResource()}
 
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:

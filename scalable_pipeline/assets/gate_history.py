@@ -21,9 +21,7 @@ def passed_scores(instance: dg.DagsterInstance, asset: dg.AssetKey, check: str, 
 
     Planned and failed executions are filtered out after fetching, so up to ``3 * limit`` executions are read.
     """
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(asset, check), limit=limit * 3
-    )
+    records = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(asset, check), limit=limit * 3)
     scores = []
     for record in records:
         evaluation = record.evaluation  # an AssetCheckEvaluationPlanned while the check has not run

@@ -90,7 +90,9 @@ def fan_out_priority_chunks(
     """The chunks still to compute, spread over the reserved and the shared pool by their free slots now."""
     load = ChunkCheckpoints(data_store.root).load_chunk
     pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
-    free = [(RESERVED if pool == scaling.reserved_pool else SHARED, slots) for pool, slots in scaling.free_slots(context.instance)]
+    free = [
+        (RESERVED if pool == scaling.reserved_pool else SHARED, slots) for pool, slots in scaling.free_slots(context.instance)
+    ]
     free = [(output, len(pending) if slots is None else slots) for output, slots in free]  # no limit: room for all
     context.log.info(f"free slots now: {dict(free)}")
     for step, output in zip(pending, assign_pools(len(pending), free), strict=True):
@@ -130,7 +132,9 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
     chunk, range_step = op(process_chunk, **chunk_step), op(process_range, **chunk_step)
     fan_done = op(fan_out_results)
     priority_out = op(fan_out_priority_chunks, out={RESERVED: dg.DynamicOut(ChunkTask), SHARED: dg.DynamicOut(ChunkTask)})
-    reserved_chunk = op(process_chunk, name="process_chunk_reserved", **{**priority_step, "pool": pipeline.reserved_pool or pipeline.pool})
+    reserved_chunk = op(
+        process_chunk, name="process_chunk_reserved", **{**priority_step, "pool": pipeline.reserved_pool or pipeline.pool}
+    )
     priority_chunk = op(process_chunk, name="process_chunk_priority", **priority_step)
     priority_ranges_out = op(fan_out_ranges, name="fan_out_ranges_priority", out=dg.DynamicOut(RangeTask))
     priority_range = op(process_range, name="process_range_priority", **priority_step)

@@ -104,11 +104,12 @@ class PipelineBuild:
         signature = inspect.signature(fn)
         renamed = {name: self.resource_key(name) for name in signature.parameters if name in PIPELINE_RESOURCES}
         plain = {key: name for name, key in renamed.items()}
+        timed = bool(self.spec.time_rules) and bool({"scaling", "quality"} & set(renamed))
 
         def call(args: tuple, kwargs: dict) -> tuple[Any, str | None]:
             kwargs = {plain.get(key, key): value for key, value in kwargs.items()}
             context = args[0] if args else kwargs.get("context")
-            rule = self.apply_time_rules(context, kwargs) if self.spec.time_rules else None
+            rule = self.apply_time_rules(context, kwargs) if timed else None
             return fn(*args, **kwargs), rule
 
         if inspect.isgeneratorfunction(fn):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scalable_pipeline.constants import CHUNK_POOL
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.decisions.pools import PoolUse, pool_limits
 from scalable_pipeline.decisions.time_rules import WEEKDAYS, TimeRule
 from scalable_pipeline.resources.quality import QualityResource
@@ -23,7 +24,6 @@ from scalable_pipeline.resources.source import LandingFileSource, OrderSource, S
 
 CONFIG_ENV = "SCALABLE_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
-PARTITION_START_FORMAT = "%Y-%m-%d-%H:%M"
 DEFAULT_START = "2024-01-01-00:00"
 # Dagster's rule for job, asset key and pool names.
 DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -185,7 +185,7 @@ def _source(source: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 def _start(start: str) -> str:
     try:
-        parsed = datetime.strptime(start, PARTITION_START_FORMAT)
+        parsed = datetime.strptime(start, PARTITION_FORMAT)
     except ValueError as error:
         raise _FieldProblem(["start"], f"{start!r} is not an hour as YYYY-MM-DD-HH:00") from error
     if parsed.minute:

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -10,6 +11,7 @@ from scalable_pipeline.assets.chunk_partitions import build_chunk_partitions
 from scalable_pipeline.assets.consolidated_output import build_consolidated_output
 from scalable_pipeline.assets.processing_paths import build_processed_chunks
 from scalable_pipeline.assets.raw_volume import build_raw_volume
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT, last_ended_hour
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.pipelines.config import SOURCE_KINDS, PipelineSpec
 from scalable_pipeline.resources.data_store import DataStoreResource
@@ -72,7 +74,8 @@ def hourly_schedule(build: PipelineBuild, job: Any, cron: str) -> dg.ScheduleDef
 
     @dg.schedule(name=f"{build.spec.name}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC")
     def schedule(context: dg.ScheduleEvaluationContext):
-        partition = build.partitions_def.get_last_partition_key(current_time=context.scheduled_execution_time)
+        first_hour = datetime.strptime(build.spec.start, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
+        partition = last_ended_hour(context.scheduled_execution_time or datetime.now(timezone.utc), first_hour)
         if partition is None:
             return dg.SkipReason(f"no hour of {build.spec.name} has ended yet (first: {build.spec.start})")
         return dg.RunRequest(partition_key=partition)
