@@ -13,6 +13,7 @@ The paths not taken show as skipped in the run. ``join_paths`` takes the one pat
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -91,9 +92,9 @@ def fan_out_priority_chunks(
     load = ChunkCheckpoints(data_store.root).load_chunk
     pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
     free = [
-        (RESERVED if pool == scaling.reserved_pool else SHARED, slots) for pool, slots in scaling.free_slots(context.instance)
+        (RESERVED if pool == scaling.reserved_pool else SHARED, len(pending) if slots is None else slots)  # None: no limit
+        for pool, slots in scaling.free_slots(context.instance)
     ]
-    free = [(output, len(pending) if slots is None else slots) for output, slots in free]  # no limit: room for all
     context.log.info(f"free slots now: {dict(free)}")
     for step, output in zip(pending, assign_pools(len(pending), free), strict=True):
         yield dg.DynamicOutput(step.value, mapping_key=step.mapping_key, output_name=output)
@@ -124,8 +125,8 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
     gates = pipeline.check_specs(GATES)
     gate_outputs = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in gates}
     op = pipeline.op
-    chunk_step = {"retry_policy": CHUNK_RETRY_POLICY, "pool": pipeline.pool}
-    priority_step = {**chunk_step, "tags": PRIORITY_STEP_TAGS}
+    chunk_step: dict[str, Any] = {"retry_policy": CHUNK_RETRY_POLICY, "pool": pipeline.pool}
+    priority_step: dict[str, Any] = {**chunk_step, "tags": PRIORITY_STEP_TAGS}
     route = op(route_hour, out={path: dg.Out(ChunkPlan, is_required=False) for path in PROCESSING_PATHS})
     single = op(process_hour, **chunk_step)
     chunks_out, ranges_out = op(fan_out_chunks, out=dg.DynamicOut(ChunkTask)), op(fan_out_ranges, out=dg.DynamicOut(RangeTask))

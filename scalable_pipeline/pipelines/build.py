@@ -108,8 +108,7 @@ class PipelineBuild:
 
         def call(args: tuple, kwargs: dict) -> tuple[Any, str | None]:
             kwargs = {plain.get(key, key): value for key, value in kwargs.items()}
-            context = args[0] if args else kwargs.get("context")
-            rule = self.apply_time_rules(context, kwargs) if timed else None
+            rule = self.apply_time_rules(args[0] if args else kwargs["context"], kwargs) if timed else None
             return fn(*args, **kwargs), rule
 
         if inspect.isgeneratorfunction(fn):

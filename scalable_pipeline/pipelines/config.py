@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
+import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scalable_pipeline.constants import CHUNK_POOL
@@ -128,8 +128,8 @@ def parse_pipelines(raw: object, path: Path) -> PipelinesConfig:
         except _FieldProblem as problem:
             raise _error(path, raw, ("pipelines", index, *problem.field), problem.message) from problem
     _check_unique(path, raw, specs)
-    for field, problem in _pool_problems(parsed.pools, specs):
-        raise _error(path, raw, field, problem)
+    for field, pool_problem in _pool_problems(parsed.pools, specs):
+        raise _error(path, raw, field, pool_problem)
     return PipelinesConfig(path, dict(parsed.pools), tuple(specs))
 
 
