@@ -3,8 +3,10 @@
 import textwrap
 from datetime import datetime
 
+import dagster as dg
 import pytest
 
+from scalable_pipeline.cli import main
 from scalable_pipeline.decisions.pools import (
     FAN_OUT,
     FAN_OUT_PRIORITY,
@@ -21,6 +23,7 @@ from scalable_pipeline.pipelines.config import (
     config_path,
     load_pipelines,
 )
+from scalable_pipeline.resources.scaling import ScalingResource
 
 TWO_PIPELINES = """
 pools: {chunk_processing: 6}
@@ -194,3 +197,17 @@ def test_priority_chunks_spread_over_the_free_slots_reserved_first():
     assert assign_pools(3, [("eu_reserved", 0), ("chunk_processing", 4)]) == ["chunk_processing"] * 3
     assert assign_pools(2, [("eu_reserved", 0), ("chunk_processing", 0)]) == ["eu_reserved"] * 2
     assert assign_pools(0, [("chunk_processing", 3)]) == []
+
+
+def test_the_pools_command_applies_the_limits_and_scaling_reads_its_free_slots(tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, TWO_PIPELINES)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["pools", "--config", str(path)]) == 0
+    assert "chunk_processing: 4" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        limits = {pool.name: pool.limit for pool in instance.event_log_storage.get_pool_limits()}
+        assert limits == {"chunk_processing": 4, "eu_orders_reserved": 2}
+        instance.event_log_storage.claim_concurrency_slot("eu_orders_reserved", "run-1", "step-1")
+        scaling = ScalingResource(pool="chunk_processing", reserved_pool="eu_orders_reserved")
+        assert scaling.free_slots(instance) == [("eu_orders_reserved", 1), ("chunk_processing", 4)]
+        assert ScalingResource(pool="unlimited").free_slots(instance) == [("unlimited", None)]
