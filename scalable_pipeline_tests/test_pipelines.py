@@ -1,6 +1,10 @@
 """Pipelines from one YAML file: each materializes on its own, routes by volume and time, carries its priority."""
 
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -8,12 +12,13 @@ import pytest
 
 from scalable_pipeline.decisions.pools import FAN_OUT, FAN_OUT_PRIORITY, SINGLE_STEP
 from scalable_pipeline.definitions import build_definitions
-from scalable_pipeline.pipelines.config import PipelineConfigError
+from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import materialization_metadata
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 
+PROJECT = Path(__file__).resolve().parent.parent
 # Hours of the synthetic source at scale 1: 1,716, 2,776 and 11,141 records.
 SMALL, MEDIUM, LARGE = "2024-01-01-05:00", "2024-01-01-03:00", "2024-01-01-10:00"
 PINNED = "cpu_usage_percent: 10, memory_usage_percent: 10, available_workers: 2, queue_length: 0"
@@ -206,3 +211,17 @@ def test_priority_chunk_steps_spread_over_the_reserved_and_shared_pools(path_run
 def test_a_mistake_in_the_file_fails_loading_the_definitions(tmp_path):
     with pytest.raises(PipelineConfigError, match=r"pipeline entry 2 \('eu_orders'\): field 'schedule'"):
         definitions(tmp_path, TWO_PIPELINES.replace('"15 * * * *"', '"15 * * *"'))
+
+
+def test_dagster_definitions_validate_shows_the_mistake(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(textwrap.dedent(TWO_PIPELINES.replace("priority: 5", "priority: high")))
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, CONFIG_ENV: str(path), "DAGSTER_HOME": str(tmp_path / "home")}
+    validate = [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"]
+    result = subprocess.run(validate, check=False, cwd=PROJECT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert (
+        f"{path}: pipeline entry 2 ('eu_orders'): field 'priority': Input should be a valid integer"
+        in result.stderr + result.stdout
+    )
