@@ -6,8 +6,9 @@ lies inside the time it held its slot), not on the configuration.
 """
 
 import os
+import subprocess
+import sys
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -28,9 +29,25 @@ pipelines:
 """
 
 
+RUN_TIMEOUT_SECONDS = 900
+RUN_JOB = f"""
+import sys
+import dagster as dg
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    job = dg.build_reconstructable_job("{__name__}", "configured_job", reconstructable_args=(sys.argv[2],))
+    result = dg.execute_job(job, instance=instance, tags={{"dagster/partition": "{MEDIUM}"}})
+sys.exit(0 if result.success else 1)
+"""
+
+
 def configured_job(name: str) -> dg.JobDefinition:
     """Job ``name`` of the pipelines file in ``$SCALABLE_PIPELINE_CONFIG`` (rebuilt in every step process)."""
     return build_definitions(Path(os.environ[CONFIG_ENV])).resolve_job_def(name)
+
+
+def run_of(instance: dg.DagsterInstance, job: str) -> dg.DagsterRun:
+    (run,) = instance.get_runs(dg.RunsFilter(job_name=job))
+    return run
 
 
 def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
@@ -66,37 +83,41 @@ def test_two_pipelines_at_once_keep_to_their_pools_and_the_reservation(tmp_path,
     path = tmp_path / "pipelines.yaml"
     path.write_text(textwrap.dedent(POOLS))
     monkeypatch.setenv(CONFIG_ENV, str(path))
-    (tmp_path / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
         limits = apply_pool_limits(instance, load_pipelines(path))
         assert limits == {"chunk_processing": 1, "critical_reserved": 1}
 
-        def run(name: str) -> dg.JobExecutionResult:
-            job = dg.build_reconstructable_job(__name__, "configured_job", reconstructable_args=(name,))
-            return dg.execute_job(job, instance=instance, tags={"dagster/partition": MEDIUM}, raise_on_error=False)
-
-        with ThreadPoolExecutor(2) as threads:
-            results = list(threads.map(run, ["alpha", "critical"]))
-        assert all(result.success for result in results)
+        # One process per run (execute_job is not thread-safe), each running its steps in processes of their own.
+        runs = {name: subprocess.Popen([sys.executable, "-c", RUN_JOB, str(home), name]) for name in ("alpha", "critical")}
+        try:
+            codes = {name: process.wait(timeout=RUN_TIMEOUT_SECONDS) for name, process in runs.items()}
+        finally:
+            for process in runs.values():
+                if process.poll() is None:
+                    process.kill()
+        assert codes == {"alpha": 0, "critical": 0}
+        results = [run_of(instance, name) for name in ("alpha", "critical")]
 
         by_pool: dict[str, list[tuple[float, float]]] = {}
-        alpha_steps, runs = [], []
+        alpha_steps, spans = [], []
         for name, result in zip(["alpha", "critical"], results, strict=True):
             pools = op_pools(configured_job(name))
             steps = step_intervals(instance, result.run_id)
-            runs.append((min(start for start, _ in steps.values()), max(end for _, end in steps.values())))
+            spans.append((min(start for start, _ in steps.values()), max(end for _, end in steps.values())))
             for step, interval in steps.items():
                 op = step.split(".")[-1].split("[")[0]
                 if op in pools:
                     by_pool.setdefault(pools[op], []).append(interval)
                     alpha_steps += [interval] if name == "alpha" else []
-        assert most_at_once(runs) == 2  # the two runs really ran at the same time
+        assert most_at_once(spans) == 2  # the two runs really ran at the same time
         # Every pool kept to its limit, and together the chunk steps never passed the capacity of 2.
-        assert {pool: most_at_once(spans) <= limits[pool] for pool, spans in by_pool.items()} == {
+        assert {pool: most_at_once(intervals) <= limits[pool] for pool, intervals in by_pool.items()} == {
             "chunk_processing": True,
             "critical_reserved": True,
         }
-        assert most_at_once([span for spans in by_pool.values() for span in spans]) <= 2
+        assert most_at_once([span for intervals in by_pool.values() for span in intervals]) <= 2
         # alpha took only shared slots: one of the two was always left for the critical pipeline.
         assert alpha_steps and most_at_once(alpha_steps) <= 1
         # The critical pipeline's priority chunk steps used its reserved slot.
