@@ -1,7 +1,7 @@
 """Priorities order queued runs: the run queue daemon dequeues the highest ``priority`` pipeline's run first.
 
 Three runs are submitted to the queue with ``dagster job launch`` (while no daemon runs, so all three wait),
-then ``dagster-daemon run`` starts and dequeues them; the order of their RUN_DEQUEUED events is asserted.
+then ``dagster-daemon run`` starts and dequeues them; the order in which they start is asserted.
 """
 
 import os
@@ -43,7 +43,8 @@ DEADLINE_SECONDS = 240
 
 
 def dequeued_order(instance: dg.DagsterInstance) -> list[str]:
-    records = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_DEQUEUED, limit=10, ascending=True).records
+    """Jobs of the runs in the order the daemon dequeued and launched them (each launch records RUN_STARTING)."""
+    records = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_STARTING, limit=10, ascending=True).records
     runs = [instance.get_run_by_id(record.run_id) for record in records]
     return [run.job_name for run in runs if run]
 
