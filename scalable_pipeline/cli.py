@@ -16,6 +16,7 @@ from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
+from scalable_pipeline.worker import add_worker_parser
 
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
 
@@ -138,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     land_parser.add_argument("--scale", type=float, default=1.0)
     land_parser.add_argument("--seed", type=int, default=0)
     land_parser.set_defaults(handler=land)
+    add_worker_parser(commands)
     return main_parser
 
 

@@ -9,6 +9,7 @@ from scalable_pipeline.assets.consolidated_output import consolidated_output
 from scalable_pipeline.assets.processed_chunks import processed_chunks
 from scalable_pipeline.assets.raw_volume import raw_volume
 from scalable_pipeline.constants import GROUP_NAME, JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.executors import pipeline_executor
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
@@ -20,22 +21,10 @@ from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
 
-def parallel_executor_config(config: dict) -> dict:
-    """Separate processes per step, forked from a server with the project preloaded (seconds saved per
-    step); ``max_concurrent`` (default: CPU count) passes through, and the scaling resource reads it."""
-    preloaded = {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.definitions"]}}}
-    return {**preloaded, **({"max_concurrent": config["max_concurrent"]} if config.get("max_concurrent") else {})}
-
-
-parallel_executor = dg.multiprocess_executor.configured(
-    parallel_executor_config,
-    config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
-)
-
 scalable_data_processing = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.groups(GROUP_NAME),
-    executor_def=parallel_executor,
+    executor_def=pipeline_executor(),
     description="Raw hour -> chunk plan -> processed chunks (fan-out/fan-in) -> consolidated output.",
 )
 
