@@ -20,7 +20,6 @@ from scalable_pipeline.resources.source import LandingFileSource, OrderSource, S
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
-
 scalable_data_processing = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.groups(GROUP_NAME),
