@@ -81,9 +81,8 @@ class Deployment:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, argv: list[str], log_name: str) -> subprocess.Popen:
-        log = open(self.tmp_path / log_name, "w")
-        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.tmp_path / log_name, "w") as log:
+            process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
         return process
 
