@@ -84,8 +84,7 @@ def run_worker(args: argparse.Namespace) -> int:
     app = make_app(CeleryExecutor.for_cli(**settings).app_args())
     create_task(app)
     queue = settings["config_source"]["task_default_queue"]
-    app.worker_main(worker_argv(args.concurrency, queue, f"scalable-pipeline-{os.getpid()}@%h"))
-    return 0
+    return app.start(worker_argv(args.concurrency, queue, f"scalable-pipeline-{os.getpid()}@%h")) or 0
 
 
 def add_worker_parser(commands) -> None:
