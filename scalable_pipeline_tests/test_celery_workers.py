@@ -8,6 +8,7 @@ processes in their own sessions, and stops only those, by process group. Waits p
 PostgreSQL for the events they need, with a generous timeout.
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -272,3 +273,23 @@ def test_two_workers_share_the_queue(deployment, instance):
     raw = defs.load_asset_value("raw_volume", partition_key=drills.PARTITION, instance=instance)
     output = defs.load_asset_value("consolidated_output", partition_key=drills.PARTITION, instance=instance)
     pd.testing.assert_frame_equal(output, expected_from_raw(raw, drills.PARTITION)["valid"], check_dtype=False)
+
+
+def test_pool_limit_caps_chunk_steps_across_workers(deployment, instance):
+    instance.event_log_storage.set_concurrency_slots("chunk_processing", 1)
+    workers = [deployment.start_worker(concurrency=2), deployment.start_worker(concurrency=2)]
+    run = deployment.start_run(drills.run_config())
+    assert deployment.finish(run) == 0, deployment.log(run)[-3000:]
+    for worker in workers:
+        Deployment.stop(worker)
+
+    run_id = only_run(instance).run_id
+    spans: dict[str, list[float]] = {}
+    for event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+        for record in instance.all_logs(run_id, of_type=event_type):
+            if record.step_key.startswith(("processed_chunks.process_chunk[", "processed_chunks.process_range[")):
+                spans.setdefault(record.step_key, []).append(record.timestamp)
+    assert sum(key.startswith(CHUNK_STEP) for key in spans) == drills.CHUNKS and len(spans) > drills.CHUNKS
+    intervals = sorted(spans.values())
+    # Four pool processes could run them at once; with one slot they ran one after another.
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(intervals))
