@@ -70,14 +70,17 @@ def run_worker(args: argparse.Namespace) -> int:
     environ = {**os.environ, **({QUEUE_ENV: args.queue} if args.queue else {})}
     try:
         settings = celery_app_settings(environ)
+        try:
+            from dagster_celery.executor import CeleryExecutor
+            from dagster_celery.make_app import make_app
+            from dagster_celery.tasks import create_task
+        except ImportError:
+            raise WorkerRefused("dagster-celery is not installed: pip install 'scalable_pipeline[celery]'") from None
         check_instance(environ)
         check_broker(settings["broker"])
     except (ExecutorSettingError, WorkerRefused) as error:
         print(f"scalable-pipeline worker: error: {error}", file=sys.stderr)
         return 2
-    from dagster_celery.executor import CeleryExecutor
-    from dagster_celery.make_app import make_app
-    from dagster_celery.tasks import create_task
 
     import scalable_pipeline.definitions  # noqa: F401  (preloaded: forked pool processes start with the project)
 

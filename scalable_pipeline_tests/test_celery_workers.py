@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import psutil
 import pytest
 
 from scalable_pipeline.constants import PARTITION_TAG
@@ -184,6 +185,11 @@ def worker_name(worker: subprocess.Popen) -> str:
     return f"scalable-pipeline-{worker.pid}@{socket.gethostname()}"
 
 
+def pool_pids(worker: subprocess.Popen) -> set[int]:
+    """The worker's pool processes (its descendants)."""
+    return {child.pid for child in psutil.Process(worker.pid).children(recursive=True)}
+
+
 def only_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
     runs = instance.get_runs()
     return runs[0] if len(runs) == 1 else None
@@ -200,7 +206,7 @@ def test_main_job_on_celery_matches_the_whole_hour(deployment, instance):
     ran_in = step_workers(instance, dagster_run.run_id)
     chunk_steps = {key for key in ran_in if key.startswith(CHUNK_STEP)}
     assert len(chunk_steps) == drills.CHUNKS and set(ran_in.values()) == {worker_name(worker)}
-    pool = {child.pid for child in psutil_children(worker.pid)}
+    pool = pool_pids(worker)
     step_pids = {event.pid for event in records(instance, dagster_run.run_id, dg.DagsterEventType.STEP_START)}
     assert step_pids and step_pids <= pool  # every step ran in the worker's pool processes, none in the run's process
     Deployment.stop(worker)
@@ -208,12 +214,6 @@ def test_main_job_on_celery_matches_the_whole_hour(deployment, instance):
     raw = defs.load_asset_value("raw_volume", partition_key=drills.PARTITION, instance=instance)
     output = defs.load_asset_value("consolidated_output", partition_key=drills.PARTITION, instance=instance)
     pd.testing.assert_frame_equal(output, expected_from_raw(raw, drills.PARTITION)["valid"], check_dtype=False)
-
-
-def psutil_children(pid: int) -> list:
-    import psutil
-
-    return psutil.Process(pid).children(recursive=True)
 
 
 def test_killed_worker_then_reexecution_from_failure_publishes_a_clean_run(deployment, instance, clean_tables):  # noqa: F811
