@@ -293,3 +293,17 @@ def test_pool_limit_caps_chunk_steps_across_workers(deployment, instance):
     intervals = sorted(spans.values())
     # Four pool processes could run them at once; with one slot they ran one after another.
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(intervals))
+
+
+def test_retry_policy_requeues_a_failed_chunk_step(deployment, instance):
+    worker = deployment.start_worker()
+    transient = {"fail_chunks": [2], "mode": "raise", "fail_first_attempts": 1}
+    run = deployment.start_run(drills.run_config(transient))
+    assert deployment.finish(run) == 0, deployment.log(run)[-3000:]
+    Deployment.stop(worker)
+
+    run_id = only_run(instance).run_id
+    chunk_2 = f"{CHUNK_STEP}chunk_00002]"
+    assert step_keys(instance, run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY) == {chunk_2}
+    starts = [event.step_key for event in records(instance, run_id, dg.DagsterEventType.STEP_START)]
+    assert starts.count(chunk_2) == 2 and chunk_2 in step_keys(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)
