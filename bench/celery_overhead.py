@@ -17,8 +17,8 @@ in process, multiprocess and Celery differ only in the executor:
 wall per chunk step is (wall at the larger count - wall at the smaller) / the extra steps, and the
 in-step overhead is the median chunk step's wall (first event to success) minus its compute seconds
 (``throughput.step_overheads``). ``sizes``: the main job at each ``--scales`` (100: ~1.1M records, 1000:
-~11M), chunks planned by the scaling resource. ``workers``: Celery at the smallest scale with one worker of
-concurrency 1, one of concurrency 2, and two of concurrency 1. Prints Markdown tables and writes JSON
+~11M), chunks planned by the scaling resource. ``workers``: Celery at the smallest scale, ``--worker-chunks``
+pinned (8), with one worker of concurrency 1, one of concurrency 2, and two of concurrency 1. Prints Markdown tables and writes JSON
 to ``bench/results/celery_overhead-<time>.json``.
 """
 
@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--fanouts", nargs="+", type=int, default=[16, 64])
     parser.add_argument("--fanout-scale", type=float, default=1.0)
     parser.add_argument("--scales", nargs="+", type=float, default=[100, 1000])
+    parser.add_argument("--worker-chunks", type=int, default=8, help="chunks pinned for the workers comparison")
     parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=list(EXECUTORS))
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0")
@@ -189,7 +190,8 @@ def main() -> None:
         results["sizes"] = [run_once(args.pg_url, args.broker, executor, sizes[0], None) for executor in args.executors]
     if "workers" in args.only:
         results["workers"] = [
-            run_once(args.pg_url, args.broker, "celery", sizes[0], None, workers) for workers in ((1,), (2,), (1, 1))
+            run_once(args.pg_url, args.broker, "celery", sizes[0], args.worker_chunks, workers)
+            for workers in ((1,), (2,), (1, 1))
         ]
         tables += ["### Celery workers", *worker_rows(results["workers"]), ""]
     if "sizes" in args.only:
