@@ -13,13 +13,15 @@ in process, multiprocess and Celery differ only in the executor:
 - ``celery``: ``SCALABLE_PIPELINE_EXECUTOR=celery``, ``--multiprocess``, against ``scalable-pipeline
   worker`` processes started (and stopped) here; one worker with concurrency 2 unless said otherwise.
 
-``fanout``: a small hour (``--fanout-scale``, compute near zero) pinned to each chunk count; the marginal
-wall per chunk step is (wall at the larger count - wall at the smaller) / the extra steps, and the
-in-step overhead is the median chunk step's wall (first event to success) minus its compute seconds
-(``throughput.step_overheads``). ``sizes``: the main job at each ``--scales`` (100: ~1.1M records, 1000:
-~11M), chunks planned by the scaling resource. ``workers``: Celery at the smallest scale, ``--worker-chunks``
-pinned (8), with one worker of concurrency 1, one of concurrency 2, and two of concurrency 1. Prints Markdown tables and writes JSON
-to ``bench/results/celery_overhead-<time>.json``.
+``fanout``: a small hour (``--fanout-scale``, compute near zero) pinned to each chunk count; the
+marginal wall per step is (wall at the larger count - wall at the smaller) / the extra steps (a range
+step comes with each chunk step); the in-step overhead is the median chunk step's wall (first event to
+success) minus its compute seconds (``throughput.step_overheads``: for multiprocess from the process
+start, for Celery from the step's start in the worker). ``sizes``: the main job at each ``--scales``
+(100: ~1.1M records, 1000: ~11M), chunks planned by the scaling resource. ``workers``: Celery at the
+smallest scale with ``--worker-chunks`` (8) pinned: one worker of concurrency 1, one of concurrency 2,
+two of concurrency 1. Prints Markdown tables and writes JSON to
+``bench/results/celery_overhead-<time>.json``.
 """
 
 import argparse
@@ -89,13 +91,15 @@ def deployment(pg_server: str, broker: str, executor: str, workers: tuple[int, .
         admin.close()
 
 
-def in_step_overhead(env: dict, run_id: str) -> float | None:
+def run_figures(env: dict, run_id: str) -> dict:
+    """Steps that ran, and the median in-step overhead of the chunk steps."""
     from scalable_pipeline.throughput import step_overheads
 
     os.environ["DAGSTER_PG_URL"] = env["DAGSTER_PG_URL"]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         overheads = step_overheads(instance, run_id)
-    return round(median(overheads), 3) if overheads else None
+        steps = len(instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
+    return {"steps": steps, "in_step_overhead_s": round(median(overheads), 3) if overheads else None}
 
 
 def busy_cpu_seconds() -> float:
@@ -124,7 +128,7 @@ def run_once(pg_server: str, broker: str, executor: str, scale: float, chunks: i
             "records": int(re.search(r"records in:\s+(\d+)", output).group(1)),
             "chunks": int(re.search(r"chunks:\s+(\d+)", output).group(1)),
             "wall_s": wall,
-            "in_step_overhead_s": in_step_overhead(env, run_id),
+            **run_figures(env, run_id),
             "process_wall_s": round(elapsed, 2),
             "machine_busy_cores": round(busy / elapsed, 2),
         }
@@ -135,13 +139,13 @@ def run_once(pg_server: str, broker: str, executor: str, scale: float, chunks: i
 def fanout_rows(rows: list[dict], fanouts: list[int]) -> list[str]:
     small, large = min(fanouts), max(fanouts)
     lines = [
-        f"| executor | wall, {small} chunks | wall, {large} chunks | marginal wall per chunk step | in-step overhead ({small} / {large}) |",
+        f"| executor | wall, {small} chunks | wall, {large} chunks | marginal wall per step | in-step overhead ({small} / {large}) |",
         "|---|---:|---:|---:|---:|",
     ]
     for executor in EXECUTORS:
         by = {r["chunks"]: r for r in rows if r["executor"] == executor}
         if small in by and large in by:
-            marginal = (by[large]["wall_s"] - by[small]["wall_s"]) / (large - small)
+            marginal = (by[large]["wall_s"] - by[small]["wall_s"]) / (by[large]["steps"] - by[small]["steps"])
             lines.append(
                 f"| {executor} | {by[small]['wall_s']:.1f} s | {by[large]['wall_s']:.1f} s | {marginal:.2f} s | "
                 f"{by[small]['in_step_overhead_s']} / {by[large]['in_step_overhead_s']} s |"
