@@ -82,7 +82,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"scalable-pipeline worker: error: {error}", file=sys.stderr)
         return 2
 
-    import scalable_pipeline.definitions  # noqa: F401  (preloaded: forked pool processes start with the project)
+    import scalable_pipeline.step_process  # noqa: F401  (preloaded: forked pool processes start warm, as under multiprocess)
 
     app = make_app(CeleryExecutor.for_cli(**settings).app_args())
     create_task(app)
