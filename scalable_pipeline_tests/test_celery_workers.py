@@ -305,5 +305,5 @@ def test_retry_policy_requeues_a_failed_chunk_step(deployment, instance):
     run_id = only_run(instance).run_id
     chunk_2 = f"{CHUNK_STEP}chunk_00002]"
     assert step_keys(instance, run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY) == {chunk_2}
-    starts = [event.step_key for event in records(instance, run_id, dg.DagsterEventType.STEP_START)]
-    assert starts.count(chunk_2) == 2 and chunk_2 in step_keys(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)
+    assert step_keys(instance, run_id, dg.DagsterEventType.STEP_RESTARTED) == {chunk_2}  # the second attempt
+    assert len(step_keys(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)) == drills.CHUNKS
