@@ -17,6 +17,7 @@ from scalable_pipeline.dagster_home import ensure_dagster_home
 from scalable_pipeline.pipelines import pool_limits
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
+from scalable_pipeline.worker import add_worker_parser
 
 DEFAULT_PARTITION = "2024-01-01-10:00"  # a peak hour
 
@@ -140,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     land_parser.add_argument("--seed", type=int, default=0)
     land_parser.set_defaults(handler=land)
     pool_limits.add_command(commands)
+    add_worker_parser(commands)
     return main_parser
 
 
