@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.settings import from_fields
-from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, check_pattern, landing_blocks, landing_path
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, FILE_TYPES, check_pattern, landing_blocks, landing_path
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
@@ -77,7 +77,10 @@ class LandingFileSource(OrderSource):
         return check_pattern(pattern)
 
     def path_for(self, hour_start: pd.Timestamp) -> Path:
-        return landing_path(self.landing_dir, hour_start, self.pattern)
+        """The pattern's file of the hour, or the same name as the other file type when only that one landed."""
+        named = landing_path(self.landing_dir, hour_start, self.pattern)
+        landed = [path for path in (named, *(named.with_suffix(s) for s in FILE_TYPES)) if path.exists() or path.is_symlink()]
+        return landed[0] if landed else named
 
     def describe(self) -> str:
         return f"landing files {Path(self.landing_dir) / self.pattern}"
