@@ -22,12 +22,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.constants import HOURLY_PARTITIONS
+from scalable_pipeline.constants import HOURLY_PARTITIONS, PIPELINE_TAG
 from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.landing_watch import LAUNCHED, READY, REJECTED, Look, files_cursor, parse_files, sort_looks
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.sensors.source_outage import PIPELINE_TAG, read_source
+from scalable_pipeline.sensors.source_outage import read_source
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import (
     DEFAULT_PATTERN,

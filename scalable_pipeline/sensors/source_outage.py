@@ -9,8 +9,6 @@ from scalable_pipeline.resources.data_store import DataStoreResource
 
 T = TypeVar("T")
 
-PIPELINE_TAG = "scalable_pipeline/pipeline"
-
 
 def read_source(
     breakers: CircuitBreakerResource,
