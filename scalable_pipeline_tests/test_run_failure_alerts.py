@@ -157,12 +157,13 @@ def test_a_run_that_is_retried_alerts_only_for_its_final_attempt(retrying_instan
 
 
 def test_a_retry_that_never_comes_alerts_after_the_grace_time(retrying_instance, receiver):
-    clock = Clock(time.time())
-    ticker = Ticker(retrying_instance, clock=clock, retry_grace_seconds=600)
     run_id = fail(retrying_instance)
+    failed_at = retrying_instance.get_run_record_by_id(run_id).end_time
+    clock = Clock(failed_at + 599)
+    ticker = Ticker(retrying_instance, clock=clock, retry_grace_seconds=600)
     ticker.tick()
     assert receiver.texts() == []
-    clock.now += 601
+    clock.now = failed_at + 600
     ticker.tick()
     assert alert_ids(receiver.texts()) == [f"run-failure-{run_id}"]
     assert "a retry was due but none was launched" in receiver.texts()[0]
