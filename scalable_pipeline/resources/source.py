@@ -1,4 +1,5 @@
-"""The order source (resource key ``source``): synthetic by default, or files in a landing folder."""
+"""The order source (resource key ``source``): synthetic by default, files in a landing folder, or a
+PostgreSQL table."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.settings import from_fields
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, FILE_TYPES, check_pattern, landing_blocks, landing_path
+from scalable_pipeline.sources.postgres_orders import BATCH_ROWS, check_table_name, hour_rows
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
@@ -87,3 +89,25 @@ class LandingFileSource(OrderSource):
 
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
         return landing_blocks(self.landing_dir, self.path_for(hour_start))
+
+
+class PostgresOrderSource(OrderSource):
+    """Rows of ``table`` whose hour has a marker in ``<table>_ready`` (see ``sources/postgres_orders.py``)."""
+
+    url: str = Field(
+        description="Server URL, e.g. postgresql://user:password@host:5432/db; give it as an environment variable "
+        "(dg.EnvVar), it is never logged."
+    )
+    table: str = Field(description="Table of the orders (table or schema.table); its markers are in <table>_ready.")
+    batch_rows: int = Field(default=BATCH_ROWS, ge=1, description="Rows fetched per batch.")
+
+    @field_validator("table")
+    @classmethod
+    def _identifier(cls, table: str) -> str:
+        return check_table_name(table)
+
+    def describe(self) -> str:
+        return f"PostgreSQL table {self.table}"
+
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        return hour_rows(self.url, self.table, hour_start, self.batch_rows)
