@@ -69,5 +69,11 @@ def build_quality_gate_alerts(
     return quality_gate_alerts
 
 
-_interval = int(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS))
-quality_gate_alerts = build_quality_gate_alerts(minimum_interval_seconds=_interval, backoff_base_seconds=_interval)
+def alert_interval_seconds() -> int:
+    """Seconds between alert ticks (and the first retry of a failed webhook POST)."""
+    return int(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS))
+
+
+quality_gate_alerts = build_quality_gate_alerts(
+    minimum_interval_seconds=alert_interval_seconds(), backoff_base_seconds=alert_interval_seconds()
+)
