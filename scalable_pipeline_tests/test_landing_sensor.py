@@ -13,11 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.definitions import scalable_data_processing
+from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.source import LandingFileSource
 from scalable_pipeline.sensors.landing_sensor import FILE_TAG, LandingRules, build_landing_sensor
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
+from scalable_pipeline.storage.versioned_store import VersionedStore
 
 NOW = pd.Timestamp("2024-03-01 12:00", tz="UTC").timestamp()
 HEADER = "order_id,event_time,customer_id,region,amount,status\n"
@@ -81,7 +83,6 @@ class Sensor:
             instance=self.instance,
             cursor=self.cursor,
             resources={"data_store": DataStoreResource(data_dir=str(self.root)), "circuit_breaker": self.breaker},
-            definitions=dg.Definitions(jobs=[scalable_data_processing], sensors=[self.definition]),
         )
         result = self.definition(context)
         assert isinstance(result, dg.SensorResult)
@@ -319,3 +320,24 @@ def test_a_missing_landing_folder_skips_the_tick_and_keeps_the_cursor(sensor):
     sensor.landing.rename(sensor.landing.with_name("unmounted"))
     result = sensor.tick()
     assert "not there" in result.skip_reason.skip_message and sensor.cursor == saved
+
+
+def test_the_run_reads_the_file_the_sensor_took_either_file_type(sensor, data_dir):
+    """A CSV hour under the default (Parquet) pattern: the sensor takes it and raw_volume reads that file."""
+    land(
+        sensor.landing,
+        "2024-01-01/19.csv",
+        HEADER + "5,2024-01-01T19:05:00Z,7,north,1.5,paid\n6,2024-01-01T19:06:00Z,8,south,2.5,placed\n",
+    )
+    sensor.tick()
+    (request,) = sensor.tick().run_requests
+    source = LandingFileSource(landing_dir=str(sensor.landing))
+    result = dg.materialize(
+        [defs.get_assets_def("raw_volume")],
+        partition_key=request.partition_key,
+        resources={**build_resources(), "source": source},
+        instance=sensor.instance,
+        tags=request.tags,
+    )
+    stored = pq.read_table(VersionedStore(data_dir).published("raw_volume", request.partition_key).path).to_pandas()
+    assert result.success and stored["order_id"].tolist() == [5, 6]
