@@ -14,12 +14,11 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.constants import HOURLY_PARTITIONS, PIPELINE_TAG
+from scalable_pipeline.constants import PIPELINE_TAG
 from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.markers import parse_marker_cursor, take_markers
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.sensors.source_outage import read_source
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
 from scalable_pipeline.sources.postgres_orders import Marker, check_table_name, markers_after
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 
@@ -27,10 +26,11 @@ READY_AT_TAG = "scalable_pipeline/ready_at"
 MAX_RUNS_PER_TICK = 1000
 
 
-def partition_of(marker: Marker) -> str | None:
-    """The hourly partition of the marker's hour; None when it has none (not on the hour, before the first)."""
+def partition_of(marker: Marker, first_hour: str) -> str | None:
+    """The hourly partition of the marker's hour; None when it has none (not on the hour, before ``first_hour``)."""
     hour = pd.Timestamp(marker.delivered_hour).tz_convert("UTC")
-    return hour.strftime("%Y-%m-%d-%H:%M") if hour == hour.floor("h") and hour >= pd.Timestamp(HOURLY_PARTITIONS.start) else None
+    first = pd.to_datetime(first_hour, format=PARTITION_FORMAT, utc=True)
+    return hour.strftime(PARTITION_FORMAT) if hour == hour.floor("h") and hour >= first else None
 
 
 def hour_ended(marker: Marker, now: float) -> bool:
@@ -47,20 +47,23 @@ def build_db_sensor(
     circuit: str = "source",
     minimum_interval_seconds: int = 30,
     clock: Callable[[], float] = time.time,
+    data_store_key: str = "data_store",
+    first_hour: str = DEFAULT_FIRST_HOUR,
 ) -> dg.SensorDefinition:
     """The marker sensor of ``pipeline`` over ``<table>_ready``, on the server whose URL is in the environment
-    variable ``url_env`` (read at each tick, never logged)."""
+    variable ``url_env`` (read at each tick, never logged); ``first_hour`` is its first partition, its data
+    root the resource ``data_store_key``."""
     check_table_name(table)
 
     @dg.sensor(
         name=f"{pipeline}_db_sensor",
         job_name=job_name,
         minimum_interval_seconds=minimum_interval_seconds,
+        required_resource_keys={data_store_key, BREAKER_KEY},
         description="One run per new load marker (<table>_ready row) of the PostgreSQL source.",
     )
-    def db_sensor(
-        context: dg.SensorEvaluationContext, data_store: DataStoreResource, circuit_breaker: CircuitBreakerResource
-    ) -> dg.SensorResult:
+    def db_sensor(context: dg.SensorEvaluationContext, **_resources) -> dg.SensorResult:
+        data_store, circuit_breaker = pipeline_resources(context, data_store_key)
         url = os.environ.get(url_env)
         if not url:
             return dg.SensorResult(
@@ -81,7 +84,7 @@ def build_db_sensor(
             return dg.SensorResult(skip_reason=message, cursor=context.cursor)
         requests = []
         for marker in new:
-            partition = partition_of(marker)
+            partition = partition_of(marker, first_hour)
             if partition is None:
                 context.log.warning(f"marker for {marker.delivered_hour} is not an hourly partition of {pipeline}: skipped")
                 continue

@@ -22,12 +22,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.constants import HOURLY_PARTITIONS, PIPELINE_TAG
+from scalable_pipeline.constants import PIPELINE_TAG
 from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.landing_watch import LAUNCHED, READY, REJECTED, Look, files_cursor, parse_files, sort_looks
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.sensors.source_outage import read_source
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import (
     DEFAULT_PATTERN,
@@ -49,6 +48,7 @@ class LandingRules:
     pattern: str = DEFAULT_PATTERN
     min_bytes: int = 1
     max_age_seconds: float = 7 * 24 * 3600.0
+    first_hour: str = DEFAULT_FIRST_HOUR  # the pipeline's first partition
 
 
 class Rejected(Exception):
@@ -86,8 +86,9 @@ def judge(rules: LandingRules, look: Look, now: float) -> pd.Timestamp | None:
     hour_start = hour_of(look.rel, rules.pattern)
     if hour_start is None:
         raise Rejected("hour_file_name", f"not an hour file of the pattern {rules.pattern!r} (.csv or .parquet)")
-    if hour_start < pd.Timestamp(HOURLY_PARTITIONS.start):
-        raise Rejected("hour_partition", f"hour {hour_start} is before the first partition {HOURLY_PARTITIONS.start}")
+    first = pd.to_datetime(rules.first_hour, format=PARTITION_FORMAT, utc=True)
+    if hour_start < first:
+        raise Rejected("hour_partition", f"hour {hour_start} is before the first partition {rules.first_hour}")
     if (hour_start + pd.Timedelta(hours=1)).timestamp() > now:
         return None
     try:
@@ -111,7 +112,7 @@ def judge(rules: LandingRules, look: Look, now: float) -> pd.Timestamp | None:
 def run_request(pipeline: str, look: Look, hour_start: pd.Timestamp) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=f"{look.rel}@{look.version}",
-        partition_key=HOURLY_PARTITIONS.get_partition_key_for_timestamp(hour_start.timestamp()),
+        partition_key=hour_start.strftime(PARTITION_FORMAT),
         tags={PIPELINE_TAG: pipeline, FILE_TAG: look.rel, VERSION_TAG: look.version},
     )
 
@@ -124,19 +125,21 @@ def build_landing_sensor(
     circuit: str = "source",
     minimum_interval_seconds: int = 30,
     clock: Callable[[], float] = time.time,
+    data_store_key: str = "data_store",
 ) -> dg.SensorDefinition:
-    """The landing sensor of ``pipeline``, launching the job ``job_name``; ``clock`` gives now (tests inject one)."""
+    """The landing sensor of ``pipeline``, launching the job ``job_name``; its data root is the resource
+    ``data_store_key``; ``clock`` gives now (tests inject one)."""
 
     @dg.sensor(
         name=f"{pipeline}_landing_sensor",
         job_name=job_name,
         minimum_interval_seconds=minimum_interval_seconds,
+        required_resource_keys={data_store_key, BREAKER_KEY},
         description=f"One run per complete, valid hour file in {rules.landing_dir} ({rules.pattern}); "
         "rejected files go to the quarantine with their reason.",
     )
-    def landing_sensor(
-        context: dg.SensorEvaluationContext, data_store: DataStoreResource, circuit_breaker: CircuitBreakerResource
-    ) -> dg.SensorResult:
+    def landing_sensor(context: dg.SensorEvaluationContext, **_resources) -> dg.SensorResult:
+        data_store, circuit_breaker = pipeline_resources(context, data_store_key)
         now = clock()
         landing_dir = Path(rules.landing_dir)
         try:

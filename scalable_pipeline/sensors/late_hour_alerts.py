@@ -20,10 +20,11 @@ import pandas as pd
 from scalable_pipeline.alerts.delivery import deliver
 from scalable_pipeline.alerts.messages import LateHourAlert
 from scalable_pipeline.alerts.outbox import DeliveryPolicy, Outbox
-from scalable_pipeline.constants import HOURLY_PARTITIONS
 from scalable_pipeline.decisions.freshness import due_hours, late
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.quality_gate_alerts import CLAIM_TIMEOUT_SECONDS, DEFAULT_INTERVAL_SECONDS, DELIVERY_BUDGET_SECONDS
+from scalable_pipeline.sensors.source_outage import DEFAULT_FIRST_HOUR
 
 DEFAULT_DEADLINE_MINUTES = 30
 # The first tick (no cursor) judges the hours due in this many hours before it, not the whole history.
@@ -49,7 +50,7 @@ def with_freshness(asset: dg.AssetsDefinition, deadline_minutes: int) -> dg.Asse
 
 
 def partition_key(hour_start: float) -> str:
-    return pd.Timestamp(hour_start, unit="s", tz="UTC").strftime("%Y-%m-%d-%H:%M")
+    return pd.Timestamp(hour_start, unit="s", tz="UTC").strftime(PARTITION_FORMAT)
 
 
 def materialized_on_time(instance: dg.DagsterInstance, asset_key: dg.AssetKey, hours: list) -> set[float]:
@@ -73,11 +74,13 @@ def build_late_hour_alerts(
     deadline_minutes: int = DEFAULT_DEADLINE_MINUTES,
     minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     clock: Callable[[], float] = time.time,
+    first_hour: str = DEFAULT_FIRST_HOUR,
 ) -> dg.SensorDefinition:
-    """The late-hour sensor of ``pipeline`` over ``asset_key``; ``clock`` gives now (tests inject one)."""
+    """The late-hour sensor of ``pipeline`` over ``asset_key`` (partitions from ``first_hour``); ``clock``
+    gives now (tests inject one). Alerts go to the outbox under the ``data_store`` resource's root."""
     freshness_policy(deadline_minutes)  # a bad deadline fails at definition time
     policy = DeliveryPolicy(DEFAULT_INTERVAL_SECONDS, 3600.0, DELIVERY_BUDGET_SECONDS, CLAIM_TIMEOUT_SECONDS)
-    first_hour = pd.Timestamp(HOURLY_PARTITIONS.start).timestamp()
+    first = pd.to_datetime(first_hour, format=PARTITION_FORMAT, utc=True).timestamp()
 
     @dg.sensor(
         name=f"{pipeline}_late_hours",
@@ -88,7 +91,7 @@ def build_late_hour_alerts(
     def late_hours(context: dg.SensorEvaluationContext, data_store: DataStoreResource) -> dg.SensorResult:
         now = clock()
         judged_until = json.loads(context.cursor)["judged_until"] if context.cursor else now - FIRST_LOOKBACK_HOURS * 3600.0
-        due = due_hours(judged_until, now, deadline_minutes, first_hour)
+        due = due_hours(judged_until, now, deadline_minutes, first)
         outbox = Outbox(data_store.root)
         missing = late(due, materialized_on_time(context.instance, asset_key, due))
         added = sum(

@@ -1,13 +1,30 @@
-"""What the data-arrival sensors share: reading the source under its circuit breaker's deferral decision."""
+"""What the data-arrival sensors share: their resources, the default first hour, and reading the source
+under its circuit breaker's deferral decision."""
 
 from collections.abc import Callable
 from typing import TypeVar
 
+import dagster as dg
+
+from scalable_pipeline.constants import HOURLY_PARTITIONS
 from scalable_pipeline.decisions.deferral import LAUNCH, PROBE, Deferral, OutageMode, deferral
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 
 T = TypeVar("T")
+BREAKER_KEY = "circuit_breaker"
+# The first partition of the project's pipeline (the builders take each pipeline's own).
+DEFAULT_FIRST_HOUR = HOURLY_PARTITIONS.start.strftime(PARTITION_FORMAT)
+
+
+def pipeline_resources(
+    context: dg.SensorEvaluationContext, data_store_key: str
+) -> tuple[DataStoreResource, CircuitBreakerResource]:
+    """The pipeline's data store (its own resource key) and the circuit breakers. The sensors name them in
+    ``required_resource_keys`` and take ``**_resources``: called directly (tests), Dagster passes them as
+    keyword arguments."""
+    return getattr(context.resources, data_store_key), getattr(context.resources, BREAKER_KEY)
 
 
 def read_source(
