@@ -1,4 +1,4 @@
-"""The landing sensor: a run per complete, valid hour file, each file version once; rejected files are
+"""The landing sensor: a run per complete, valid hour file, each content once; rejected files are
 moved to the quarantine with their reason; nothing is lost; deferral while the source's circuit is open."""
 
 import json
@@ -17,7 +17,7 @@ from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.source import LandingFileSource
-from scalable_pipeline.sensors.landing_sensor import FILE_TAG, LandingRules, build_landing_sensor
+from scalable_pipeline.sensors.landing_sensor import DIGEST_TAG, FILE_TAG, LandingRules, build_landing_sensor
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -120,7 +120,7 @@ def test_a_complete_file_runs_once_after_two_looks(sensor):
     assert keys(second) == ["2024-01-01-05:00"]
     request = second.run_requests[0]
     assert request.tags[FILE_TAG] == "2024-01-01/05.parquet"
-    assert request.run_key.startswith("2024-01-01/05.parquet@")
+    assert request.run_key.startswith("2024-01-01/05.parquet@sha256:")
     assert keys(sensor.tick()) == [] and keys(sensor.tick()) == []  # never twice
 
 
@@ -213,10 +213,22 @@ def test_a_replaced_file_runs_again_and_a_copy_of_the_cursor_never_reruns(sensor
     sensor.tick()
     second = sensor.tick().run_requests[0]
     assert second.partition_key == first.partition_key and second.run_key != first.run_key
-    sensor.cursor = saved  # a restart from an older cursor: the file's version decides, not the tick
+    sensor.cursor = saved  # a restart from an older cursor: the file's content decides, not the tick
     sensor.tick()
     again = sensor.tick().run_requests
     assert [request.run_key for request in again] == [second.run_key]  # Dagster drops a run key already used
+
+
+def test_a_duplicate_delivery_of_the_same_content_has_the_same_run_key(sensor):
+    path = land(sensor.landing, "2024-01-01/20.parquet", orders("2024-01-01 20:00"))
+    sensor.tick()
+    first = sensor.tick().run_requests[0]
+    copy = land(sensor.landing, "resend.tmp", path.read_bytes(), mtime=NOW - 10)
+    copy.replace(path)  # the loader sends the same file again: new inode and mtime, same bytes
+    sensor.tick()
+    (again,) = sensor.tick().run_requests
+    assert again.run_key == first.run_key  # Dagster does not launch a run key twice
+    assert again.tags[DIGEST_TAG] == first.tags[DIGEST_TAG]
 
 
 def test_a_corrupt_file_does_not_stop_the_others_and_the_cursor_survives_a_restart(sensor):

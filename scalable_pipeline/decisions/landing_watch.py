@@ -1,9 +1,10 @@
 """The landing sensor's memory of files, pure: which files are complete, waiting or done.
 
 A file is complete when two looks (ticks) in a row see the same version: size, mtime (ns) and inode
-unchanged. Each file in the cursor is ``[version, state]``: ``seen`` (looked at once), ``ready`` (complete
-and valid, held while the source's circuit is open), ``launched`` or ``rejected`` (could not be moved
-to the quarantine). A file that changes starts again at ``seen``; a file that is gone leaves the cursor.
+unchanged. Each file in the cursor is ``[version, state]`` or, once judged valid, ``[version, state,
+content digest]``: ``seen`` (looked at once), ``ready`` (complete and valid, held while the source's
+circuit is open), ``launched`` or ``rejected`` (could not be moved to the quarantine). A file that
+changes starts again at ``seen``; a file that is gone leaves the cursor.
 """
 
 import json
@@ -36,11 +37,12 @@ def sort_looks(previous: dict[str, list[str]], looks: list[Look]) -> Sorted:
     """Compare this tick's looks with the cursor's files."""
     complete, ready, files = [], [], {}
     for look in looks:
-        version, state = previous.get(look.rel, ("", ""))
-        if version != look.version:
+        entry = previous.get(look.rel, ["", ""])
+        if entry[0] != look.version:
             files[look.rel] = [look.version, SEEN]
             continue
-        files[look.rel] = [version, state]
+        files[look.rel] = list(entry)
+        state = entry[1]
         if state == SEEN:
             complete.append(look)
         elif state == READY:

@@ -8,16 +8,19 @@ hour waits), a regular file inside the folder and readable with the order column
 rules of ``sources/landing_files.py``), at least ``min_bytes`` (``min_size``), modified at most
 ``max_age_seconds`` ago (``max_age``). A rejected file is moved to
 ``<data root>/quarantine/landing/<pipeline>/<relative path>`` with a ``.reason.json``. A valid one
-starts a run of its hour, run key ``<relative path>@<version>``: the same file never runs twice, a
-replaced file runs again. While the source's circuit is open (``on_source_outage: defer``) valid files
-are held in the cursor and launched when it closes.
+starts a run of its hour, run key ``<relative path>@sha256:<content digest>``: the same content never
+runs twice (Dagster drops a run key already used: a file delivered again unchanged), a replaced file
+runs again. While the source's circuit is open (``on_source_outage: defer``) valid files are held in
+the cursor and launched when it closes.
 """
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 import pandas as pd
@@ -39,7 +42,7 @@ from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.storage.quarantine import quarantine_landing_file
 
 FILE_TAG = "scalable_pipeline/landing_file"
-VERSION_TAG = "scalable_pipeline/landing_version"
+DIGEST_TAG = "scalable_pipeline/landing_sha256"
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,18 @@ def scan_landing(landing_dir: Path) -> list[Look]:
     return sorted(walk(landing_dir, ""), key=lambda look: look.rel)
 
 
-def judge(rules: LandingRules, look: Look, now: float) -> pd.Timestamp | None:
-    """The hour of a complete file that may run; None when its hour has not ended yet. Raises ``Rejected``."""
+def content_digest(handle: BinaryIO) -> str:
+    """SHA-256 of the whole opened file, read in 1 MiB blocks."""
+    handle.seek(0)
+    digest = hashlib.sha256()
+    while block := handle.read(2**20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def judge(rules: LandingRules, look: Look, now: float) -> tuple[pd.Timestamp, str] | None:
+    """The hour and content digest of a complete file that may run; None when its hour has not ended yet.
+    Raises ``Rejected``."""
     hour_start = hour_of(look.rel, rules.pattern)
     if hour_start is None:
         raise Rejected("hour_file_name", f"not an hour file of the pattern {rules.pattern!r} (.csv or .parquet)")
@@ -100,20 +113,22 @@ def judge(rules: LandingRules, look: Look, now: float) -> pd.Timestamp | None:
             if now - stat.st_mtime > rules.max_age_seconds:
                 raise Rejected("max_age", f"modified {now - stat.st_mtime:.0f} s ago, more than {rules.max_age_seconds:.0f} s")
             check_table_header(Path(look.rel), real, handle)
+            digest = content_digest(handle)
     except LandingFileError as error:
         raise Rejected(error.rule, str(error)) from error
     except SourceUnavailableError:
         raise
     except OSError as error:  # this file only (permissions, vanished): the others go on
         raise Rejected("readable_table", f"{type(error).__name__}: {error}") from error
-    return hour_start
+    return hour_start, digest
 
 
-def run_request(pipeline: str, look: Look, hour_start: pd.Timestamp) -> dg.RunRequest:
+def run_request(pipeline: str, rel: str, hour_start: pd.Timestamp, digest: str) -> dg.RunRequest:
+    """The run of the file's hour; its key names the file and its content, so the same content never runs twice."""
     return dg.RunRequest(
-        run_key=f"{look.rel}@{look.version}",
+        run_key=f"{rel}@sha256:{digest[:32]}",
         partition_key=hour_start.strftime(PARTITION_FORMAT),
-        tags={PIPELINE_TAG: pipeline, FILE_TAG: look.rel, VERSION_TAG: look.version},
+        tags={PIPELINE_TAG: pipeline, FILE_TAG: rel, DIGEST_TAG: digest},
     )
 
 
@@ -152,7 +167,7 @@ def build_landing_sensor(
         files, ready, rejected = found.files, list(found.ready), []
         for look in found.complete:
             try:
-                hour_start = judge(rules, look, now)
+                judged = judge(rules, look, now)
             except Rejected as problem:
                 reason = quarantine_landing_file(
                     data_store.root, pipeline, landing_dir, look.rel, problem.rule, problem.detail, now
@@ -164,15 +179,15 @@ def build_landing_sensor(
                 else:
                     del files[look.rel]
                 continue
-            if hour_start is not None:
-                files[look.rel][1] = READY
+            if judged is not None:
+                files[look.rel] = [look.version, READY, judged[1]]
                 ready.append(look)
         requests = []
         if decision.action == LAUNCH:
             for look in ready:
                 hour_start = hour_of(look.rel, rules.pattern)
                 assert hour_start is not None  # judged above or on an earlier tick
-                requests.append(run_request(pipeline, look, hour_start))
+                requests.append(run_request(pipeline, look.rel, hour_start, files[look.rel][2]))
                 files[look.rel][1] = LAUNCHED
         summary = f"{len(looks)} files, {len(found.complete)} newly complete, {len(rejected)} quarantined {rejected[:5]}, " + (
             f"{len(requests)} runs requested"
