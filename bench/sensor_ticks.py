@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.resources.source import LandingFileSource
 from scalable_pipeline.sensors.db_sensor import build_db_sensor
 from scalable_pipeline.sensors.landing_sensor import LandingRules, build_landing_sensor
 from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
@@ -62,7 +63,9 @@ def landing(repeats: int) -> None:
                 path = landing_dir / f"{hour:%Y-%m-%d}" / f"{hour:%H}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, path)
-            sensor = build_landing_sensor(PIPELINE, JOB, LandingRules(str(landing_dir), max_age_seconds=10 * 365 * 86400))
+            sensor = build_landing_sensor(
+                PIPELINE, JOB, LandingRules.of(LandingFileSource(landing_dir=str(landing_dir), max_age_seconds=10 * 365 * 86400))
+            )
             resources = {"data_store": DataStoreResource(data_dir=f"{tmp}/data"), "circuit_breaker": CircuitBreakerResource()}
             cursor, requested = None, []
             for times in (looks, judging, steady):

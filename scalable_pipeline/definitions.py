@@ -71,8 +71,10 @@ def build_sensors() -> list[dg.SensorDefinition]:
         build_run_failure_alerts({JOB_NAME: GROUP_NAME}, minimum_interval_seconds=interval, backoff_base_seconds=interval),
         build_late_hour_alerts(GROUP_NAME, consolidated_output.key, DEFAULT_DEADLINE_MINUTES),
     ]
-    landing_dir = os.environ.get(LANDING_DIR_ENV)
-    return [*sensors, build_landing_sensor(GROUP_NAME, JOB_NAME, LandingRules(landing_dir))] if landing_dir else sensors
+    source = build_source()
+    if isinstance(source, LandingFileSource):
+        sensors.append(build_landing_sensor(GROUP_NAME, JOB_NAME, LandingRules.of(source)))
+    return sensors
 
 
 defs = dg.Definitions(

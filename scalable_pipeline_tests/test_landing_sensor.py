@@ -73,7 +73,7 @@ class Sensor:
         self.definition = build_landing_sensor(
             "scalable_data_processing",
             "scalable_data_processing",
-            LandingRules(landing_dir=str(self.landing), **rules),
+            LandingRules.of(LandingFileSource(landing_dir=str(self.landing), **rules)),
             clock=self.clock,
         )
         self.requested: list[dg.RunRequest] = []
@@ -314,7 +314,7 @@ def test_with_fail_the_circuit_does_not_hold_hours(tmp_path, instance):
     sensor.definition = build_landing_sensor(
         "scalable_data_processing",
         "scalable_data_processing",
-        LandingRules(landing_dir=str(sensor.landing)),
+        LandingRules.of(LandingFileSource(landing_dir=str(sensor.landing))),
         on_source_outage="fail",
         clock=sensor.clock,
     )

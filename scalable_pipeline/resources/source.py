@@ -72,6 +72,10 @@ class LandingFileSource(OrderSource):
         default=DEFAULT_PATTERN,
         description="File of an hour inside landing_dir, with {date} (YYYY-MM-DD) and {hour}; .csv or .parquet.",
     )
+    min_bytes: int = Field(default=1, ge=0, description="The landing sensor rejects a smaller file (rule min_size).")
+    max_age_seconds: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="The landing sensor rejects a file modified longer ago (rule max_age)."
+    )
 
     @field_validator("pattern")
     @classmethod

@@ -29,10 +29,10 @@ from scalable_pipeline.constants import PIPELINE_TAG
 from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.landing_watch import LAUNCHED, READY, REJECTED, Look, files_cursor, parse_files, sort_looks
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.resources.source import LandingFileSource
 from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import (
-    DEFAULT_PATTERN,
     LandingFileError,
     check_table_header,
     hour_of,
@@ -47,11 +47,18 @@ DIGEST_TAG = "scalable_pipeline/landing_sha256"
 
 @dataclass(frozen=True)
 class LandingRules:
+    """What the sensor checks, from the landing source's settings (``LandingRules.of``)."""
+
     landing_dir: str
-    pattern: str = DEFAULT_PATTERN
-    min_bytes: int = 1
-    max_age_seconds: float = 7 * 24 * 3600.0
-    first_hour: str = DEFAULT_FIRST_HOUR  # the pipeline's first partition
+    pattern: str
+    min_bytes: int
+    max_age_seconds: float
+    first_hour: str  # the pipeline's first partition
+
+    @classmethod
+    def of(cls, source: LandingFileSource, first_hour: str = DEFAULT_FIRST_HOUR) -> "LandingRules":
+        """The rules of a landing source's settings."""
+        return cls(source.landing_dir, source.pattern, source.min_bytes, source.max_age_seconds, first_hour)
 
 
 class Rejected(Exception):
