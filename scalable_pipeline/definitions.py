@@ -16,8 +16,8 @@ from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
-from scalable_pipeline.sensors.landing_sensor import LandingRules, build_landing_sensor
 from scalable_pipeline.sensors.late_hour_alerts import DEFAULT_DEADLINE_MINUTES, build_late_hour_alerts, with_freshness
+from scalable_pipeline.sensors.pipeline_sensors import source_sensors
 from scalable_pipeline.sensors.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
 from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
@@ -64,17 +64,14 @@ def build_resources() -> dict:
 
 
 def build_sensors() -> list[dg.SensorDefinition]:
-    """Alerts on failed gates, failed runs and late hours; the landing sensor when files are the source."""
+    """Alerts on failed gates, failed runs and late hours; the data-arrival sensor of the source."""
     interval = alert_interval_seconds()
     sensors = [
         quality_gate_alerts,
         build_run_failure_alerts({JOB_NAME: GROUP_NAME}, minimum_interval_seconds=interval, backoff_base_seconds=interval),
         build_late_hour_alerts(GROUP_NAME, consolidated_output.key, DEFAULT_DEADLINE_MINUTES),
     ]
-    source = build_source()
-    if isinstance(source, LandingFileSource):
-        sensors.append(build_landing_sensor(GROUP_NAME, JOB_NAME, LandingRules.of(source)))
-    return sensors
+    return [*sensors, *source_sensors(GROUP_NAME, JOB_NAME, build_source())]
 
 
 defs = dg.Definitions(

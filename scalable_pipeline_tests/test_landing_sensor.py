@@ -16,8 +16,9 @@ import pytest
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import LandingFileSource
+from scalable_pipeline.resources.source import LandingFileSource, PostgresOrderSource, SyntheticOrderSource
 from scalable_pipeline.sensors.landing_sensor import DIGEST_TAG, FILE_TAG, LandingRules, build_landing_sensor
+from scalable_pipeline.sensors.pipeline_sensors import source_sensors
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -353,3 +354,14 @@ def test_the_run_reads_the_file_the_sensor_took_either_file_type(sensor, data_di
     )
     stored = pq.read_table(VersionedStore(data_dir).published("raw_volume", request.partition_key).path).to_pandas()
     assert result.success and stored["order_id"].tolist() == [5, 6]
+
+
+def test_each_source_gets_its_data_arrival_sensor():
+    landing = source_sensors("orders_eu", "orders_eu", LandingFileSource(landing_dir="/srv/landing", min_bytes=100))
+    assert [sensor.name for sensor in landing] == ["orders_eu_landing_sensor"]
+    postgres = PostgresOrderSource(url=dg.EnvVar("ORDERS_DB_URL"), table="orders")
+    assert [sensor.name for sensor in source_sensors("orders_eu", "orders_eu", postgres)] == ["orders_eu_db_sensor"]
+    assert source_sensors("orders_eu", "orders_eu", SyntheticOrderSource()) == []
+    inline = PostgresOrderSource(url="postgresql://reader:secret@db/orders", table="orders")
+    with pytest.raises(ValueError, match="environment variable"):
+        source_sensors("orders_eu", "orders_eu", inline)

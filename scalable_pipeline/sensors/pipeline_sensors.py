@@ -1,0 +1,39 @@
+"""The data-arrival sensor of one pipeline, chosen by its source: what the pipeline factory adds per entry."""
+
+import dagster as dg
+
+from scalable_pipeline.decisions.deferral import OutageMode
+from scalable_pipeline.resources.source import LandingFileSource, OrderSource, PostgresOrderSource
+from scalable_pipeline.sensors.db_sensor import build_db_sensor
+from scalable_pipeline.sensors.landing_sensor import LandingRules, build_landing_sensor
+from scalable_pipeline.sensors.source_outage import DEFAULT_FIRST_HOUR
+
+
+def source_sensors(
+    pipeline: str,
+    job_name: str,
+    source: OrderSource,
+    on_source_outage: OutageMode = "defer",
+    data_store_key: str = "data_store",
+    first_hour: str = DEFAULT_FIRST_HOUR,
+) -> list[dg.SensorDefinition]:
+    """``<pipeline>_landing_sensor`` for landing files, ``<pipeline>_db_sensor`` for PostgreSQL (whose URL
+    must be a ``dg.EnvVar``: the sensor reads the same variable), none for the synthetic source."""
+    if isinstance(source, LandingFileSource):
+        rules = LandingRules.of(source, first_hour)
+        return [build_landing_sensor(pipeline, job_name, rules, on_source_outage, data_store_key=data_store_key)]
+    if isinstance(source, PostgresOrderSource):
+        if not isinstance(source.url, dg.EnvVar):
+            raise ValueError(f"pipeline {pipeline}: give the PostgreSQL URL as an environment variable (url_env), not inline")
+        return [
+            build_db_sensor(
+                pipeline,
+                job_name,
+                source.table,
+                str(source.url),
+                on_source_outage,
+                data_store_key=data_store_key,
+                first_hour=first_hour,
+            )
+        ]
+    return []
