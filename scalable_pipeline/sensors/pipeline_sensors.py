@@ -30,7 +30,7 @@ def source_sensors(
                 pipeline,
                 job_name,
                 source.table,
-                str(source.url),
+                source.url.env_var_name,
                 on_source_outage,
                 data_store_key=data_store_key,
                 first_hour=first_hour,
