@@ -16,6 +16,7 @@ from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
+from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
 from scalable_pipeline.sensors.late_hour_alerts import DEFAULT_DEADLINE_MINUTES, build_late_hour_alerts, with_freshness
 from scalable_pipeline.sensors.pipeline_sensors import source_sensors
 from scalable_pipeline.sensors.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
@@ -42,7 +43,7 @@ scalable_data_processing = dg.define_asset_job(
     description="Raw hour -> chunk plan -> processed chunks (fan-out/fan-in) -> consolidated output.",
 )
 
-scalable_data_processing_schedule = dg.build_schedule_from_partitioned_job(scalable_data_processing)
+scalable_data_processing_schedule = build_deferring_schedule(GROUP_NAME, JOB_NAME)
 
 
 def build_source() -> OrderSource:
@@ -64,12 +65,14 @@ def build_resources() -> dict:
 
 
 def build_sensors() -> list[dg.SensorDefinition]:
-    """Alerts on failed gates, failed runs and late hours; the data-arrival sensor of the source."""
+    """Alerts on failed gates, failed runs and late hours; the launcher of deferred hours; the data-arrival
+    sensor of the source."""
     interval = alert_interval_seconds()
     sensors = [
         quality_gate_alerts,
         build_run_failure_alerts({JOB_NAME: GROUP_NAME}, minimum_interval_seconds=interval, backoff_base_seconds=interval),
         build_late_hour_alerts(GROUP_NAME, consolidated_output.key, DEFAULT_DEADLINE_MINUTES),
+        build_deferred_hours_sensor(GROUP_NAME, JOB_NAME),
     ]
     return [*sensors, *source_sensors(GROUP_NAME, JOB_NAME, build_source())]
 

@@ -9,8 +9,9 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.settings import from_fields
+from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, FILE_TYPES, check_pattern, landing_blocks, landing_path
-from scalable_pipeline.sources.postgres_orders import BATCH_ROWS, check_table_name, hour_rows
+from scalable_pipeline.sources.postgres_orders import BATCH_ROWS, check_table_name, connect, hour_rows
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
@@ -27,6 +28,10 @@ class OrderSource(dg.ConfigurableResource):
         """The hour's records in raw order, in blocks of bounded size with the same columns and dtypes;
         at least one block (an empty hour is one empty block)."""
         raise NotImplementedError
+
+    def check_available(self) -> None:
+        """Raise ``SourceUnavailableError`` when the source cannot be reached now (a cheap health check, no
+        data read): the trial call that closes an open circuit. A generator is always there."""
 
     def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
         """The whole hour as one frame (the blocks concatenated): for small hours, tests and ``land``."""
@@ -91,6 +96,10 @@ class LandingFileSource(OrderSource):
     def describe(self) -> str:
         return f"landing files {Path(self.landing_dir) / self.pattern}"
 
+    def check_available(self) -> None:
+        if not Path(self.landing_dir).is_dir():
+            raise SourceUnavailableError(f"landing folder {self.landing_dir} is not there (not mounted?)")
+
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
         return landing_blocks(self.landing_dir, self.path_for(hour_start))
 
@@ -112,6 +121,9 @@ class PostgresOrderSource(OrderSource):
 
     def describe(self) -> str:
         return f"PostgreSQL table {self.table}"
+
+    def check_available(self) -> None:
+        connect(self.url).close()
 
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
         return hour_rows(self.url, self.table, hour_start, self.batch_rows)

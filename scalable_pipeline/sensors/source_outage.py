@@ -19,7 +19,7 @@ DEFAULT_FIRST_HOUR = HOURLY_PARTITIONS.start.strftime(PARTITION_FORMAT)
 
 
 def pipeline_resources(
-    context: dg.SensorEvaluationContext, data_store_key: str
+    context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext, data_store_key: str
 ) -> tuple[DataStoreResource, CircuitBreakerResource]:
     """The pipeline's data store (its own resource key) and the circuit breakers. The sensors name them in
     ``required_resource_keys`` and take ``**_resources``: called directly (tests), Dagster passes them as
