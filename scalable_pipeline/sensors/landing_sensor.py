@@ -62,6 +62,8 @@ class LandingRules:
 
 
 class Rejected(Exception):
+    """A complete file that breaks ``rule``: it goes to the quarantine."""
+
     def __init__(self, rule: str, detail: str):
         self.rule, self.detail = rule, detail
         super().__init__(f"{rule}: {detail}")
