@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Dagster asset-based pipeline for hourly data whose volume swings 10x through the day.",
     packages=find_packages(exclude=["scalable_pipeline_tests*", "bench*"]),
+    package_data={"scalable_pipeline": ["pipelines.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "dagster==1.13.27",
@@ -14,6 +15,7 @@ setup(
         "pandas>=2.2,<4",
         "pyarrow>=15,<27",
         "psutil>=5.9,<8",
+        "PyYAML>=6,<7",
     ],
     extras_require={
         "test": ["pytest>=8,<10"],

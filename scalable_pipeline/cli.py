@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.pipelines import pool_limits
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 
@@ -138,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     land_parser.add_argument("--scale", type=float, default=1.0)
     land_parser.add_argument("--seed", type=int, default=0)
     land_parser.set_defaults(handler=land)
+    pool_limits.add_command(commands)
     return main_parser
 
 

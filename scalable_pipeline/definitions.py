@@ -1,24 +1,20 @@
 """Every definition of the project, assembled in one place."""
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.assets.chunk_partitions import chunk_partitions
-from scalable_pipeline.assets.consolidated_output import consolidated_output
-from scalable_pipeline.assets.processed_chunks import processed_chunks
-from scalable_pipeline.assets.raw_volume import raw_volume
-from scalable_pipeline.constants import GROUP_NAME, JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
+from scalable_pipeline.pipelines.config import config_path, load_pipelines
+from scalable_pipeline.pipelines.factory import build_pipeline
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
-from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
-from scalable_pipeline.sensors.late_hour_alerts import DEFAULT_DEADLINE_MINUTES, build_late_hour_alerts, with_freshness
-from scalable_pipeline.sensors.pipeline_sensors import source_sensors
 from scalable_pipeline.sensors.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
 from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
@@ -36,15 +32,6 @@ parallel_executor = dg.multiprocess_executor.configured(
     config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
 )
 
-scalable_data_processing = dg.define_asset_job(
-    JOB_NAME,
-    selection=dg.AssetSelection.groups(GROUP_NAME),
-    executor_def=parallel_executor,
-    description="Raw hour -> chunk plan -> processed chunks (fan-out/fan-in) -> consolidated output.",
-)
-
-scalable_data_processing_schedule = build_deferring_schedule(GROUP_NAME, JOB_NAME)
-
 
 def build_source() -> OrderSource:
     """Files from ``$SCALABLE_PIPELINE_LANDING_DIR`` when it is set, else the synthetic generator."""
@@ -53,37 +40,42 @@ def build_source() -> OrderSource:
 
 
 def build_resources() -> dict:
+    """The unprefixed pipeline's resources and the shared ones (keys as in the README's configuration table)."""
     return {
         "source": build_source(),
         "scaling": ScalingResource(),
         "quality": QualityResource(),
-        "data_store": DataStoreResource(),
         "versioned_store_io_manager": versioned_store_io_manager,
-        "faults": FaultInjectionResource(),
-        "circuit_breaker": CircuitBreakerResource(),
+        **shared_resources(),
     }
 
 
-def build_sensors() -> list[dg.SensorDefinition]:
-    """Alerts on failed gates, failed runs and late hours; the launcher of deferred hours; the data-arrival
-    sensor of the source."""
-    interval = alert_interval_seconds()
-    sensors = [
-        quality_gate_alerts,
-        build_run_failure_alerts({JOB_NAME: GROUP_NAME}, minimum_interval_seconds=interval, backoff_base_seconds=interval),
-        build_late_hour_alerts(GROUP_NAME, consolidated_output.key, DEFAULT_DEADLINE_MINUTES),
-        build_deferred_hours_sensor(GROUP_NAME, JOB_NAME),
-    ]
-    return [*sensors, *source_sensors(GROUP_NAME, JOB_NAME, build_source())]
+def shared_resources() -> dict:
+    """Resources every pipeline shares; ``data_store`` (the data root) also serves the rollback job and the sensor."""
+    return {"faults": FaultInjectionResource(), "circuit_breaker": CircuitBreakerResource(), "data_store": DataStoreResource()}
 
 
-defs = dg.Definitions(
-    assets=[raw_volume, chunk_partitions, processed_chunks, with_freshness(consolidated_output, DEFAULT_DEADLINE_MINUTES)],
-    jobs=[scalable_data_processing, rollback_partition],
-    schedules=[scalable_data_processing_schedule],
-    sensors=build_sensors(),
-    resources=build_resources(),
-)
+def build_definitions(pipelines_file: Path) -> dg.Definitions:
+    """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
+    pipelines = [build_pipeline(spec, parallel_executor, build_source) for spec in load_pipelines(pipelines_file).pipelines]
+    return dg.Definitions(
+        assets=[asset for pipeline in pipelines for asset in pipeline.assets],
+        jobs=[*(pipeline.job for pipeline in pipelines), rollback_partition],
+        schedules=[schedule for pipeline in pipelines for schedule in pipeline.schedules],
+        sensors=[
+            quality_gate_alerts,
+            build_run_failure_alerts(
+                {pipeline.job.name: pipeline.job.name for pipeline in pipelines},
+                minimum_interval_seconds=alert_interval_seconds(),
+                backoff_base_seconds=alert_interval_seconds(),
+            ),
+            *(sensor for pipeline in pipelines for sensor in pipeline.sensors),
+        ],
+        resources={**shared_resources(), **{key: r for pipeline in pipelines for key, r in pipeline.resources.items()}},
+    )
+
+
+defs = build_definitions(config_path(os.environ))
 
 
 def scalable_data_processing_job() -> dg.JobDefinition:

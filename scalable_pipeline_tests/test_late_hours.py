@@ -11,7 +11,8 @@ from scalable_pipeline.alerts.alert_log import alerts_log_path
 from scalable_pipeline.alerts.outbox import DELIVERED, Outbox
 from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.decisions.freshness import Due, due_hours, late
-from scalable_pipeline.definitions import defs
+from scalable_pipeline.definitions import build_definitions, defs
+from scalable_pipeline.pipelines.config import PipelineConfigError
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.late_hour_alerts import build_late_hour_alerts, freshness_policy
 from scalable_pipeline.storage.jsonl import read_records
@@ -92,3 +93,35 @@ def test_an_hour_materialized_after_its_deadline_is_late(instance, receiver):
     sensor = build_late_hour_alerts("scalable_data_processing", KEY, deadline_minutes=30, clock=clock)
     tick(sensor, instance, '{"judged_until": %f}' % (clock.now - 120))
     assert ["2024-01-01-10:00" in text for text in receiver.texts()] == [True]
+
+
+def test_pipelines_file_entries_get_their_sensors_and_freshness(tmp_path, monkeypatch):
+    monkeypatch.setenv("EU_ORDERS_DB_URL", "postgresql://reader@127.0.0.1:9/orders")
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(
+        """
+pipelines:
+  - name: eu_orders
+    source: {kind: postgres, table: orders, url_env: EU_ORDERS_DB_URL}
+    freshness: {deadline_minutes: 45}
+    on_source_outage: fail
+  - name: us_orders
+    source: {kind: landing, landing_dir: /srv/landing/us, min_bytes: 100}
+"""
+    )
+    built = build_definitions(config)
+    sensors = sorted(sensor.name for sensor in built.get_repository_def().sensor_defs)
+    assert sensors == [
+        "eu_orders_db_sensor",
+        "eu_orders_late_hours",
+        "quality_gate_alerts",
+        "run_failure_alerts",
+        "us_orders_landing_sensor",
+    ]
+    eu_output = built.get_assets_def(dg.AssetKey(["eu_orders", "consolidated_output"]))
+    assert eu_output.specs_by_key[dg.AssetKey(["eu_orders", "consolidated_output"])].freshness_policy == freshness_policy(45)
+    config.write_text(
+        "pipelines:\n  - name: eu_orders\n    source: {kind: postgres, table: orders, url: 'postgresql://u:pw@h/db'}\n"
+    )
+    with pytest.raises(PipelineConfigError, match="url_env"):
+        build_definitions(config)

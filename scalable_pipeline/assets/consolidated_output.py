@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.assets.processed_chunks import VALID_VIEW
-from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
 from scalable_pipeline.decisions.ranges import unique_ascending_problems
 from scalable_pipeline.decisions.volume_anomaly import VOLUME_ANOMALY_GATE
+from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.storage.versioned_store import StoredVersion, dataset_parts
@@ -90,18 +90,23 @@ def reconciliation_problems(raw_records: int, valid: int, invalid: int, duplicat
     return [f"raw {raw_records} != valid {valid} + invalid {invalid} + duplicates {duplicates}"]
 
 
-@dg.asset(
-    partitions_def=HOURLY_PARTITIONS,
-    group_name=GROUP_NAME,
-    io_manager_key="versioned_store_io_manager",
-    kinds={"pandas", "parquet"},
-    check_specs=[
-        gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
-        gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
-        gate_spec(ASSET, "output_lineage", LINEAGE_GATE_DESCRIPTION),
-        gate_spec(ASSET, VOLUME_ANOMALY_GATE, "Valid records within the same hour's usual band (history of earlier days)."),
-    ],
-)
+CHECKS = [
+    gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
+    gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
+    gate_spec(ASSET, "output_lineage", LINEAGE_GATE_DESCRIPTION),
+    gate_spec(ASSET, VOLUME_ANOMALY_GATE, "Valid records within the same hour's usual band (history of earlier days)."),
+]
+
+
+def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
+    return pipeline.asset(
+        consolidated_output,
+        ins=["raw_volume", "processed_chunks"],
+        kinds={"pandas", "parquet"},
+        check_specs=pipeline.check_specs(CHECKS),
+    )
+
+
 def consolidated_output(
     context: dg.AssetExecutionContext,
     raw_volume: StoredVersion,

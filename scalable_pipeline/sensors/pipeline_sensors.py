@@ -1,12 +1,18 @@
 """The data-arrival sensor of one pipeline, chosen by its source: what the pipeline factory adds per entry."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from scalable_pipeline.decisions.deferral import OutageMode
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, PostgresOrderSource
 from scalable_pipeline.sensors.db_sensor import build_db_sensor
 from scalable_pipeline.sensors.landing_sensor import LandingRules, build_landing_sensor
+from scalable_pipeline.sensors.late_hour_alerts import build_late_hour_alerts
 from scalable_pipeline.sensors.source_outage import DEFAULT_FIRST_HOUR
+
+if TYPE_CHECKING:  # the pipelines package imports this module
+    from scalable_pipeline.pipelines.build import PipelineBuild
 
 
 def source_sensors(
@@ -37,3 +43,14 @@ def source_sensors(
             )
         ]
     return []
+
+
+def pipeline_sensors(build: "PipelineBuild", source: OrderSource) -> list[dg.SensorDefinition]:
+    """Every sensor of one pipeline entry: its data-arrival sensor and, with a freshness deadline, its late hours."""
+    spec = build.spec
+    sensors = source_sensors(spec.name, spec.name, source, spec.on_source_outage, build.resource_key("data_store"), spec.start)
+    if spec.freshness_minutes:
+        sensors.append(
+            build_late_hour_alerts(spec.name, build.key("consolidated_output"), spec.freshness_minutes, first_hour=spec.start)
+        )
+    return sensors
