@@ -10,7 +10,7 @@ import pytest
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
-from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule, last_ended_hour
+from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.storage.deferred_hours import DeferredHours
 
@@ -49,11 +49,6 @@ def schedule_tick(schedule, resources, instance, hour: int):
 
 def sensor_tick(sensor, resources, instance):
     return sensor(dg.build_sensor_context(instance=instance, resources=resources))
-
-
-def test_last_ended_hour():
-    assert last_ended_hour(datetime(2024, 1, 1, 10, 0, tzinfo=timezone.utc), "2024-01-01-00:00") == "2024-01-01-09:00"
-    assert last_ended_hour(datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc), "2024-01-01-00:00") is None
 
 
 def test_a_closed_circuit_launches_the_hour(setup):

@@ -13,21 +13,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import dagster as dg
-import pandas as pd
 
 from scalable_pipeline.decisions.deferral import DEFER, LAUNCH, PROBE, OutageMode, deferral
-from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT, last_ended_hour
 from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.storage.deferred_hours import DeferredHours
 
 DEFERRED_TAG = "scalable_pipeline/deferred_at"
-
-
-def last_ended_hour(at: datetime, first_hour: str) -> str | None:
-    """The partition of the last hour that ended by ``at``; None before the first one has ended."""
-    hour = pd.Timestamp(at).tz_convert("UTC").floor("h") - pd.Timedelta(hours=1)
-    return hour.strftime(PARTITION_FORMAT) if hour >= pd.to_datetime(first_hour, format=PARTITION_FORMAT, utc=True) else None
 
 
 def build_deferring_schedule(
@@ -52,7 +45,7 @@ def build_deferring_schedule(
     )
     def schedule(context: dg.ScheduleEvaluationContext, **_resources) -> dg.RunRequest | dg.SkipReason:
         at = context.scheduled_execution_time or datetime.now(timezone.utc)
-        partition = last_ended_hour(at, first_hour)
+        partition = last_ended_hour(at, datetime.strptime(first_hour, PARTITION_FORMAT).replace(tzinfo=timezone.utc))
         if partition is None:
             return dg.SkipReason(f"no hour of {pipeline} has ended yet (first: {first_hour})")
         data_store, breakers = pipeline_resources(context, data_store_key)

@@ -7,6 +7,7 @@ import dagster as dg
 from scalable_pipeline.decisions.deferral import OutageMode
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, PostgresOrderSource
 from scalable_pipeline.sensors.db_sensor import build_db_sensor
+from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor
 from scalable_pipeline.sensors.landing_sensor import LandingRules, build_landing_sensor
 from scalable_pipeline.sensors.late_hour_alerts import build_late_hour_alerts
 from scalable_pipeline.sensors.source_outage import DEFAULT_FIRST_HOUR
@@ -46,9 +47,15 @@ def source_sensors(
 
 
 def pipeline_sensors(build: "PipelineBuild", source: OrderSource) -> list[dg.SensorDefinition]:
-    """Every sensor of one pipeline entry: its data-arrival sensor and, with a freshness deadline, its late hours."""
+    """Every sensor of one pipeline entry: its data-arrival sensor, the launcher of the hours its schedule
+    deferred and, with a freshness deadline, its late hours."""
     spec = build.spec
-    sensors = source_sensors(spec.name, spec.name, source, spec.on_source_outage, build.resource_key("data_store"), spec.start)
+    data_store_key = build.resource_key("data_store")
+    sensors = source_sensors(spec.name, spec.name, source, spec.on_source_outage, data_store_key, spec.start)
+    if spec.schedule:
+        sensors.append(
+            build_deferred_hours_sensor(spec.name, spec.name, build.resource_key("source"), data_store_key=data_store_key)
+        )
     if spec.freshness_minutes:
         sensors.append(
             build_late_hour_alerts(spec.name, build.key("consolidated_output"), spec.freshness_minutes, first_hour=spec.start)
