@@ -32,6 +32,8 @@ LANDING_DIR_ENV = "SCALABLE_PIPELINE_LANDING_DIR"
 # Run tags Dagster sets on partitioned runs (a single partition, or a range in one run).
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+# Run tag naming the pipeline whose sensor launched the run (alerts name it).
+PIPELINE_TAG = "scalable_pipeline/pipeline"
 
 # The context an op or an asset receives: the helpers that work inside a step take either.
 StepContext = dg.OpExecutionContext | dg.AssetExecutionContext

@@ -16,7 +16,8 @@ from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
-from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
+from scalable_pipeline.sensors.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
+from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 
 
@@ -50,7 +51,15 @@ def build_definitions(pipelines_file: Path) -> dg.Definitions:
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],
         jobs=[*(pipeline.job for pipeline in pipelines), rollback_partition],
         schedules=[schedule for pipeline in pipelines for schedule in pipeline.schedules],
-        sensors=[quality_gate_alerts],
+        sensors=[
+            quality_gate_alerts,
+            build_run_failure_alerts(
+                {pipeline.job.name: pipeline.job.name for pipeline in pipelines},
+                minimum_interval_seconds=alert_interval_seconds(),
+                backoff_base_seconds=alert_interval_seconds(),
+            ),
+            *(sensor for pipeline in pipelines for sensor in pipeline.sensors),
+        ],
         resources={**shared_resources(), **{key: r for pipeline in pipelines for key, r in pipeline.resources.items()}},
     )
 

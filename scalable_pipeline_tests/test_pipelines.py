@@ -13,6 +13,8 @@ import pytest
 from scalable_pipeline.decisions.pools import FAN_OUT, FAN_OUT_PRIORITY, SINGLE_STEP
 from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
+from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
+from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import materialization_metadata
@@ -109,10 +111,15 @@ def test_each_pipeline_has_its_job_schedule_priority_and_group(tmp_path):
     }
     schedule = defs.resolve_schedule_def("eu_orders_schedule")
     assert schedule.cron_schedule == "15 * * * *" and schedule.job_name == "eu_orders"
-    with dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2024-01-02 10:15", tz="UTC")) as context:
+    resources = {"eu_orders__data_store": DataStoreResource(data_dir=str(tmp_path)), "circuit_breaker": CircuitBreakerResource()}
+    with dg.build_schedule_context(
+        scheduled_execution_time=pd.Timestamp("2024-01-02 10:15", tz="UTC"), resources=resources
+    ) as context:
         request = schedule(context)
     assert request.partition_key == "2024-01-02-09:00"  # the last hour that has ended
-    with dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2024-01-01 00:15", tz="UTC")) as context:
+    with dg.build_schedule_context(
+        scheduled_execution_time=pd.Timestamp("2024-01-01 00:15", tz="UTC"), resources=resources
+    ) as context:
         assert isinstance(schedule(context), dg.SkipReason)  # before the first hour has ended
     with pytest.raises(dg.DagsterInvariantViolationError):
         defs.resolve_schedule_def("scalable_data_processing_schedule")  # no schedule in its entry: none

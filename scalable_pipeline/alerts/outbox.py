@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scalable_pipeline.alerts.alert_log import alerts_log_path
-from scalable_pipeline.alerts.messages import Alert, webhook_payload
+from scalable_pipeline.alerts.messages import Deliverable, webhook_payload
 from scalable_pipeline.alerts.webhook import WebhookError
 from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
 from scalable_pipeline.storage.atomic import atomic_write_json, create_json_exclusive, read_json
@@ -76,7 +76,7 @@ class Outbox:
     def _delivered(self, alert_id: str) -> bool:
         return self._path(DELIVERED, alert_id).exists()
 
-    def add(self, alert: Alert, now: float) -> bool:
+    def add(self, alert: Deliverable, now: float) -> bool:
         """Store ``alert`` as pending unless its id is already pending, claimed or delivered; True when it was new."""
         if self._delivered(alert.alert_id):
             return False
@@ -117,6 +117,7 @@ class Outbox:
         return {
             (a["run_id"], a["asset"], a["check"], a["evaluated_at"])
             for a in (e["alert"] for s in (PENDING, DELIVERED) for e in self.entries(s))
+            if "check" in a  # a gate alert (run failures and late hours have no evaluation)
         }
 
     def _save(self, entry: dict) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import yaml  # type: ignore[import-untyped]
@@ -20,14 +20,18 @@ from scalable_pipeline.decisions.pools import PoolUse, pool_limits
 from scalable_pipeline.decisions.time_rules import WEEKDAYS, TimeRule
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
+from scalable_pipeline.resources.source import LandingFileSource, OrderSource, PostgresOrderSource, SyntheticOrderSource
 
 CONFIG_ENV = "SCALABLE_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
 DEFAULT_START = "2024-01-01-00:00"
 # Dagster's rule for job, asset key and pool names.
 DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-SOURCE_KINDS: dict[str, type[OrderSource]] = {"synthetic": SyntheticOrderSource, "landing": LandingFileSource}
+SOURCE_KINDS: dict[str, type[OrderSource]] = {
+    "synthetic": SyntheticOrderSource,
+    "landing": LandingFileSource,
+    "postgres": PostgresOrderSource,
+}
 HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
 # Scaling fields the factory sets from the entry (its pool and reserved pool), not settable under scaling.
 ENTRY_SCALING_FIELDS = ("pool", "reserved_pool")
@@ -49,6 +53,10 @@ class TimeRuleEntry(_Strict):
     quality: dict[str, Any] = Field(default_factory=dict)
 
 
+class FreshnessEntry(_Strict):
+    deadline_minutes: int = Field(ge=1, description="consolidated_output is due this long after each hour ends.")
+
+
 class PipelineEntry(_Strict):
     name: str
     key_prefix: list[str] | None = None
@@ -61,6 +69,8 @@ class PipelineEntry(_Strict):
     scaling: dict[str, Any] = Field(default_factory=dict)
     quality: dict[str, Any] = Field(default_factory=dict)
     time_rules: list[TimeRuleEntry] = Field(default_factory=list)
+    freshness: FreshnessEntry | None = None
+    on_source_outage: Literal["fail", "defer"] = "defer"
 
 
 class PipelinesFile(_Strict):
@@ -83,6 +93,8 @@ class PipelineSpec:
     scaling: Mapping[str, Any]
     quality: Mapping[str, Any]
     time_rules: tuple[TimeRule, ...]
+    freshness_minutes: int | None = None  # deadline of consolidated_output after each hour (README "Sensors and alerts")
+    on_source_outage: Literal["fail", "defer"] = "defer"
 
     @property
     def pool_use(self) -> PoolUse:
@@ -180,7 +192,12 @@ def _source(source: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     kind = source.get("kind")
     if kind not in SOURCE_KINDS:
         raise _FieldProblem(["source", "kind"], f"{kind!r} is not a source kind; use one of {', '.join(SOURCE_KINDS)}")
-    return {"kind": kind, **_settings(["source"], SOURCE_KINDS[kind], {k: v for k, v in source.items() if k != "kind"})}
+    settings = {k: v for k, v in source.items() if k != "kind"}
+    if kind == "postgres":  # the URL only as an environment variable's name: never in the file
+        if not isinstance(settings.get("url_env"), str):
+            raise _FieldProblem(["source", "url_env"], "name the environment variable that holds the PostgreSQL URL")
+        settings["url"] = dg.EnvVar(settings.pop("url_env"))
+    return {"kind": kind, **_settings(["source"], SOURCE_KINDS[kind], settings)}
 
 
 def _start(start: str) -> str:
@@ -236,6 +253,8 @@ def _spec(entry: PipelineEntry) -> PipelineSpec:
         scaling=scaling,
         quality=quality,
         time_rules=tuple(_time_rule(i, rule, scaling, quality) for i, rule in enumerate(entry.time_rules)),
+        freshness_minutes=entry.freshness.deadline_minutes if entry.freshness else None,
+        on_source_outage=entry.on_source_outage,
     )
 
 

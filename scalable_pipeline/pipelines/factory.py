@@ -2,7 +2,6 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -11,13 +10,15 @@ from scalable_pipeline.assets.chunk_partitions import build_chunk_partitions
 from scalable_pipeline.assets.consolidated_output import build_consolidated_output
 from scalable_pipeline.assets.processing_paths import build_processed_chunks
 from scalable_pipeline.assets.raw_volume import build_raw_volume
-from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT, last_ended_hour
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.pipelines.config import SOURCE_KINDS, PipelineSpec
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import OrderSource
+from scalable_pipeline.sensors.deferred_hours import build_deferring_schedule
+from scalable_pipeline.sensors.late_hour_alerts import with_freshness
+from scalable_pipeline.sensors.pipeline_sensors import pipeline_sensors
 from scalable_pipeline.storage.io_manager import store_io_manager
 
 
@@ -27,6 +28,7 @@ class PipelineDefinitions:
     job: Any  # what define_asset_job returns (its class is not exported)
     schedules: list[dg.ScheduleDefinition]
     resources: dict
+    sensors: list[dg.SensorDefinition]
 
 
 def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderSource]) -> dict:
@@ -55,7 +57,9 @@ def build_pipeline(
         build_raw_volume(build),
         build_chunk_partitions(build),
         build_processed_chunks(build),
-        build_consolidated_output(build),
+        with_freshness(build_consolidated_output(build), spec.freshness_minutes)
+        if spec.freshness_minutes
+        else build_consolidated_output(build),
     ]
     job = dg.define_asset_job(
         spec.name,
@@ -65,19 +69,21 @@ def build_pipeline(
         description=f"{spec.name}: raw hour -> chunk plan -> processed chunks (by volume: single step, fan-out or "
         "priority fan-out) -> consolidated output.",
     )
-    schedules = [hourly_schedule(build, job, spec.schedule)] if spec.schedule else []
-    return PipelineDefinitions(assets, job, schedules, pipeline_resources(build, default_source))
-
-
-def hourly_schedule(build: PipelineBuild, job: Any, cron: str) -> dg.ScheduleDefinition:
-    """``<name>_schedule``: at each ``cron`` tick, a run of the last hour that has ended."""
-
-    @dg.schedule(name=f"{build.spec.name}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC")
-    def schedule(context: dg.ScheduleEvaluationContext):
-        first_hour = datetime.strptime(build.spec.start, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
-        partition = last_ended_hour(context.scheduled_execution_time or datetime.now(timezone.utc), first_hour)
-        if partition is None:
-            return dg.SkipReason(f"no hour of {build.spec.name} has ended yet (first: {build.spec.start})")
-        return dg.RunRequest(partition_key=partition)
-
-    return schedule
+    schedules = (
+        [
+            build_deferring_schedule(
+                spec.name,
+                spec.name,
+                spec.schedule,
+                spec.on_source_outage,
+                data_store_key=build.resource_key("data_store"),
+                first_hour=spec.start,
+            )
+        ]
+        if spec.schedule
+        else []
+    )
+    resources = pipeline_resources(build, default_source)
+    return PipelineDefinitions(
+        assets, job, schedules, resources, pipeline_sensors(build, resources[build.resource_key("source")])
+    )

@@ -1,4 +1,5 @@
-"""The order source (resource key ``source``): synthetic by default, or files in a landing folder."""
+"""The order source (resource key ``source``): synthetic by default, files in a landing folder, or a
+PostgreSQL table."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +9,9 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from scalable_pipeline.decisions.settings import from_fields
-from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, check_pattern, landing_blocks, landing_path
+from scalable_pipeline.sources.errors import SourceUnavailableError
+from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, FILE_TYPES, check_pattern, landing_blocks, landing_path
+from scalable_pipeline.sources.postgres_orders import BATCH_ROWS, check_table_name, connect, hour_rows
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
@@ -25,6 +28,10 @@ class OrderSource(dg.ConfigurableResource):
         """The hour's records in raw order, in blocks of bounded size with the same columns and dtypes;
         at least one block (an empty hour is one empty block)."""
         raise NotImplementedError
+
+    def check_available(self) -> None:
+        """Raise ``SourceUnavailableError`` when the source cannot be reached now (a cheap health check, no
+        data read): the trial call that closes an open circuit. A generator is always there."""
 
     def fetch_hour(self, hour_start: pd.Timestamp) -> pd.DataFrame:
         """The whole hour as one frame (the blocks concatenated): for small hours, tests and ``land``."""
@@ -70,6 +77,10 @@ class LandingFileSource(OrderSource):
         default=DEFAULT_PATTERN,
         description="File of an hour inside landing_dir, with {date} (YYYY-MM-DD) and {hour}; .csv or .parquet.",
     )
+    min_bytes: int = Field(default=1, ge=0, description="The landing sensor rejects a smaller file (rule min_size).")
+    max_age_seconds: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="The landing sensor rejects a file modified longer ago (rule max_age)."
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -77,10 +88,42 @@ class LandingFileSource(OrderSource):
         return check_pattern(pattern)
 
     def path_for(self, hour_start: pd.Timestamp) -> Path:
-        return landing_path(self.landing_dir, hour_start, self.pattern)
+        """The pattern's file of the hour, or the same name as the other file type when only that one landed."""
+        named = landing_path(self.landing_dir, hour_start, self.pattern)
+        landed = [path for path in (named, *(named.with_suffix(s) for s in FILE_TYPES)) if path.exists() or path.is_symlink()]
+        return landed[0] if landed else named
 
     def describe(self) -> str:
         return f"landing files {Path(self.landing_dir) / self.pattern}"
 
+    def check_available(self) -> None:
+        if not Path(self.landing_dir).is_dir():
+            raise SourceUnavailableError(f"landing folder {self.landing_dir} is not there (not mounted?)")
+
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
         return landing_blocks(self.landing_dir, self.path_for(hour_start))
+
+
+class PostgresOrderSource(OrderSource):
+    """Rows of ``table`` whose hour has a marker in ``<table>_ready`` (see ``sources/postgres_orders.py``)."""
+
+    url: str = Field(
+        description="Server URL, e.g. postgresql://user:password@host:5432/db; give it as an environment variable "
+        "(dg.EnvVar), it is never logged."
+    )
+    table: str = Field(description="Table of the orders (table or schema.table); its markers are in <table>_ready.")
+    batch_rows: int = Field(default=BATCH_ROWS, ge=1, description="Rows fetched per batch.")
+
+    @field_validator("table")
+    @classmethod
+    def _identifier(cls, table: str) -> str:
+        return check_table_name(table)
+
+    def describe(self) -> str:
+        return f"PostgreSQL table {self.table}"
+
+    def check_available(self) -> None:
+        connect(self.url).close()
+
+    def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        return hour_rows(self.url, self.table, hour_start, self.batch_rows)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import dagster as dg
 
 from scalable_pipeline.alerts.cursor import parse_cursor
+from scalable_pipeline.alerts.delivery import deliver
 from scalable_pipeline.alerts.evaluations import failed_alerts, repository_check_keys, scan_executions
 from scalable_pipeline.alerts.outbox import DeliveryPolicy, Outbox
-from scalable_pipeline.alerts.webhook import WEBHOOK_ENV, post_json
 from scalable_pipeline.resources.data_store import DataStoreResource
 
 SENSOR_NAME = "quality_gate_alerts"
@@ -62,19 +62,18 @@ def build_quality_gate_alerts(
             alerts = [alert for alert in alerts if alert.evaluation_key not in known]
         added = sum(outbox.add(alert, now) for alert in alerts)
 
-        url = os.environ.get(WEBHOOK_ENV)
-        send = (lambda payload: post_json(url, payload)) if url else None
-        delivery = outbox.deliver_due(now, send, policy)
-        summary = (
-            f"{len(scan.evaluated)} evaluations read, {added} new alerts; logged {delivery.logged}, "
-            f"delivered {delivery.delivered}, failed {delivery.failed}, waiting {delivery.waiting}, "
-            f"claimed by another tick {delivery.busy}; webhook {'set' if url else 'not set'}"
-        )
+        summary = f"{len(scan.evaluated)} evaluations read, {added} new alerts; {deliver(outbox, now, policy)}"
         context.log.info(summary)
         return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=scan.cursor.to_json())
 
     return quality_gate_alerts
 
 
-_interval = int(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS))
-quality_gate_alerts = build_quality_gate_alerts(minimum_interval_seconds=_interval, backoff_base_seconds=_interval)
+def alert_interval_seconds() -> int:
+    """Seconds between alert ticks (and the first retry of a failed webhook POST)."""
+    return int(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS))
+
+
+quality_gate_alerts = build_quality_gate_alerts(
+    minimum_interval_seconds=alert_interval_seconds(), backoff_base_seconds=alert_interval_seconds()
+)

@@ -12,6 +12,8 @@ naming the file and the first rule it breaks, in this order: ``inside_landing_di
 import csv
 import io
 import itertools
+import re
+import string
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +69,46 @@ def check_pattern(pattern: str) -> str:
 def landing_path(landing_dir: str | Path, hour_start: pd.Timestamp, pattern: str = DEFAULT_PATTERN) -> Path:
     """Where the file of the hour starting at ``hour_start`` lands (``{date}``, ``{hour}`` in the pattern)."""
     return Path(landing_dir) / pattern.format(date=hour_start.strftime("%Y-%m-%d"), hour=hour_start.hour)
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """Relative paths of hour files named by ``pattern``, either file type: groups ``date``, ``hour``."""
+    stem = pattern.removesuffix(Path(pattern).suffix)
+    pieces = []
+    for literal, field, _, _ in string.Formatter().parse(stem):
+        pieces.append(re.escape(literal))
+        if field == "date":
+            pieces.append(r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})")
+        elif field == "hour":
+            pieces.append(r"(?P<hour>[0-9]{1,2})")
+    suffixes = "|".join(re.escape(suffix) for suffix in FILE_TYPES)
+    return re.compile("".join(pieces) + f"(?:{suffixes})")
+
+
+def hour_of(rel: str, pattern: str = DEFAULT_PATTERN) -> pd.Timestamp | None:
+    """The start of the hour whose file ``rel`` (relative, with '/') is under ``pattern``, as .csv or
+    .parquet; None when it names no hour."""
+    found = pattern_regex(pattern).fullmatch(rel)
+    if not found:
+        return None
+    try:
+        hour_start = pd.Timestamp(found["date"], tz="UTC") + pd.Timedelta(hours=int(found["hour"]))
+    except ValueError:
+        return None
+    return (
+        hour_start
+        if int(found["hour"]) < 24 and landing_path(".", hour_start, pattern).with_suffix("") == Path(rel).with_suffix("")
+        else None
+    )
+
+
+def check_table_header(path: Path, real: Path, handle: BinaryIO) -> None:
+    """Raise ``LandingFileError`` unless the opened file is a readable table with unique columns including
+    the order columns; reads only its first block."""
+    first = next(readable_blocks(path, real, table_blocks(handle, path.suffix)))
+    problem = column_problem(first.column_names)
+    if problem:
+        raise LandingFileError(path, *problem, real)
 
 
 def landing_blocks(landing_dir: str | Path, path: Path) -> Iterator[pd.DataFrame]:

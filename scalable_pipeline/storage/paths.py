@@ -5,6 +5,7 @@ Every folder or file under the data root is built by :func:`under_root` from nam
 partitions definition: nothing can name a path outside the data root.
 """
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -45,3 +46,12 @@ def partition_dirname(partition_key: str) -> str:
 def under_root(root: Path | str, *parts: str) -> Path:
     """``root/parts...``, each part a safe name; the result is always inside ``root``."""
     return Path(root).joinpath(*(safe_name(part, "path component") for part in parts))
+
+
+def escaped_name(name: str) -> str:
+    """``name`` if it is a safe name; else its other characters as ``_`` plus a digest of ``name`` (a file
+    name found on disk, kept recognisable, never a separator or ``..``)."""
+    if SAFE_NAME.fullmatch(name) and name not in (".", ".."):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"

@@ -1,0 +1,17 @@
+"""One delivery round of the outbox to the webhook named by ``SCALABLE_PIPELINE_ALERT_WEBHOOK`` (if set)."""
+
+import os
+
+from scalable_pipeline.alerts.outbox import DeliveryPolicy, DeliveryRound, Outbox
+from scalable_pipeline.alerts.webhook import WEBHOOK_ENV, post_json
+
+
+def deliver(outbox: Outbox, now: float, policy: DeliveryPolicy) -> str:
+    """Deliver what is due; a line saying what the round did (never naming the URL)."""
+    url = os.environ.get(WEBHOOK_ENV)
+    send = (lambda payload: post_json(url, payload)) if url else None
+    round_: DeliveryRound = outbox.deliver_due(now, send, policy)
+    return (
+        f"logged {round_.logged}, delivered {round_.delivered}, failed {round_.failed}, waiting {round_.waiting}, "
+        f"claimed by another tick {round_.busy}; webhook {'set' if url else 'not set'}"
+    )
