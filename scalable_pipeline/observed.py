@@ -114,12 +114,10 @@ def gate_results(
             page = instance.event_log_storage.get_asset_check_execution_history(key, limit=PAGE_SIZE, cursor=before)
             for execution in page:
                 evaluation = evaluation_of(execution)
-                partition = evaluation and (
-                    evaluation.partition or execution.partition or run_partitions.get(execution.run_id)
-                )
-                if evaluation is None or partition is None or (partition, key.name) in newest:
+                if evaluation is None:
                     continue
-                if execution.run_id in run_partitions or evaluation.partition:
+                partition = evaluation.partition or execution.partition or run_partitions.get(execution.run_id)
+                if partition is not None and (partition, key.name) not in newest:
                     newest[(partition, key.name)] = GateResult(
                         asset=key.asset_key.to_user_string(),
                         check=key.name,

@@ -13,7 +13,9 @@ from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("land", help="write synthetic hours as landing files (simulation, for the file source)", description=__doc__)
+    parser = commands.add_parser(
+        "land", help="write synthetic hours as landing files (simulation, for the file source)", description=__doc__
+    )
     parser.add_argument("landing_dir", help="folder to write the files under")
     parser.add_argument("partitions", nargs="+", type=partition_key, help="hourly partition keys")
     parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="file of an hour (.parquet or .csv)")

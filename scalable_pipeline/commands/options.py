@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(**kwargs)
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -96,7 +96,7 @@ def hours_between(first: str, last: str) -> list[str]:
     """Every hourly partition key from ``first`` to ``last``, both included."""
     if HOURLY_PARTITIONS.time_window_for_partition_key(first).start > HOURLY_PARTITIONS.time_window_for_partition_key(last).start:
         raise CliError(f"--from {first} is after --to {last}")
-    return HOURLY_PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    return list(HOURLY_PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
 
 
 def hours_before(last: str, count: int) -> str:
@@ -111,8 +111,16 @@ def add_pipeline_option(parser: argparse.ArgumentParser) -> None:
 
 def add_range_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--from`` / ``--to``: a range of hours (default: the last week up to the latest complete hour)."""
-    parser.add_argument("--from", dest="first", metavar="HOUR", type=partition_key, help=f"first hour {what} (default: {REPORT_HOURS - 1} hours before --to)")
-    parser.add_argument("--to", dest="last", metavar="HOUR", type=partition_key, help=f"last hour {what} (default: the latest complete hour)")
+    parser.add_argument(
+        "--from",
+        dest="first",
+        metavar="HOUR",
+        type=partition_key,
+        help=f"first hour {what} (default: {REPORT_HOURS - 1} hours before --to)",
+    )
+    parser.add_argument(
+        "--to", dest="last", metavar="HOUR", type=partition_key, help=f"last hour {what} (default: the latest complete hour)"
+    )
 
 
 def selected_hours(args: argparse.Namespace) -> list[str]:

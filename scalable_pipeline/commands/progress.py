@@ -60,7 +60,9 @@ class RunFollower(threading.Thread):
     def __init__(self, instance: dg.DagsterInstance, invocation: str, show: Callable[[RunView], None]):
         super().__init__(daemon=True)
         self.instance, self.invocation, self.show = instance, invocation, show
-        self.view, self.run_id, self.cursor = RunView(), None, None
+        self.view = RunView()
+        self.run_id: str | None = None
+        self.cursor: str | None = None
         self.done = threading.Event()
 
     def poll(self) -> None:

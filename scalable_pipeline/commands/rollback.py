@@ -45,7 +45,9 @@ def rollback(args: argparse.Namespace) -> int:
         "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}},
     }
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(ROLLBACK_JOB_NAME).execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(ROLLBACK_JOB_NAME).execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
     if not result.success:
         for line in failure_lines(result):
             print(f"scalable-pipeline rollback: error: {line}", file=sys.stderr)

@@ -39,8 +39,15 @@ class HourOutcome:
 
 def register(commands) -> None:
     parser = commands.add_parser("run", help=f"materialize hourly partitions with the {JOB_NAME} job", description=__doc__)
-    parser.add_argument("--partition", metavar="HOUR", type=partition_key, help="one hour, e.g. 2024-01-01-10:00 (default: the latest complete hour)")
-    parser.add_argument("--from", dest="first", metavar="HOUR", type=partition_key, help="first hour of a range (one run per hour, needs --to)")
+    parser.add_argument(
+        "--partition",
+        metavar="HOUR",
+        type=partition_key,
+        help="one hour, e.g. 2024-01-01-10:00 (default: the latest complete hour)",
+    )
+    parser.add_argument(
+        "--from", dest="first", metavar="HOUR", type=partition_key, help="first hour of a range (one run per hour, needs --to)"
+    )
     parser.add_argument("--to", dest="last", metavar="HOUR", type=partition_key, help="last hour of the range, included")
     parser.add_argument(
         "--scale", type=non_negative_float, default=1.0, action=Given, help="volume multiplier of the synthetic source"
@@ -70,11 +77,16 @@ def run_config(args: argparse.Namespace, synthetic_source: bool) -> dict:
     if args.max_concurrent and not args.multiprocess:
         raise CliError("--max-concurrent applies to --multiprocess only")
     if not synthetic_source and (given(args, "scale") or given(args, "seed")):
-        raise CliError("--scale and --seed apply to the synthetic source; SCALABLE_PIPELINE_LANDING_DIR is set, so orders come from files")
+        raise CliError(
+            "--scale and --seed apply to the synthetic source; SCALABLE_PIPELINE_LANDING_DIR is set, so orders come from files"
+        )
     resources: dict = {"scaling": {"config": {"chunk_count": args.chunks} if args.chunks else {}}}
     if synthetic_source:
         resources["source"] = {"config": {"scale": args.scale, "seed": args.seed}}
-    config: dict = {"resources": resources, "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}}
+    config: dict = {
+        "resources": resources,
+        "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}},
+    }
     if args.multiprocess and args.max_concurrent:
         config["execution"] = {"config": {"max_concurrent": args.max_concurrent}}
     return config
@@ -119,7 +131,9 @@ def execute_hour(
             from scalable_pipeline.definitions import scalable_data_processing_job
 
             reconstructable = dg.reconstructable(scalable_data_processing_job)
-            result = dg.execute_job(reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition})
+            result = dg.execute_job(
+                reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition}
+            )
         else:
             result = job.execute_in_process(
                 run_config=config, instance=instance, partition_key=partition, raise_on_error=False, tags=tags
@@ -132,6 +146,7 @@ def execute_hour(
     metadata = {
         event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
         for event in result.get_asset_materialization_events()
+        if event.asset_key
     }
     failures = [] if result.success else failure_lines(result)
     return HourOutcome(partition, result.run_id, result.success, time.perf_counter() - started, metadata, failures)

@@ -1,6 +1,7 @@
 """status: per asset of one hour, the published version, the last gate results, checkpoints and rollbacks."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +17,9 @@ from scalable_pipeline.storage.versioned_store import VersionedStore
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("status", help="what is published for an hour, its gates, checkpoints and rollbacks", description=__doc__)
+    parser = commands.add_parser(
+        "status", help="what is published for an hour, its gates, checkpoints and rollbacks", description=__doc__
+    )
     parser.add_argument("--partition", metavar="HOUR", type=partition_key, help="the hour (default: the latest complete hour)")
     parser.set_defaults(handler=status)
 
@@ -59,13 +62,16 @@ def status(args: argparse.Namespace) -> int:
     root = default_data_dir()
     with dg.DagsterInstance.get() as instance:
         [hour] = observe_hours(instance, root, [partition], check_keys())
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(versions_table(hour, VersionedStore(root)))
     console.print(gates_table(hour) if hour.gates else "gates: no evaluation recorded")
     checkpoints = checkpoint_counts(root, partition)
     console.print(
         "checkpoints: "
-        + ("; ".join(f"plan {plan}: {chunks} chunk(s), {ranges} range(s)" for plan, (chunks, ranges) in checkpoints.items()) or "none")
+        + (
+            "; ".join(f"plan {plan}: {chunks} chunk(s), {ranges} range(s)" for plan, (chunks, ranges) in checkpoints.items())
+            or "none"
+        )
     )
     last = hour.runs[0].dagster_run if hour.runs else None
     console.print(f"runs: {len(hour.runs)}" + (f", newest {last.run_id} {last.status.value}" if last else ""))

@@ -51,23 +51,35 @@ class PipelineCollector(Collector):
         hours = observe_hours(self.instance, self.root, self.partitions(), self.gates)
         yield from self.hour_metrics(hours)
         yield from self.store_metrics()
-        scrape = GaugeMetricFamily(PREFIX + "scrape_duration_seconds", "Seconds this collector took to read the instance and data root.")
+        scrape = GaugeMetricFamily(
+            PREFIX + "scrape_duration_seconds", "Seconds this collector took to read the instance and data root."
+        )
         scrape.add_metric([], time.perf_counter() - started)
         yield scrape
 
     def hour_metrics(self, hours: Sequence[HourRecord]) -> Iterator[Metric]:
         labels = ["pipeline", "partition"]
-        records = GaugeMetricFamily(PREFIX + "records", "Records of the hour by kind (raw = valid + invalid + duplicates).", labels=[*labels, "kind"])
+        records = GaugeMetricFamily(
+            PREFIX + "records", "Records of the hour by kind (raw = valid + invalid + duplicates).", labels=[*labels, "kind"]
+        )
         chunks = GaugeMetricFamily(PREFIX + "chunks", "Chunks the hour was split into (newest plan).", labels=labels)
         chunk_rate = GaugeMetricFamily(
-            PREFIX + "chunk_compute_records_per_second", "Records per second inside the chunk and range steps (no orchestration).", labels=labels
+            PREFIX + "chunk_compute_records_per_second",
+            "Records per second inside the chunk and range steps (no orchestration).",
+            labels=labels,
         )
         end_to_end = GaugeMetricFamily(
-            PREFIX + "end_to_end_records_per_second", "Raw records over the wall time of the run that produced the output.", labels=labels
+            PREFIX + "end_to_end_records_per_second",
+            "Raw records over the wall time of the run that produced the output.",
+            labels=labels,
         )
         gate_labels = [*labels, "asset", "gate", "severity"]
-        passed = GaugeMetricFamily(PREFIX + "gate_passed", "1 when the gate's newest evaluation for the hour passed, else 0.", labels=gate_labels)
-        score = GaugeMetricFamily(PREFIX + "gate_score", "Score of the gate's newest evaluation for the hour.", labels=gate_labels)
+        passed = GaugeMetricFamily(
+            PREFIX + "gate_passed", "1 when the gate's newest evaluation for the hour passed, else 0.", labels=gate_labels
+        )
+        score = GaugeMetricFamily(
+            PREFIX + "gate_score", "Score of the gate's newest evaluation for the hour.", labels=gate_labels
+        )
         threshold = GaugeMetricFamily(PREFIX + "gate_threshold", "Threshold the score was judged against.", labels=gate_labels)
         for hour in hours:
             key = [self.pipeline, hour.partition]

@@ -39,7 +39,10 @@ def chunking_decisions(hours: Sequence[HourRecord]) -> go.Figure:
     figure = go.Figure()
     figure.add_bar(name="chunks", x=keys, y=[hour.value("chunk_partitions", "chunk_count") for hour in hours], hovertext=hover)
     figure.add_scatter(
-        name="parallel tasks", x=keys, y=[hour.value("chunk_partitions", "parallel_tasks") for hour in hours], mode="lines+markers"
+        name="parallel tasks",
+        x=keys,
+        y=[hour.value("chunk_partitions", "parallel_tasks") for hour in hours],
+        mode="lines+markers",
     )
     figure.add_scatter(
         name="rows per chunk (right axis)",
