@@ -93,9 +93,9 @@ def dagster_dev(tmp_path_factory):
         print(f"dagster dev answered after {time.monotonic() - started:.1f} s")
         yield port, data_dir
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(server.pid, signal.SIGINT)  # as Ctrl-C: dagster dev stops its webserver, daemon and code servers
         try:
-            server.wait(timeout=60)
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
