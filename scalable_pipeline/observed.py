@@ -71,9 +71,30 @@ class HourRecord:
         """Raw records over the wall time of the run that produced the newest output (start to end of that run)."""
         output, records = self.assets.get("consolidated_output"), self.value("raw_volume", "total_records")
         run = next((r for r in self.runs if output and r.dagster_run.run_id == output.run_id), None)
-        if run is None or records is None or not run.start_time or not run.end_time or run.end_time <= run.start_time:
-            return None
-        return records / (run.end_time - run.start_time)
+        return run_rate(records, run)
+
+
+def run_rate(records: float | None, run: dg.RunRecord | None) -> float | None:
+    """``records`` per second of the run's wall time (start to end); None unless the run has ended."""
+    if run is None or records is None or not run.start_time or not run.end_time or run.end_time <= run.start_time:
+        return None
+    return records / (run.end_time - run.start_time)
+
+
+def end_to_end_rates(instance: dg.DagsterInstance, limit: int = 10) -> list[float]:
+    """End-to-end records/s of the runs behind the last ``limit`` outputs: their ``raw_records`` over the run's wall time."""
+    outputs = instance.fetch_materializations(dg.AssetKey("consolidated_output"), limit=limit).records
+    if not outputs:
+        return []
+    runs = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[o.run_id for o in outputs]))}
+    rates = []
+    for output in outputs:
+        materialization = output.asset_materialization
+        rate = run_rate(
+            metadata_number(materialization.metadata if materialization else None, "raw_records"), runs.get(output.run_id)
+        )
+        rates += [] if rate is None else [rate]
+    return rates
 
 
 def runs_by_partition(instance: dg.DagsterInstance, partitions: Sequence[str]) -> dict[str, list[dg.RunRecord]]:

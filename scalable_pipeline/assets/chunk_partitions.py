@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.assets.presentation import CHUNK_PARTITIONS, chunk_plan_table
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
@@ -37,6 +38,7 @@ def order_id_sample(parquet_path: str, max_groups: int = SAMPLE_ROW_GROUPS) -> n
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
     kinds={"python"},
+    description=CHUNK_PARTITIONS,
     check_specs=[
         gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once."),
         gate_spec("chunk_partitions", "plan_lineage", LINEAGE_GATE_DESCRIPTION),
@@ -70,6 +72,7 @@ def chunk_partitions(
         metadata={
             **strategy.as_metadata(),
             "chunk_count": len(plan.chunks),
+            "chunk_plan": chunk_plan_table(plan),
             "range_count": plan.range_count,
             "bytes_per_record": round(row_bytes, 2),
             "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.assets.presentation import CONSOLIDATED_OUTPUT, end_to_end_records_per_second
 from scalable_pipeline.assets.processed_chunks import VALID_VIEW
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
@@ -45,6 +46,7 @@ def reconciliation_problems(raw_records: int, valid: int, invalid: int, duplicat
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
     kinds={"pandas", "parquet"},
+    description=CONSOLIDATED_OUTPUT,
     check_specs=[
         gate_spec(ASSET, "reconciliation", "raw records = valid + invalid + duplicates (raw counted from the stored raw table)."),
         gate_spec(ASSET, "unique_order_id", "No order_id appears twice in the output."),
@@ -102,6 +104,7 @@ def consolidated_output(
             schema=REGION_TOTALS_SCHEMA,
         ),
         "dagster/row_count": valid,
+        "end_to_end_records_per_second": end_to_end_records_per_second(context.instance, context.run.run_id, raw_records),
     }
     yield from audit_then_publish(
         context,

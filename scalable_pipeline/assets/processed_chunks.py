@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.assets.presentation import PROCESSED_CHUNKS
 from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
@@ -310,6 +311,7 @@ def collect_ranges(
     group_name=GROUP_NAME,
     check_specs=GATES,
     kinds={"pandas", "parquet"},
+    description=PROCESSED_CHUNKS,
 )
 def processed_chunks(chunk_partitions: ChunkPlan):
     """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import gate_threshold
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.assets.presentation import RAW_VOLUME, end_to_end_estimate
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
@@ -51,6 +52,7 @@ def rejected_input(data_store: DataStoreResource, partition: str, error: Landing
     group_name=GROUP_NAME,
     io_manager_key="versioned_store_io_manager",
     kinds={"pandas", "parquet"},
+    description=RAW_VOLUME,
     check_specs=[
         gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type."),
         gate_spec(
@@ -113,6 +115,7 @@ def raw_volume(
             "total_records": records,
             "peak_hour": is_peak_hour(hour_start),
             "estimated_processing_time": estimated_processing_seconds(context.instance, records),
+            "estimated_processing_seconds": end_to_end_estimate(context.instance, records),
             "source": source.describe(),
             "raw_digest": staged.raw_digest,
         },
