@@ -2,13 +2,17 @@
 
 import argparse
 import contextlib
+import os
 import resource
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 import dagster as dg
+from rich.console import Console
 
 from scalable_pipeline.commands.options import (
     CliError,
@@ -183,6 +187,25 @@ def range_line(outcome: HourOutcome) -> str:
     return f"{outcome.partition}  {status:6}  records {raw.get('total_records', '-'):>9}  chunks {chunks:>3}  valid {output.get('valid', '-'):>9}  {outcome.seconds:6.1f} s  run {outcome.run_id}"
 
 
+@contextlib.contextmanager
+def child_stderr_discarded(enabled: bool) -> Iterator[TextIO]:
+    """While enabled, step processes write their stderr to nowhere (each logs its start at DEBUG on its own
+    console, whatever the run's logger config); yields the stream that still reaches the terminal."""
+    if not enabled:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(os.devnull, "w") as sink, open(os.dup(terminal), "w") as stream:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield stream
+        finally:
+            stream.flush()
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
 def run(args: argparse.Namespace) -> int:
     partitions = selected_partitions(args)
     home = ensure_dagster_home()
@@ -191,9 +214,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
     job = scalable_data_processing_job()
-    display = None if args.verbose else ProgressDisplay(len(partitions))
-    with dg.DagsterInstance.get() as instance, display or contextlib.nullcontext():
-        outcomes = [execute_hour(job, instance, partition, args.multiprocess, config, display) for partition in partitions]
+    quiet_children = args.multiprocess and not args.verbose
+    with dg.DagsterInstance.get() as instance, child_stderr_discarded(quiet_children) as stderr:
+        display = None if args.verbose else ProgressDisplay(len(partitions), Console(file=stderr))
+        with display or contextlib.nullcontext():
+            outcomes = [execute_hour(job, instance, partition, args.multiprocess, config, display) for partition in partitions]
     print(f"{JOB_NAME}: {len(partitions)} hour(s), DAGSTER_HOME={home}")
     for outcome in outcomes:
         if len(outcomes) > 1:
