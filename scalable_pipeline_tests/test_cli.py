@@ -4,13 +4,15 @@ errors for options that do not apply, status and rollback of an hour, failed run
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from scalable_pipeline.cli import main
+from scalable_pipeline.cli import main, parser
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -154,3 +156,20 @@ def test_land_then_run_on_the_landing_files_and_a_missing_file_says_why(tmp_path
     [reason_file] = (data_dir / "quarantine" / "raw_volume" / "2024-01-01-0600").glob("*.reason.json")
     assert str(reason_file) in line
     assert json.loads(reason_file.read_text())["rule"] == "file_present"
+
+
+def readme_commands() -> list[str]:
+    """Every `python -m scalable_pipeline ...` line of the README's shell blocks, without comments and `&`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    lines = [line.split("#")[0].strip().rstrip("&").strip() for block in blocks for line in block.splitlines()]
+    return [line[line.index("python -m scalable_pipeline") :] for line in lines if "python -m scalable_pipeline" in line]
+
+
+def test_every_readme_command_is_valid():
+    commands = readme_commands()
+    assert len(commands) >= 6
+    for command in commands:
+        argv = shlex.split(command.replace("$HOUR", HOUR))[3:]
+        args = parser().parse_args(argv)  # exits (fails the test) on any option the command line does not take
+        assert args.handler, command
