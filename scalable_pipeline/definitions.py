@@ -23,7 +23,7 @@ from scalable_pipeline.storage.io_manager import versioned_store_io_manager
 def parallel_executor_config(config: dict) -> dict:
     """Separate processes per step, forked from a server with the project preloaded (seconds saved per
     step); ``max_concurrent`` (default: CPU count) passes through, and the scaling resource reads it."""
-    preloaded = {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.definitions"]}}}
+    preloaded = {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.step_process"]}}}
     return {**preloaded, **({"max_concurrent": config["max_concurrent"]} if config.get("max_concurrent") else {})}
 
 

@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
-from scalable_pipeline.decisions.chunk_plan import range_cuts
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.ranges import (
     bounds_problems,
+    inline_ranges,
     range_bounds,
+    range_sources,
     range_split,
+    ready_ranges,
     repeats_of_previous,
     unique_ascending_problems,
 )
@@ -54,3 +57,30 @@ def test_a_range_holding_foreign_ids_and_an_unsorted_output_are_named():
         "order_id 3 is out of order",
     ]
     assert unique_ascending_problems(np.array([2]), 2) == ["order_id 2 appears more than once"]
+
+
+def test_a_range_reads_only_the_chunks_whose_ids_overlap_it():
+    cuts = (100, 200)  # ranges [..100) [100..200) [200..)
+    bounds = [(0, 99), (60, 150), (150, 260), None, (1, 0)]  # chunk 3 has no statistics, chunk 4 no rows
+    assert range_sources(bounds, cuts) == ((0, 1, 3), (1, 2, 3), (2, 3))
+    assert range_sources([(500, 600)], (10, 20)) == ((0,), (0,), (0,))  # no overlap: chunk 0's empty part
+
+
+def test_chunk_steps_take_local_ranges_only_with_two_chunks_per_slot():
+    sources = ((0,), (0, 1), (1, 2), (0, 1, 2))
+    assert inline_ranges(sources, chunk_count=4, parallel_tasks=2) == (0, 1, 2)  # range 3 has 3 sources
+    assert inline_ranges(sources, chunk_count=3, parallel_tasks=2) == ()  # the last chunk would do them alone
+
+
+def test_a_range_is_ready_for_the_chunk_that_completes_its_sources():
+    sources = {0: (0,), 1: (0, 1), 2: (1, 2)}
+    assert ready_ranges(0, sources, done=set()) == [0]
+    assert ready_ranges(1, sources, done=set()) == []  # chunk 0 not done yet
+    assert ready_ranges(1, sources, done={0, 2}) == [1, 2]
+
+
+def test_chunk_boundaries_fall_on_row_groups_when_each_chunk_gets_one():
+    chunks = split_rows(501_345, 4, align=50_000)
+    assert [c.start_row for c in chunks] == [0, 100_000, 250_000, 350_000] and chunks[-1].stop_row == 501_345
+    assert coverage_problems(ChunkPlan("p", "v", "path", 501_345, chunks)) == []
+    assert split_rows(100, 3, align=50_000) == split_rows(100, 3)  # groups larger than chunks: not aligned

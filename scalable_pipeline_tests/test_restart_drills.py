@@ -4,14 +4,18 @@ A failed chunk (raised or killed) is re-executed from failure and the hour publi
 a clean run; a new run after a crash of the whole run reuses every finished chunk.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
 
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.partition_lease import BUSY, HOLD, TAKE_OVER, lease_decision
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.storage.atomic import read_json
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
 from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline_tests import drills
@@ -50,6 +54,16 @@ def finished_chunks(data_dir) -> int:
     return len(list((ChunkCheckpoints(data_dir).root).glob("*/*/chunk-*.json")))
 
 
+def finished_ranges(data_dir) -> set[int]:
+    return {int(path.stem.split("-")[1]) for path in ChunkCheckpoints(data_dir).root.glob("*/*/range-*[0-9].json")}
+
+
+def published_plan(data_dir) -> ChunkPlan:
+    return ChunkPlan.from_json(
+        read_json(Path(drills.VersionedStore(data_dir).published("chunk_partitions", drills.PARTITION).path))
+    )
+
+
 @pytest.mark.parametrize("mode", ["raise", "kill"])
 def test_reexecution_from_failure_reruns_only_the_failed_chunk(mode, home, data_dir, clean_tables):
     drills.run(home, data_dir, drills.run_config({"fail_chunks": [2], "mode": mode}))
@@ -69,6 +83,43 @@ def test_reexecution_from_failure_reruns_only_the_failed_chunk(mode, home, data_
         assert resumed.status == dg.DagsterRunStatus.SUCCESS and resumed.parent_run_id == failed.run_id
         assert drills.chunk_steps_started(instance, resumed.run_id) == ["processed_chunks.process_chunk[chunk_00002]"]
     assert_same_tables(data_dir, clean_tables)
+
+
+def test_reexecution_recomputes_only_the_ranges_the_failed_chunk_feeds(home, data_dir, tmp_path):
+    """Ids arriving in order (no resends): each range comes from one or two chunks, and the chunk steps
+    process it once those are done, so a failed chunk holds back only its own ranges."""
+    source = {"scale": 45, "duplicate_rate": 0.0}  # about 500,000 records: 10 raw row groups, 2.5 per chunk
+    config = {"resources": {"scaling": {"config": {"chunk_count": 4}}, "source": {"config": source}}}
+    failing = {**config["resources"], "faults": {"config": {"fail_chunks": [0], "mode": "raise"}}}
+    drills.run(home, data_dir, {"resources": failing})
+    plan = published_plan(data_dir)
+    independent = {r for r in plan.inline_ranges if 0 not in plan.sources_of(r)}
+    assert independent and finished_ranges(data_dir) == independent
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        failed = drills.latest_run(instance)
+        assert drills.run(home, data_dir, config, parent_run_id=failed.run_id) == 0
+        resumed = drills.latest_run(instance)
+        assert resumed.status == dg.DagsterRunStatus.SUCCESS
+        assert "processed_chunks.process_chunk[chunk_00000]" in started_steps(instance, resumed.run_id)
+        # the ranges chunk 0 feeds are processed by its step; range steps only for ranges of many chunks
+        range_steps = {int(key[-6:-1]) for key in started_steps(instance, resumed.run_id) if "process_range" in key}
+        assert range_steps == set(range(plan.range_count)) - set(plan.inline_ranges)
+        (output,) = [
+            event.step_output_data.metadata
+            for event in drills.step_events(instance, resumed.run_id, dg.DagsterEventType.STEP_OUTPUT)
+            if event.step_key == "processed_chunks.process_chunk[chunk_00000]"
+        ]
+        fed_by_chunk_0 = [r for r in plan.inline_ranges if 0 in plan.sources_of(r)]
+        assert output["ranges_processed"].value == len(fed_by_chunk_0) == plan.range_count - len(independent)
+    clean_dir = tmp_path / "clean"
+    drills.run(home, str(clean_dir), config, partition=drills.PARTITION)
+    for asset in ("processed_chunks", "consolidated_output"):
+        expected = drills.VersionedStore(clean_dir).read_published_table(asset, drills.PARTITION)
+        pd.testing.assert_frame_equal(drills.VersionedStore(data_dir).read_published_table(asset, drills.PARTITION), expected)
+
+
+def started_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [event.step_key for event in drills.step_events(instance, run_id, dg.DagsterEventType.STEP_START)]
 
 
 def test_new_run_after_a_killed_run_reuses_finished_chunks(home, data_dir, clean_tables):

@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.assets.presentation import CHUNK_PARTITIONS, chunk_plan_table
 from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
-from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
+from scalable_pipeline.decisions.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
+from scalable_pipeline.decisions.ranges import inline_ranges, range_sources
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
@@ -29,8 +30,36 @@ def order_id_sample(parquet_path: str, max_groups: int = SAMPLE_ROW_GROUPS) -> n
     """The order_ids of up to ``max_groups`` row groups spread evenly over the file (one column, a few MB)."""
     parquet = pq.ParquetFile(parquet_path)
     groups = parquet.metadata.num_row_groups
-    chosen = sorted({(i * groups) // max_groups for i in range(min(groups, max_groups))})
+    picks = min(groups, max_groups)
+    chosen = sorted({(i * groups) // picks for i in range(picks)})
     return parquet.read_row_groups(chosen, columns=["order_id"])["order_id"].to_numpy() if chosen else np.array([], np.int64)
+
+
+def raw_row_group_rows(parquet_path: str) -> int:
+    metadata = pq.read_metadata(parquet_path)
+    return metadata.row_group(0).num_rows if metadata.num_row_groups else 1
+
+
+def chunk_id_bounds(parquet_path: str, chunks: tuple[ChunkSpec, ...]) -> list[tuple[int, int] | None]:
+    """Each chunk's smallest and largest order_id, from the statistics of the row groups it reads (footer
+    only); None where a row group has no statistics."""
+    metadata = pq.read_metadata(parquet_path)
+    column = metadata.schema.to_arrow_schema().get_field_index("order_id")
+    groups, first_row = [], 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        stats = group.column(column).statistics
+        groups.append((first_row, first_row + group.num_rows, (stats.min, stats.max) if stats and stats.has_min_max else None))
+        first_row += group.num_rows
+    bounds: list[tuple[int, int] | None] = []
+    for chunk in chunks:
+        overlapping = [b for start, stop, b in groups if start < chunk.stop_row and stop > chunk.start_row]
+        known = [b for b in overlapping if b is not None]
+        if len(known) < len(overlapping):
+            bounds.append(None)
+        else:
+            bounds.append((min(b[0] for b in known), max(b[1] for b in known)) if known else (1, 0))
+    return bounds
 
 
 @dg.asset(
@@ -58,9 +87,11 @@ def chunk_partitions(
     total_records = pq.read_metadata(raw.path).num_rows
     row_bytes = bytes_per_record(raw.path)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
-    chunks = split_rows(total_records, strategy.chunk_count)
+    chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(raw.path))
     cuts = range_cuts(order_id_sample(raw.path), len(chunks))
-    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts)
+    sources = range_sources(chunk_id_bounds(raw.path, chunks), cuts)
+    inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
+    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)
     staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
     verdicts = [
         all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
@@ -74,6 +105,7 @@ def chunk_partitions(
             "chunk_count": len(plan.chunks),
             "chunk_plan": chunk_plan_table(plan),
             "range_count": plan.range_count,
+            "ranges_in_chunk_steps": len(plan.inline_ranges),
             "bytes_per_record": round(row_bytes, 2),
             "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),
             "plan_fingerprint": plan.fingerprint,

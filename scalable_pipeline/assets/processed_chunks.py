@@ -12,6 +12,7 @@ same range, so de-duplication inside a range is de-duplication across the hour.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -32,7 +33,7 @@ from scalable_pipeline.decisions.order_rules import (
     reason_names,
     validity_codes,
 )
-from scalable_pipeline.decisions.ranges import bounds_problems, range_split, repeats_of_previous
+from scalable_pipeline.decisions.ranges import bounds_problems, range_split, ready_ranges, repeats_of_previous
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -69,15 +70,27 @@ def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(window.start), pd.Timestamp(window.end)
 
 
-def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
+def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
     return [
-        ChunkTask(plan.partition_key, plan.fingerprint, plan.raw_path, c.index, c.start_row, c.stop_row, plan.range_cuts)
-        for c in plan.chunks
+        RangeTask(plan.partition_key, plan.fingerprint, r, plan.sources_of(r), plan.raw_path) for r in range(plan.range_count)
     ]
 
 
-def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
-    return [RangeTask(plan.partition_key, plan.fingerprint, r, len(plan.chunks), plan.raw_path) for r in range(plan.range_count)]
+def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
+    ranges = range_tasks(plan)
+    return [
+        ChunkTask(
+            plan.partition_key,
+            plan.fingerprint,
+            plan.raw_path,
+            c.index,
+            c.start_row,
+            c.stop_row,
+            plan.range_cuts,
+            tuple(ranges[r] for r in plan.inline_ranges if c.index in ranges[r].sources),
+        )
+        for c in plan.chunks
+    ]
 
 
 def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
@@ -179,16 +192,37 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
     yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
 
 
+def compute_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult:
+    return checkpoints.load_range(task) or checkpoints.save_range(task, *judge_range(checkpoints.read_range_parts(task), task))
+
+
+def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
+    """Process the chunk's inline ranges whose source chunks are now all done, each claimed first: a range
+    is processed by one chunk step, or (claim left by a crashed step) by the range fan-out."""
+    sources = {r.index: r.sources for r in task.inline}
+    wanted = {chunk for chunks in sources.values() for chunk in chunks} - {task.index}
+    done = checkpoints.chunks_done(task.partition_key, task.plan_fingerprint, wanted)
+    ready = set(ready_ranges(task.index, sources, done))
+    return [
+        compute_range(checkpoints, r)
+        for r in task.inline
+        if r.index in ready and checkpoints.load_range(r) is None and checkpoints.claim_range(r, context.run.run_id)
+    ]
+
+
 @dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
 def process_chunk(
     context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
 ) -> ChunkResult:
-    """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint)."""
+    """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint); then process the
+    ranges it completes, when the plan lets chunk steps do so."""
     data_store.hold_partition(context, task.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
         faults.before_chunk(context, task.index)
         result = checkpoints.load_chunk(task) or checkpoints.save_chunk(task, *split_chunk(task))
+        ranges = ranges_after_chunk(context, checkpoints, task)
+        result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
     except Exception as error:
         what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
@@ -212,9 +246,7 @@ def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: D
     data_store.hold_partition(context, task.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
-        result = checkpoints.load_range(task) or checkpoints.save_range(
-            task, *judge_range(checkpoints.read_range_parts(task), task)
-        )
+        result = compute_range(checkpoints, task)
     except Exception as error:
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
         raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error
@@ -283,7 +315,8 @@ def collect_ranges(
     ]
     computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
     computed_seconds = sum(r.seconds for r in computed)
-    range_seconds = sum(r.seconds for r in ranges if not r.reused)
+    fresh = {r.index for r in range_results} | {index for r in chunk_results for index in r.ranges_done}
+    range_seconds = sum(r.seconds for r in ranges if r.index in fresh)
     compute_seconds = computed_seconds + range_seconds
     metadata = {
         "rows_in": rows,
@@ -293,7 +326,8 @@ def collect_ranges(
         "chunks": len(chunks),
         "chunks_reused": len(chunks) - len(computed),
         "ranges": len(ranges),
-        "ranges_reused": sum(r.reused for r in ranges),
+        "ranges_reused": len(ranges) - len(fresh),
+        "ranges_in_chunk_steps": sum(len(r.ranges_done) for r in chunk_results),
         "chunk_seconds_total": round(computed_seconds, 3),
         "range_seconds_total": round(range_seconds, 3),
         "collect_seconds": round(time.perf_counter() - started, 3),

@@ -34,10 +34,17 @@ class ChunkPlan:
     raw_digest: str = ""  # content hash of the raw file: a new run re-fetching the same records keeps the fingerprint
     # Cut points of the order_id ranges: range r holds ids in [cuts[r-1], cuts[r]) (open-ended at both ends).
     range_cuts: tuple[int, ...] = ()
+    # Per range, the chunks that may hold its ids (from the raw Parquet statistics; empty: every chunk).
+    range_sources: tuple[tuple[int, ...], ...] = ()
+    # The ranges a chunk step processes itself once their sources are done (see ranges.inline_ranges).
+    inline_ranges: tuple[int, ...] = ()
 
     @property
     def range_count(self) -> int:
         return len(self.range_cuts) + 1
+
+    def sources_of(self, range_index: int) -> tuple[int, ...]:
+        return self.range_sources[range_index] if self.range_sources else tuple(range(len(self.chunks)))
 
     @property
     def fingerprint(self) -> str:
@@ -60,13 +67,18 @@ class ChunkPlan:
             chunks,
             data.get("raw_digest", ""),
             tuple(data.get("range_cuts", ())),
+            tuple(tuple(chunks) for chunks in data.get("range_sources", ())),
+            tuple(data.get("inline_ranges", ())),
         )
 
 
-def split_rows(total_records: int, chunk_count: int) -> tuple[ChunkSpec, ...]:
-    """``chunk_count`` near-equal contiguous ranges; at least one (possibly empty) chunk."""
+def split_rows(total_records: int, chunk_count: int, align: int = 1) -> tuple[ChunkSpec, ...]:
+    """``chunk_count`` near-equal contiguous ranges; at least one (possibly empty) chunk. Boundaries fall on
+    multiples of ``align`` (the raw row group size) when every chunk still gets at least one group: a chunk
+    then reads only its own row groups, and their statistics bound its order_ids tightly."""
     count = max(1, min(chunk_count, total_records) if total_records else 1)
-    bounds = [(i * total_records) // count for i in range(count + 1)]
+    step = align if align > 1 and total_records // count >= align else 1
+    bounds = [(i * total_records // count) // step * step for i in range(count)] + [total_records]
     return tuple(ChunkSpec(i, bounds[i], bounds[i + 1]) for i in range(count))
 
 

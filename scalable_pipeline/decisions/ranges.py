@@ -5,7 +5,7 @@ A range holds every row of its ids from every chunk, so sorting it by (order_id,
 each row whose id equals the previous row's finds exactly the whole hour's duplicates.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +21,46 @@ def repeats_of_previous(sorted_order_ids: np.ndarray) -> np.ndarray:
     repeated = np.zeros(len(sorted_order_ids), dtype=bool)
     repeated[1:] = sorted_order_ids[1:] == sorted_order_ids[:-1]
     return repeated
+
+
+# A chunk step processes a range itself, as soon as the range's sources are done, only when the range comes
+# from at most this many chunks (ids arriving roughly in order): otherwise the last chunk to finish would
+# do every range alone, and the range fan-out runs them in parallel instead.
+LOCAL_SOURCES = 2
+
+
+def range_sources(chunk_id_bounds: Sequence[tuple[int, int] | None], cuts: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """For each order_id range, the chunks that may hold its ids: those whose [min, max] order_id (from the
+    raw Parquet statistics) overlaps it. A chunk without statistics (None) may hold any id; one with min > max
+    holds no rows. A range no chunk
+    overlaps reads chunk 0's (empty) part, so that it still has its columns."""
+    sources = []
+    for index in range(len(cuts) + 1):
+        low, high = range_bounds(cuts, index)
+        sources.append(
+            tuple(
+                chunk
+                for chunk, bounds in enumerate(chunk_id_bounds)
+                if bounds is None
+                or (bounds[0] <= bounds[1] and (low is None or bounds[1] >= low) and (high is None or bounds[0] < high))
+            )
+            or (0,)
+        )
+    return tuple(sources)
+
+
+def inline_ranges(sources: Sequence[Sequence[int]], chunk_count: int, parallel_tasks: int) -> tuple[int, ...]:
+    """The ranges chunk steps process themselves: those with at most ``LOCAL_SOURCES`` source chunks, when
+    the plan has at least two chunks per parallel task (so the work still spreads over every slot)."""
+    if chunk_count < 2 * max(1, parallel_tasks):
+        return ()
+    return tuple(index for index, chunks in enumerate(sources) if len(chunks) <= LOCAL_SOURCES)
+
+
+def ready_ranges(chunk: int, sources: Mapping[int, Sequence[int]], done: set[int]) -> list[int]:
+    """Of the ranges in ``sources`` (range -> its source chunks), those fed by ``chunk`` whose every source
+    chunk is done once ``chunk`` is."""
+    return [r for r, chunks in sources.items() if chunk in chunks and set(chunks) <= done | {chunk}]
 
 
 def range_bounds(cuts: Sequence[int], index: int) -> tuple[int | None, int | None]:

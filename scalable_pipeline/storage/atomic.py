@@ -9,22 +9,25 @@ from pathlib import Path
 
 
 @contextmanager
-def _written_beside(path: Path, write: Callable[[Path], None]) -> Iterator[Path]:
-    """A temporary file next to ``path``, filled by ``write(tmp_path)`` and fsynced; removed after the block."""
+def _written_beside(path: Path, write: Callable[[Path], None], durable: bool = True) -> Iterator[Path]:
+    """A temporary file next to ``path``, filled by ``write(tmp_path)`` and (if ``durable``) fsynced; removed
+    after the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp_path)
-        with open(tmp_path, "rb") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp_path, "rb") as handle:
+                os.fsync(handle.fileno())
         yield tmp_path
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``: readers never see half a file."""
-    with _written_beside(path, write) as tmp_path:
+def atomic_write(path: Path, write: Callable[[Path], None], durable: bool = True) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``: readers never see half a file.
+    ``durable=False`` skips the fsync: for scratch files that are checked and can be derived again."""
+    with _written_beside(path, write, durable) as tmp_path:
         os.replace(tmp_path, path)
     return path
 

@@ -7,13 +7,18 @@ Layout under ``checkpoints/<partition>/<plan fingerprint>/``::
     range-<r>.parquet           range r processed: its rows de-duplicated and judged, sorted by order_id
     range-<r>.valid.parquet     its valid rows, in the raw record's columns and types
     range-<r>.json              the range's summary: written last, the commit marker of the range
+    range-<r>.claim.json        a chunk step that processes range r itself claims it first (one taker)
 
-A step counts as done only when its summary exists. Once ``processed_chunks`` publishes an hour, the
+A step counts as done only when its summary exists. The shuffle files are scratch, derived from the raw
+version: they are renamed into place without fsync (a process killed at any point leaves whole files) and
+their sizes are recorded in the chunk's summary; a chunk whose files are missing or of another size after
+a machine crash is computed again. Once ``processed_chunks`` publishes an hour, the
 shuffle files of its plan and every checkpoint of the partition's other plans are deleted.
 """
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,14 +26,26 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, read_json
+from scalable_pipeline.storage.atomic import atomic_write, atomic_write_json, create_json_exclusive, read_json
 from scalable_pipeline.storage.paths import partition_dirname
 from scalable_pipeline.storage.versioned_store import PARQUET_OPTIONS, ROW_GROUP_SIZE
 
 
 @dataclass(frozen=True)
+class RangeTask:
+    """One range step's work: order_id range ``index`` of the plan's chunks that may hold its ids."""
+
+    partition_key: str
+    plan_fingerprint: str
+    index: int
+    sources: tuple[int, ...]  # the chunks whose rows of this range it reads
+    raw_path: str  # the raw version: its schema is the valid rows' schema
+
+
+@dataclass(frozen=True)
 class ChunkTask:
-    """One chunk step's work: a row range of the pinned raw version, split by the plan's order_id ranges."""
+    """One chunk step's work: a row range of the pinned raw version, split by the plan's order_id ranges;
+    then the ranges in ``inline`` whose source chunks are all done (ranges.ready_ranges)."""
 
     partition_key: str
     plan_fingerprint: str
@@ -37,17 +54,7 @@ class ChunkTask:
     start_row: int
     stop_row: int
     range_cuts: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RangeTask:
-    """One range step's work: order_id range ``index`` of every chunk of the plan."""
-
-    partition_key: str
-    plan_fingerprint: str
-    index: int
-    chunk_count: int
-    raw_path: str  # the raw version: its schema is the valid rows' schema
+    inline: tuple[RangeTask, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,17 @@ class ChunkResult:
     records_per_second: float
     range_rows: tuple[int, ...] = ()
     reused: bool = False
+    ranges_done: tuple[int, ...] = ()  # ranges this step processed after its chunk (none when reused)
+    range_seconds: float = 0.0  # their compute seconds
 
     def as_metadata(self) -> dict:
+        """``seconds``: the step's compute, its chunk and the ranges it processed (throughput.step_overheads)."""
         return {
             "rows_in": self.rows_in,
             "invalid": self.invalid,
-            "seconds": self.seconds,
+            "seconds": round(self.seconds + self.range_seconds, 6),
             "records_per_second": self.records_per_second,
+            "ranges_processed": len(self.ranges_done),
         }
 
 
@@ -111,29 +122,49 @@ class ChunkCheckpoints:
     def _summary(self, partition_key: str, plan_fingerprint: str, kind: str, index: int) -> Path:
         return self.plan_dir(partition_key, plan_fingerprint) / f"{kind}-{index:05d}.json"
 
+    def _chunk_summary(self, partition_key: str, plan_fingerprint: str, index: int) -> dict | None:
+        """The chunk's summary if the chunk is done and its shuffle files are whole."""
+        path = self._summary(partition_key, plan_fingerprint, "chunk", index)
+        summary = read_json(path) if path.exists() else None
+        if summary is None:
+            return None
+        for range_index, size in enumerate(summary.get("shuffle_bytes", [])):
+            shuffle = self.shuffle_file(partition_key, plan_fingerprint, index, range_index)
+            if not shuffle.exists() or shuffle.stat().st_size != size:
+                return None
+        return summary
+
     def load_chunk(self, task: ChunkTask) -> ChunkResult | None:
         """The finished result of exactly this chunk (same rows), or None."""
-        path = self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index)
-        summary = read_json(path) if path.exists() else None
+        summary = self._chunk_summary(task.partition_key, task.plan_fingerprint, task.index)
         if summary is None or (summary["start_row"], summary["stop_row"]) != (task.start_row, task.stop_row):
             return None
-        result = summary["result"]
+        result = {key: value for key, value in summary["result"].items() if key not in ("ranges_done", "range_seconds")}
         return ChunkResult(**{**result, "range_rows": tuple(result["range_rows"]), "reused": True})
+
+    def chunks_done(self, partition_key: str, plan_fingerprint: str, indexes: Iterable[int]) -> set[int]:
+        return {i for i in indexes if self._chunk_summary(partition_key, plan_fingerprint, i) is not None}
 
     def save_chunk(self, task: ChunkTask, parts: list[pa.Table], result: ChunkResult) -> ChunkResult:
         """Write the chunk's rows of each range (``parts[r]``), then its summary."""
+        sizes = []
         for range_index, part in enumerate(parts):
             path = self.shuffle_file(task.partition_key, task.plan_fingerprint, task.index, range_index)
-            atomic_write(path, feather_writer(part))
-        document = {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result)}
+            sizes.append(atomic_write(path, feather_writer(part), durable=False).stat().st_size)
+        document = {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result), "shuffle_bytes": sizes}
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index), document)
         return result
 
+    def claim_range(self, task: RangeTask, owner: str) -> bool:
+        """True for exactly one caller per range and plan: the one that processes it inside a chunk step."""
+        path = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}.claim.json"
+        return create_json_exclusive(path, {"owner": owner})
+
     def read_range_parts(self, task: RangeTask) -> pa.Table:
-        """Every chunk's rows of the range, in chunk order (so in raw order within equal order_ids)."""
+        """The source chunks' rows of the range, in chunk order (so in raw order within equal order_ids)."""
         parts = [
             feather.read_table(self.shuffle_file(task.partition_key, task.plan_fingerprint, chunk, task.index))
-            for chunk in range(task.chunk_count)
+            for chunk in task.sources
         ]
         return pa.concat_tables(parts)
 
@@ -148,8 +179,8 @@ class ChunkCheckpoints:
         """Write the processed range and its valid rows as Parquet, then its summary."""
         base = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}"
         path, valid_path = base.with_suffix(".parquet"), base.with_suffix(".valid.parquet")
-        atomic_write(path, parquet_writer(table))
-        atomic_write(valid_path, parquet_writer(valid))
+        with ThreadPoolExecutor(2) as pool:  # Parquet encoding releases the GIL: both files at once
+            list(pool.map(atomic_write, [path, valid_path], [parquet_writer(table), parquet_writer(valid)]))
         result = RangeResult(**{**asdict(result), "path": str(path), "valid_path": str(valid_path)})
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "range", task.index), asdict(result))
         return result
