@@ -45,7 +45,11 @@ def with_parents(add_parser, common: argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """The exit status: 0 done, 1 a failed run or command, 2 a usage error (also for ``--help``: 0)."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as stop:  # usage errors, --help and --version: already printed
+        return int(stop.code or 0)
     try:
         return args.handler(args)
     except CliError as error:

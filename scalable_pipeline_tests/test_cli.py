@@ -23,14 +23,6 @@ def summary_value(output: str, label: str) -> str:
     return re.search(rf"^{label}:\s+(\S+)", output, re.MULTILINE).group(1)
 
 
-def exit_status(argv: list[str]) -> int:
-    """``main(argv)``'s exit status, whether it returns it or argparse exits."""
-    try:
-        return main(argv)
-    except SystemExit as stop:
-        return int(stop.code)
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -93,7 +85,7 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
     ],
 )
 def test_bad_options_are_one_line_errors(home, capsys, argv, message):
-    assert exit_status(argv) == 2
+    assert main(argv) == 2
     captured = capsys.readouterr()
     [line] = captured.err.strip().splitlines()
     assert message in line and line.startswith("scalable-pipeline"), line
@@ -103,16 +95,16 @@ def test_bad_options_are_one_line_errors(home, capsys, argv, message):
 def test_scale_and_seed_are_errors_with_a_landing_source(home, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SCALABLE_PIPELINE_LANDING_DIR", str(tmp_path / "landing"))
     for option in (["--scale", "2"], ["--seed", "1"]):
-        assert exit_status(["run", "--partition", HOUR, *option]) == 2
+        assert main(["run", "--partition", HOUR, *option]) == 2
         assert "--scale and --seed apply to the synthetic source" in capsys.readouterr().err
 
 
 def test_version_and_help_with_defaults(capsys):
-    assert exit_status(["--version"]) == 0
+    assert main(["--version"]) == 0
     assert re.fullmatch(r"scalable-pipeline \S+\n", capsys.readouterr().out)
-    assert exit_status(["run", "--help"]) == 0
+    assert main(["run", "--help"]) == 0
     assert "volume multiplier of the synthetic source (default: 1.0)" in " ".join(capsys.readouterr().out.split())
-    assert exit_status(["metrics", "--help"]) == 0
+    assert main(["metrics", "--help"]) == 0
     assert "(default: 127.0.0.1)" in " ".join(capsys.readouterr().out.split())
 
 
