@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Dagster asset-based pipeline for hourly data whose volume swings 10x through the day.",
     packages=find_packages(exclude=["scalable_pipeline_tests*", "bench*"]),
+    package_data={"scalable_pipeline": ["pipelines.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "dagster==1.13.27",
@@ -17,6 +18,7 @@ setup(
         "rich>=13,<16",
         "plotly>=5.20,<8",
         "prometheus_client>=0.20,<1",
+        "PyYAML>=6,<7",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.40,<2"],

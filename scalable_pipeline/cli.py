@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from scalable_pipeline.commands import land, metrics, report, rollback, run, status
 from scalable_pipeline.commands.options import CliError, Parser
+from scalable_pipeline.pipelines import pool_limits
 
 PROG = "scalable-pipeline"
 
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser = with_parents(commands.add_parser, common)  # type: ignore[method-assign]
     for command in (run, status, rollback, report, metrics, land):
         command.register(commands)
+    pool_limits.add_command(commands)
     return main_parser
 
 

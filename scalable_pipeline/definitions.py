@@ -1,15 +1,14 @@
 """Every definition of the project, assembled in one place."""
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.assets.chunk_partitions import chunk_partitions
-from scalable_pipeline.assets.consolidated_output import consolidated_output
-from scalable_pipeline.assets.processed_chunks import processed_chunks
-from scalable_pipeline.assets.raw_volume import raw_volume
-from scalable_pipeline.constants import GROUP_NAME, JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
+from scalable_pipeline.pipelines.config import config_path, load_pipelines
+from scalable_pipeline.pipelines.factory import build_pipeline
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
@@ -32,15 +31,6 @@ parallel_executor = dg.multiprocess_executor.configured(
     config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
 )
 
-scalable_data_processing = dg.define_asset_job(
-    JOB_NAME,
-    selection=dg.AssetSelection.groups(GROUP_NAME),
-    executor_def=parallel_executor,
-    description="Raw hour -> chunk plan -> processed chunks (fan-out/fan-in) -> consolidated output.",
-)
-
-scalable_data_processing_schedule = dg.build_schedule_from_partitioned_job(scalable_data_processing)
-
 
 def build_source() -> OrderSource:
     """Files from ``$SCALABLE_PIPELINE_LANDING_DIR`` when it is set, else the synthetic generator."""
@@ -49,24 +39,34 @@ def build_source() -> OrderSource:
 
 
 def build_resources() -> dict:
+    """The unprefixed pipeline's resources and the shared ones (keys as in the README's configuration table)."""
     return {
         "source": build_source(),
         "scaling": ScalingResource(),
         "quality": QualityResource(),
-        "data_store": DataStoreResource(),
         "versioned_store_io_manager": versioned_store_io_manager,
-        "faults": FaultInjectionResource(),
-        "circuit_breaker": CircuitBreakerResource(),
+        **shared_resources(),
     }
 
 
-defs = dg.Definitions(
-    assets=[raw_volume, chunk_partitions, processed_chunks, consolidated_output],
-    jobs=[scalable_data_processing, rollback_partition],
-    schedules=[scalable_data_processing_schedule],
-    sensors=[quality_gate_alerts],
-    resources=build_resources(),
-)
+def shared_resources() -> dict:
+    """Resources every pipeline shares; ``data_store`` (the data root) also serves the rollback job and the sensor."""
+    return {"faults": FaultInjectionResource(), "circuit_breaker": CircuitBreakerResource(), "data_store": DataStoreResource()}
+
+
+def build_definitions(pipelines_file: Path) -> dg.Definitions:
+    """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
+    pipelines = [build_pipeline(spec, parallel_executor, build_source) for spec in load_pipelines(pipelines_file).pipelines]
+    return dg.Definitions(
+        assets=[asset for pipeline in pipelines for asset in pipeline.assets],
+        jobs=[*(pipeline.job for pipeline in pipelines), rollback_partition],
+        schedules=[schedule for pipeline in pipelines for schedule in pipeline.schedules],
+        sensors=[quality_gate_alerts],
+        resources={**shared_resources(), **{key: r for pipeline in pipelines for key, r in pipeline.resources.items()}},
+    )
+
+
+defs = build_definitions(config_path(os.environ))
 
 
 def scalable_data_processing_job() -> dg.JobDefinition:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from scalable_pipeline.assets.asset_keys import step_asset_key
 from scalable_pipeline.constants import StepContext
 from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
 
@@ -10,7 +11,7 @@ def record_rollback(context: StepContext, root, record: RollbackRecord) -> None:
     metadata = {**record.as_metadata(), "failed_gates": dg.MetadataValue.json(record.failed_gates)}
     context.log_event(
         dg.AssetObservation(
-            asset_key=record.asset,
+            asset_key=step_asset_key(context, record.asset),
             partition=record.partition,
             description=f"{record.kind} rollback: readers get version {record.restored_version or '(none)'}",
             metadata=metadata,

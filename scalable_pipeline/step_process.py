@@ -9,9 +9,9 @@ import os
 
 import dagster as dg
 
-from scalable_pipeline.definitions import scalable_data_processing_job
+from scalable_pipeline.definitions import defs
 
-scalable_data_processing_job()  # resolve the job once; forked steps inherit the resolved definitions
+defs.resolve_all_job_defs()  # resolve every pipeline's job once; forked steps inherit the resolved definitions
 if os.environ.get("DAGSTER_HOME"):
     with dg.DagsterInstance.get():
         pass

@@ -5,9 +5,10 @@ import shutil
 import dagster as dg
 import pytest
 
-from scalable_pipeline.assets.processed_chunks import CHUNK_RETRY_POLICY, process_chunk
+from scalable_pipeline.assets.processed_chunks import CHUNK_RETRY_POLICY
 from scalable_pipeline.decisions.faults import FaultPlan, chunk_fault_fires
 from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
+from scalable_pipeline.definitions import scalable_data_processing_job
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -33,7 +34,8 @@ def test_retry_delay_backs_off_exponentially_with_bounded_jitter():
 
 
 def test_chunk_steps_retry_through_dagsters_retry_policy():
-    policy = process_chunk.retry_policy
+    processed = scalable_data_processing_job().graph.node_named("processed_chunks").definition
+    policy = processed.node_named("process_chunk").definition.retry_policy
     assert policy is CHUNK_RETRY_POLICY and policy.max_retries == 2
     assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
 

@@ -1,8 +1,11 @@
 """The shuffle's arithmetic, without Dagster: cut points, the split, duplicates and order in a sorted range."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from scalable_pipeline.assets.consolidated_output import ValidPart, combine_valid_parts, summarize_valid
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.ranges import (
     bounds_problems,
@@ -67,8 +70,8 @@ def test_a_range_reads_only_the_chunks_whose_ids_overlap_it():
 
 
 def test_chunk_steps_take_local_ranges_only_with_two_chunks_per_slot():
-    sources = ((0,), (0, 1), (1, 2), (0, 1, 2))
-    assert inline_ranges(sources, chunk_count=4, parallel_tasks=2) == (0, 1, 2)  # range 3 has 3 sources
+    sources = ((0,), (0, 1), (1, 2, 3), (0, 1, 2, 3))
+    assert inline_ranges(sources, chunk_count=4, parallel_tasks=2) == (0, 1, 2)  # range 3 has 4 sources
     assert inline_ranges(sources, chunk_count=3, parallel_tasks=2) == ()  # the last chunk would do them alone
 
 
@@ -84,3 +87,16 @@ def test_chunk_boundaries_fall_on_row_groups_when_each_chunk_gets_one():
     assert [c.start_row for c in chunks] == [0, 100_000, 250_000, 350_000] and chunks[-1].stop_row == 501_345
     assert coverage_problems(ChunkPlan("p", "v", "path", 501_345, chunks)) == []
     assert split_rows(100, 3, align=50_000) == split_rows(100, 3)  # groups larger than chunks: not aligned
+
+
+def test_output_parts_must_ascend_across_part_boundaries(tmp_path):
+    def part(name: str, ids: list[int]) -> ValidPart:
+        path = tmp_path / f"{name}.parquet"
+        table = pa.table({"order_id": ids, "region": ["EU"] * len(ids), "amount": [1.0] * len(ids)})
+        pq.write_table(table, path)
+        return summarize_valid(path)
+
+    first, second, overlapping = part("a", [1, 2, 5]), part("b", [6, 9]), part("c", [5, 7])
+    assert combine_valid_parts([first, second]) == (5, 5.0, {"EU": [5, 5.0]}, [])
+    assert combine_valid_parts([first, overlapping])[3] == ["order_id 5 appears more than once"]
+    assert combine_valid_parts([second, first])[3] == ["order_id 1 is out of order"]

@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.assets.presentation import CHUNK_PARTITIONS, chunk_plan_table
-from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.ranges import inline_ranges, range_sources
+from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
@@ -62,17 +62,22 @@ def chunk_id_bounds(parquet_path: str, chunks: tuple[ChunkSpec, ...]) -> list[tu
     return bounds
 
 
-@dg.asset(
-    partitions_def=HOURLY_PARTITIONS,
-    group_name=GROUP_NAME,
-    io_manager_key="versioned_store_io_manager",
-    kinds={"python"},
-    description=CHUNK_PARTITIONS,
-    check_specs=[
-        gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once."),
-        gate_spec("chunk_partitions", "plan_lineage", LINEAGE_GATE_DESCRIPTION),
-    ],
-)
+CHECKS = [
+    gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once."),
+    gate_spec("chunk_partitions", "plan_lineage", LINEAGE_GATE_DESCRIPTION),
+]
+
+
+def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
+    return pipeline.asset(
+        chunk_partitions,
+        ins=["raw_volume"],
+        kinds={"python"},
+        description=CHUNK_PARTITIONS,
+        check_specs=pipeline.check_specs(CHECKS),
+    )
+
+
 def chunk_partitions(
     context: dg.AssetExecutionContext,
     raw_volume: StoredVersion,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from scalable_pipeline.assets.asset_keys import step_asset_key
 from scalable_pipeline.constants import StepContext
 from scalable_pipeline.decisions.gates import GateVerdict, ratio_at_most
 from scalable_pipeline.decisions.thresholds import Threshold, derive_threshold, explained
@@ -15,14 +16,12 @@ from scalable_pipeline.metadata import metadata_number
 from scalable_pipeline.resources.quality import QualityResource
 
 
-def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: int) -> list[float]:
+def passed_scores(instance: dg.DagsterInstance, asset: dg.AssetKey, check: str, limit: int) -> list[float]:
     """``score`` of the last ``limit`` passed evaluations of the check (any partition), newest first.
 
     Planned and failed executions are filtered out after fetching, so up to ``3 * limit`` executions are read.
     """
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey(asset), check), limit=limit * 3
-    )
+    records = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(asset, check), limit=limit * 3)
     scores = []
     for record in records:
         evaluation = record.evaluation  # an AssetCheckEvaluationPlanned while the check has not run
@@ -32,11 +31,13 @@ def passed_scores(instance: dg.DagsterInstance, asset: str, check: str, limit: i
     return scores[:limit]
 
 
-def same_hour_values(instance: dg.DagsterInstance, asset: str, partition_key: str, metadata_key: str, days: int) -> list[float]:
+def same_hour_values(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partition_key: str, metadata_key: str, days: int
+) -> list[float]:
     """``metadata_key`` of the newest materialization of the same hour on each of ``days`` earlier days, newest first."""
     keys = same_hour_partition_keys(partition_key, days)
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=keys), limit=days * 10
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=keys), limit=days * 10
     ).records
     newest: dict[str, float] = {}
     for record in records:  # newest first
@@ -50,7 +51,7 @@ def same_hour_values(instance: dg.DagsterInstance, asset: str, partition_key: st
 def gate_threshold(context: StepContext, quality: QualityResource, asset: str, check: str, static: float) -> Threshold:
     """The threshold of a score gate: static, or adaptive from the check's passed scores."""
     policy = quality.policy(check)
-    history = passed_scores(context.instance, asset, check, policy.history) if policy.adaptive else []
+    history = passed_scores(context.instance, step_asset_key(context, asset), check, policy.history) if policy.adaptive else []
     return derive_threshold(policy, static, history)
 
 
@@ -72,5 +73,5 @@ def ratio_gate(
 def volume_gate(context: StepContext, quality: QualityResource, asset: str, valid: int) -> GateVerdict:
     """The volume-anomaly gate: ``valid`` against the same hour's ``valid`` on earlier days."""
     policy = quality.policy(VOLUME_ANOMALY_GATE)
-    history = same_hour_values(context.instance, asset, context.partition_key, "valid", policy.history)
+    history = same_hour_values(context.instance, step_asset_key(context, asset), context.partition_key, "valid", policy.history)
     return volume_anomaly(VOLUME_ANOMALY_GATE, valid, history, policy, DEFAULT_VOLUME_POLICY.threshold or 0.0)

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import dagster as dg
 
+from scalable_pipeline.assets.asset_keys import step_asset_key
 from scalable_pipeline.constants import StepContext
 from scalable_pipeline.decisions.gates import GateVerdict, all_true
 from scalable_pipeline.decisions.lineage import lineage_problems
@@ -51,7 +52,7 @@ def gate_spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
     )
 
 
-def check_result(asset: str, verdict: GateVerdict) -> dg.AssetCheckResult:
+def check_result(asset: str | dg.AssetKey, verdict: GateVerdict) -> dg.AssetCheckResult:
     """The verdict as a check result; its metadata always says how the threshold was derived."""
     verdict = with_derivation(verdict)
     return dg.AssetCheckResult(
@@ -75,7 +76,7 @@ def audit_then_publish(
     failed, else roll the stage back and fail the step."""
     verdicts = [replace(v, severity=quality.policy(v.name).severity) for v in verdicts]
     for verdict in verdicts:
-        yield check_result(staged.asset, verdict)
+        yield check_result(step_asset_key(context, staged.asset), verdict)
     blocking = [v for v in verdicts if not v.passed and v.severity == "ERROR"]
     if blocking:
         published = roll_back_stage(context, store, staged, blocking)

@@ -22,8 +22,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import ratio_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
-from scalable_pipeline.assets.presentation import PROCESSED_CHUNKS
-from scalable_pipeline.constants import CHUNK_POOL, GROUP_NAME, HOURLY_PARTITIONS, ORDER_COLUMNS
+from scalable_pipeline.constants import HOURLY_PARTITIONS, ORDER_COLUMNS
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import (
@@ -62,7 +61,6 @@ CODE_COLUMN = "reason_code"
 # The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's parts).
 VALID_VIEW = "valid"
 Task = ChunkTask | RangeTask
-GATE_OUTPUTS = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in GATES}
 
 
 def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -185,7 +183,6 @@ def pending_steps(
         yield dg.DynamicOutput(task, mapping_key=f"{kind}_{task.index:05d}")
 
 
-@dg.op(out=dg.DynamicOut(ChunkTask))
 def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
     """One dynamic output per chunk still to compute."""
     load = ChunkCheckpoints(data_store.root).load_chunk
@@ -210,7 +207,6 @@ def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpo
     ]
 
 
-@dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
 def process_chunk(
     context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
 ) -> ChunkResult:
@@ -231,7 +227,6 @@ def process_chunk(
     return result
 
 
-@dg.op(out=dg.DynamicOut(RangeTask))
 def fan_out_ranges(
     context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult], data_store: DataStoreResource
 ):
@@ -240,7 +235,6 @@ def fan_out_ranges(
     yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
 
 
-@dg.op(pool=CHUNK_POOL, retry_policy=CHUNK_RETRY_POLICY)
 def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: DataStoreResource) -> RangeResult:
     """De-duplicate and sort one order_id range of the hour (or reuse its checkpoint)."""
     data_store.hold_partition(context, task.partition_key)
@@ -283,12 +277,12 @@ def all_results(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeRe
     )
 
 
-@dg.op(out={"result": dg.Out(io_manager_key="versioned_store_io_manager"), **GATE_OUTPUTS})
 def collect_ranges(
     context: dg.OpExecutionContext,
     chunk_plan: ChunkPlan,
     chunk_results: list[ChunkResult],
     range_results: list[RangeResult],
+    processing_path: str,
     quality: QualityResource,
     data_store: DataStoreResource,
 ):
@@ -333,23 +327,9 @@ def collect_ranges(
         "collect_seconds": round(time.perf_counter() - started, 3),
         "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
         "plan_fingerprint": chunk_plan.fingerprint,
+        "processing_path": processing_path,
     }
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(staged, "result", metadata=metadata)
     checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
     checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale
-
-
-@dg.graph_asset(
-    partitions_def=HOURLY_PARTITIONS,
-    group_name=GROUP_NAME,
-    check_specs=GATES,
-    kinds={"pandas", "parquet"},
-    description=PROCESSED_CHUNKS,
-)
-def processed_chunks(chunk_partitions: ChunkPlan):
-    """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""
-    chunk_results = fan_out_chunks(chunk_partitions).map(process_chunk).collect()
-    range_results = fan_out_ranges(chunk_partitions, chunk_results).map(process_range).collect()
-    collected = collect_ranges(chunk_partitions, chunk_results, range_results)
-    return {"result": collected.result, **{name: getattr(collected, name) for name in GATE_OUTPUTS}}

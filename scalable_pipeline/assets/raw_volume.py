@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 from scalable_pipeline.assets.gate_history import gate_threshold
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
 from scalable_pipeline.assets.presentation import RAW_VOLUME, end_to_end_estimate
-from scalable_pipeline.constants import GROUP_NAME, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
 from scalable_pipeline.decisions.thresholds import explained
 from scalable_pipeline.decisions.volume_drop import DEFAULT_MAX_DROP, VOLUME_DROP_GATE, volume_drop
+from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
@@ -47,21 +47,22 @@ def rejected_input(data_store: DataStoreResource, partition: str, error: Landing
     )
 
 
-@dg.asset(
-    partitions_def=HOURLY_PARTITIONS,
-    group_name=GROUP_NAME,
-    io_manager_key="versioned_store_io_manager",
-    kinds={"pandas", "parquet"},
-    description=RAW_VOLUME,
-    check_specs=[
-        gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type."),
-        gate_spec(
-            "raw_volume",
-            VOLUME_DROP_GATE,
-            "An hour that held records before is not replaced by an empty or collapsed one (override: quality.allow_volume_drop).",
-        ),
-    ],
-)
+CHECKS = [
+    gate_spec("raw_volume", "raw_schema", "Every column of the order record, with its type."),
+    gate_spec(
+        "raw_volume",
+        VOLUME_DROP_GATE,
+        "An hour that held records before is not replaced by an empty or collapsed one (override: quality.allow_volume_drop).",
+    ),
+]
+
+
+def build_raw_volume(pipeline: PipelineBuild) -> dg.AssetsDefinition:
+    return pipeline.asset(
+        raw_volume, kinds={"pandas", "parquet"}, description=RAW_VOLUME, check_specs=pipeline.check_specs(CHECKS)
+    )
+
+
 def raw_volume(
     context: dg.AssetExecutionContext,
     source: OrderSource,

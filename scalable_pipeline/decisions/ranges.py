@@ -26,7 +26,7 @@ def repeats_of_previous(sorted_order_ids: np.ndarray) -> np.ndarray:
 # A chunk step processes a range itself, as soon as the range's sources are done, only when the range comes
 # from at most this many chunks (ids arriving roughly in order): otherwise the last chunk to finish would
 # do every range alone, and the range fan-out runs them in parallel instead.
-LOCAL_SOURCES = 2
+LOCAL_SOURCES = 3
 
 
 def range_sources(chunk_id_bounds: Sequence[tuple[int, int] | None], cuts: Sequence[int]) -> tuple[tuple[int, ...], ...]:

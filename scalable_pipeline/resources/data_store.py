@@ -24,6 +24,11 @@ class DataStoreResource(dg.ConfigurableResource):
     """Versioned tables under one root directory (default from the environment, see README)."""
 
     data_dir: str | None = None
+    pipeline: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="A configured pipeline's own folder under the data root (pipelines/<name>); unset: the root itself.",
+    )
     keep_versions: int = Field(
         default=KEEP_VERSIONS, ge=1, description="Published-good versions kept per asset partition (the published one included)."
     )
@@ -35,7 +40,8 @@ class DataStoreResource(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_data_dir()
+        base = Path(self.data_dir) if self.data_dir else default_data_dir()
+        return base / "pipelines" / self.pipeline if self.pipeline else base
 
     def store(self) -> VersionedStore:
         return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)

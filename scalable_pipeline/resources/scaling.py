@@ -68,6 +68,14 @@ class ScalingResource(dg.ConfigurableResource):
         default=CostTarget.deadline_seconds, gt=0, description="Pick the cheapest parallelism that processes the chunks in time."
     )
     cgroup_dir: str = Field(default=CGROUP_V2_DIR, description="Where the container's cgroup v2 limits are read.")
+    single_step_below: int | None = Field(
+        default=None, ge=0, description="An hour with fewer records runs as one step, without fan-out (single_step)."
+    )
+    priority_above: int | None = Field(
+        default=None, ge=0, description="An hour with more records runs its chunk steps at priority (fan_out_priority)."
+    )
+    pool: str = Field(default=CHUNK_POOL, description="Pool of the chunk steps (set from the pipeline entry).")
+    reserved_pool: str | None = Field(default=None, description="The pipeline's reserved pool (set from the pipeline entry).")
 
     @property
     def limits(self) -> ScalingLimits:
@@ -97,7 +105,9 @@ class ScalingResource(dg.ConfigurableResource):
         sources.append(("memory_total_bytes", total_memory.source))
         cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: machine.cpu_usage_percent(CPU_SAMPLE_SECONDS))
         mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory_use)
-        workers = pick("available_workers", self.available_workers, lambda: available_worker_slots(context, machine.cpus()))
+        workers = pick(
+            "available_workers", self.available_workers, lambda: available_worker_slots(context, machine.cpus(), self.pool)
+        )
         queue = pick("queue_length", self.queue_length, lambda: Measured(queued_runs(context), "instance"))
         return ResourceSnapshot(float(cpu), float(mem), int(total_memory.value), int(workers), int(queue), tuple(sources))
 
@@ -115,6 +125,10 @@ class ScalingResource(dg.ConfigurableResource):
             )
         return measured
 
+    def free_slots(self, instance: dg.DagsterInstance) -> list[tuple[str, int | None]]:
+        """Free slots of this pipeline's pools now, reserved pool first (None: the pool has no limit)."""
+        return [(pool, free_pool_slots(instance, pool)) for pool in (self.reserved_pool, self.pool) if pool]
+
     def strategy(
         self, total_records: int, bytes_per_record: float, context: StepContext
     ) -> tuple[ScalingStrategy, ResourceSnapshot]:
@@ -123,21 +137,30 @@ class ScalingResource(dg.ConfigurableResource):
         return strategy, snapshot
 
 
-def available_worker_slots(context: StepContext, cpus: Measured) -> Measured:
+def available_worker_slots(context: StepContext, cpus: Measured, pool: str = CHUNK_POOL) -> Measured:
     """Chunk steps this run can run at once, from its executor, the CPUs and the chunk pool's limit."""
     execution = context.run.run_config.get("execution")
     config = execution.get("config") if isinstance(execution, dict) else None
     max_concurrent = config.get("max_concurrent") if isinstance(config, dict) else None
-    slots = worker_slots(context.job_def.executor_def.name, max_concurrent, int(cpus.value), chunk_pool_limit(context.instance))
+    limit = chunk_pool_limit(context.instance, pool)
+    slots = worker_slots(context.job_def.executor_def.name, max_concurrent, int(cpus.value), limit)
     return Measured(slots, f"executor and pool; {int(cpus.value)} CPU(s) from {cpus.source}")
 
 
-def chunk_pool_limit(instance: dg.DagsterInstance) -> int | None:
+def chunk_pool_limit(instance: dg.DagsterInstance, pool_name: str = CHUNK_POOL) -> int | None:
     """The slot limit of the chunk steps' pool: set for the pool, else the instance's default pool limit."""
     for pool in instance.event_log_storage.get_pool_limits():
-        if pool.name == CHUNK_POOL:
+        if pool.name == pool_name:
             return pool.limit
     return instance.get_concurrency_config().pool_config.default_pool_limit
+
+
+def free_pool_slots(instance: dg.DagsterInstance, pool: str) -> int | None:
+    """Slots of ``pool`` no step holds now; None when the pool has no limit."""
+    if chunk_pool_limit(instance, pool) is None:
+        return None
+    info = instance.event_log_storage.get_concurrency_info(pool)
+    return max(info.slot_count - len(info.claimed_slots), 0)
 
 
 def queued_runs(context: StepContext) -> int:

@@ -59,6 +59,9 @@ def recorded_version(instance: dg.DagsterInstance, run_id: str, asset_key: dg.As
 class VersionedStoreIOManager(dg.IOManager):
     """Tables as Parquet, documents as JSON; loads the version of the run lineage, else the published one."""
 
+    def __init__(self, data_store_key: str = "data_store"):
+        self.data_store_key = data_store_key
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if not isinstance(obj, StoredVersion):
             raise TypeError(
@@ -71,7 +74,7 @@ class VersionedStoreIOManager(dg.IOManager):
     def load_input(self, context: dg.InputContext):
         if not context.has_asset_partitions:
             raise dg.DagsterInvariantViolationError(f"{context.asset_key.to_user_string()} is stored per partition")
-        stored = self.version_for(context, context.resources.data_store.store())
+        stored = self.version_for(context, getattr(context.resources, self.data_store_key).store())
         return stored if context.dagster_type.typing_type is StoredVersion else read_stored(stored)
 
     @staticmethod
@@ -90,6 +93,14 @@ class VersionedStoreIOManager(dg.IOManager):
             ) from error
 
 
-@dg.io_manager(required_resource_keys={"data_store"})
-def versioned_store_io_manager(_context) -> VersionedStoreIOManager:
-    return VersionedStoreIOManager()
+def store_io_manager(data_store_key: str = "data_store") -> dg.IOManagerDefinition:
+    """The IO manager over the versioned store of the ``data_store_key`` resource (a pipeline's own)."""
+
+    @dg.io_manager(required_resource_keys={data_store_key})
+    def versioned_store_io_manager(_context) -> VersionedStoreIOManager:
+        return VersionedStoreIOManager(data_store_key)
+
+    return versioned_store_io_manager
+
+
+versioned_store_io_manager = store_io_manager()

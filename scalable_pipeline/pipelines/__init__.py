@@ -1,0 +1,1 @@
+"""Pipelines from configuration: the YAML model, the factory and the pool limits."""
