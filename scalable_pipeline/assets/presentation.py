@@ -26,6 +26,7 @@ VERSION_ROWS = [
     ("version", "id", "the version written by this run (`v<time_ns>-<run id>`)"),
     ("path", "path", "where that version is stored"),
     ("raw_digest", "hash", "content digest of the raw version it derives from (lineage)"),
+    ("time_rule", "text", "the pipeline's time rule that applied to this hour (pipelines with `time_rules` only)"),
 ]
 
 
@@ -92,6 +93,7 @@ PROCESSED_CHUNKS = describe(
         ("valid", "records", "rows that pass every rule"),
         ("invalid", "records", "rows breaking a validity rule (duplicates not counted)"),
         ("duplicates", "records", "later rows of an order_id already seen"),
+        ("processing_path", "text", "`single_step`, `fan_out` or `fan_out_priority` (chosen from the hour's records)"),
         ("chunks", "chunks", "chunks of the plan"),
         ("chunks_reused", "chunks", "chunks taken from checkpoints instead of recomputed"),
         ("ranges", "ranges", "order_id ranges"),
