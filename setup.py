@@ -23,6 +23,7 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.40,<2"],
         "lint": ["ruff==0.17.6", "mypy==2.4.1", "pandas-stubs==3.1.0.261029"],
+        # Celery workers (README "Past one machine"): RabbitMQ through amqp, a celery dependency; Redis via redis.
         "celery": ["dagster-celery==0.29.27", "redis>=5,<9"],
     },
     entry_points={"console_scripts": ["scalable-pipeline=scalable_pipeline.cli:main"]},

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from scalable_pipeline.commands import land, metrics, report, rollback, run, status
 from scalable_pipeline.commands.options import CliError, Parser
 from scalable_pipeline.pipelines import pool_limits
+from scalable_pipeline.worker import add_worker_parser
 
 PROG = "scalable-pipeline"
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     for command in (run, status, rollback, report, metrics, land):
         command.register(commands)
     pool_limits.add_command(commands)
+    add_worker_parser(commands)
     return main_parser
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from scalable_pipeline.constants import JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.executors import pipeline_executor
 from scalable_pipeline.jobs.rollback_partition import rollback_partition
 from scalable_pipeline.pipelines.config import config_path, load_pipelines
 from scalable_pipeline.pipelines.factory import build_pipeline
@@ -17,19 +18,6 @@ from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
 from scalable_pipeline.sensors.quality_gate_alerts import quality_gate_alerts
 from scalable_pipeline.storage.io_manager import versioned_store_io_manager
-
-
-def parallel_executor_config(config: dict) -> dict:
-    """Separate processes per step, forked from a server with the project preloaded (seconds saved per
-    step); ``max_concurrent`` (default: CPU count) passes through, and the scaling resource reads it."""
-    preloaded = {"start_method": {"forkserver": {"preload_modules": ["scalable_pipeline.step_process"]}}}
-    return {**preloaded, **({"max_concurrent": config["max_concurrent"]} if config.get("max_concurrent") else {})}
-
-
-parallel_executor = dg.multiprocess_executor.configured(
-    parallel_executor_config,
-    config_schema={"max_concurrent": dg.Field(int, is_required=False, description="Steps at once (default: CPU count).")},
-)
 
 
 def build_source() -> OrderSource:
@@ -56,7 +44,8 @@ def shared_resources() -> dict:
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
     """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
-    pipelines = [build_pipeline(spec, parallel_executor, build_source) for spec in load_pipelines(pipelines_file).pipelines]
+    executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
+    pipelines = [build_pipeline(spec, executor, build_source) for spec in load_pipelines(pipelines_file).pipelines]
     return dg.Definitions(
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],
         jobs=[*(pipeline.job for pipeline in pipelines), rollback_partition],

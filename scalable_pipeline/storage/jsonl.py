@@ -8,12 +8,15 @@ import json
 import os
 from pathlib import Path
 
+from scalable_pipeline.storage.file_lock import file_lock
+
 
 def append_record(path: Path, record: dict) -> None:
-    """Append ``record`` as one line in a single ``O_APPEND`` write (writers never interleave), then fsync."""
+    """Append ``record`` as one line in a single write under the file's lock (writers never interleave), then fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-    with open(path, "ab+") as handle:
+    # Under the lock: O_APPEND alone does not keep writers on different NFS clients apart.
+    with file_lock(path.with_name(f".{path.name}.lock")), open(path, "ab+") as handle:
         if handle.tell() and not _ends_with_newline(handle):
             line = b"\n" + line  # close a line torn by an earlier crash
         handle.write(line)
