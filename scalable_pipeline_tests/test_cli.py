@@ -1,53 +1,167 @@
-"""The README's first command: `python -m scalable_pipeline run` prints a summary of what it stored."""
+"""The command line as users meet it: a quiet run with a summary that matches the stored data, one-line
+errors for options that do not apply, status and rollback of an hour, failed runs that say why."""
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from scalable_pipeline.cli import main
+from scalable_pipeline.cli import main, parser
+from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
+
+HOUR = "2024-01-01-04:00"
 
 
 def summary_value(output: str, label: str) -> str:
     return re.search(rf"^{label}:\s+(\S+)", output, re.MULTILINE).group(1)
 
 
-def test_run_prints_a_summary_that_matches_the_stored_data(tmp_path, monkeypatch, capsys, data_dir):
+@pytest.fixture
+def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    assert main(["run", "--partition", "2024-01-01-04:00", "--chunks", "3"]) == 0
-    output = capsys.readouterr().out
-    assert (tmp_path / "home" / "dagster.yaml").exists()  # the embedded default instance was set up
+    return tmp_path / "home"
+
+
+def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_rollback(home, capsys, data_dir):
+    assert main(["run", "--partition", HOUR, "--chunks", "3"]) == 0
+    captured = capsys.readouterr()
+    assert (home / "dagster.yaml").exists()  # the embedded default instance was set up
+    assert "DEBUG" not in captured.out + captured.err and "STEP_START" not in captured.out + captured.err  # no Dagster log lines
+    assert "chunks" in captured.err and "3/3" in captured.err  # the progress display, on stderr
 
     store = VersionedStore(data_dir)
-    processed = store.read_published_table("processed_chunks", "2024-01-01-04:00")
-    published = store.published("consolidated_output", "2024-01-01-04:00")
+    processed = store.read_published_table("processed_chunks", HOUR)
+    first = store.published("consolidated_output", HOUR)
     reasons = processed["rejection_reason"]
+    output = captured.out
     assert int(summary_value(output, "records in")) == len(processed)
     assert summary_value(output, "chunks") == "3"
-    assert int(summary_value(output, "valid")) == len(pd.read_parquet(published.path)) == int(reasons.isna().sum())
+    assert int(summary_value(output, "valid")) == len(pd.read_parquet(first.path)) == int(reasons.isna().sum())
     assert int(summary_value(output, "duplicates")) == int((reasons == "duplicate_order_id").sum())
     assert int(summary_value(output, "invalid")) == int(reasons.notna().sum()) - int(summary_value(output, "duplicates"))
-    assert summary_value(output, "output") == published.path
+    assert summary_value(output, "output") == first.path
+    assert re.search(r"^records/s:\s+[\d,]+ end to end; [\d,]+ chunk compute$", output, re.MULTILINE)
+
+    assert main(["run", "--partition", HOUR, "--chunks", "2"]) == 0
+    second = store.published("consolidated_output", HOUR)
+    capsys.readouterr()
+    assert main(["status", "--partition", HOUR]) == 0
+    status = capsys.readouterr().out
+    for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
+        assert store.published(asset, HOUR).version in status
+    assert re.search(r"volume_anomaly\s+│\s+WARN\s+│\s+passed", status)
+    assert re.search(r"invalid_ratio\s+│\s+ERROR\s+│\s+passed", status)
+    assert "runs: 2" in status
+
+    assert main(["rollback", "consolidated_output", HOUR]) == 0  # default: the version before the published one
+    assert store.published("consolidated_output", HOUR).version == first.version
+    [record] = read_rollbacks(data_dir)
+    assert (record.kind, record.restored_version, record.replaced_version) == ("manual", first.version, second.version)
 
 
-def test_land_then_run_on_the_landing_files(tmp_path, data_dir):
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--chunks", "0"], "argument --chunks: 0 is not allowed: at least 1"),
+        (["run", "--scale", "-5"], "argument --scale: -5 is not allowed"),
+        (["run", "--max-concurrent", "2"], "--max-concurrent applies to --multiprocess only"),
+        (["run", "--partition", "2024-01-01 10:00"], "expected the form YYYY-MM-DD-HH:00"),
+        (["run", "--partition", "2024-02-30-10:00"], "not a real date and time"),
+        (["run", "--partition", "2024-01-01-10:30"], "not on the hour"),
+        (["run", "--partition", "2023-12-31-23:00"], "outside the partitions"),
+        (["run", "--from", "2024-01-01-05:00"], "--from and --to go together"),
+        (["run", "--from", "2024-01-01-05:00", "--to", "2024-01-01-04:00"], "is after --to"),
+        (["run", "--partition", HOUR, "--from", HOUR, "--to", HOUR], "either --partition or --from/--to"),
+        (["report", "--pipeline", "nope"], "argument --pipeline: invalid choice"),
+        (["metrics", "--port", "70000"], "not a TCP port"),
+        (["rollback", "consolidated_output", HOUR], "has nothing published"),
+    ],
+)
+def test_bad_options_are_one_line_errors(home, capsys, argv, message):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert message in line and line.startswith("scalable-pipeline"), line
+    assert captured.out == ""
+
+
+def test_scale_and_seed_are_errors_with_a_landing_source(home, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALABLE_PIPELINE_LANDING_DIR", str(tmp_path / "landing"))
+    for option in (["--scale", "2"], ["--seed", "1"]):
+        assert main(["run", "--partition", HOUR, *option]) == 2
+        assert "--scale and --seed apply to the synthetic source" in capsys.readouterr().err
+
+
+def test_version_and_help_with_defaults(capsys):
+    assert main(["--version"]) == 0
+    assert re.fullmatch(r"scalable-pipeline \S+\n", capsys.readouterr().out)
+    assert main(["run", "--help"]) == 0
+    assert "volume multiplier of the synthetic source (default: 1.0)" in " ".join(capsys.readouterr().out.split())
+    assert main(["metrics", "--help"]) == 0
+    assert "(default: 127.0.0.1)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_range_runs_one_run_per_hour_and_verbose_shows_dagster_events(home, capsys, data_dir):
+    assert main(["run", "--from", "2024-01-01-02:00", "--to", "2024-01-01-03:00", "--chunks", "1", "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert "STEP_SUCCESS" in captured.err  # Dagster's own event lines
+    store = VersionedStore(data_dir)
+    run_ids = []
+    for hour in ("2024-01-01-02:00", "2024-01-01-03:00"):
+        [line] = [line for line in captured.out.splitlines() if line.startswith(hour)]
+        records = len(store.read_published_table("raw_volume", hour))
+        assert re.search(rf"\bok\b.*records\s+{records}\b", line), line
+        run_ids.append(line.split("run ")[-1])
+    assert len(set(run_ids)) == 2
+
+
+def python_m(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scalable_pipeline", *argv], env=env, check=False, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_land_then_run_on_the_landing_files_and_a_missing_file_says_why(tmp_path, data_dir):
     """As a user would: the source is chosen when the definitions load, so run the CLI as a new process."""
     landing = tmp_path / "landing"
     assert main(["land", str(landing), "2024-01-01-05:00", "--seed", "3"]) == 0
     landed = pd.read_parquet(landing / "2024-01-01" / "05.parquet")
     env = {**os.environ, "SCALABLE_PIPELINE_LANDING_DIR": str(landing), "DAGSTER_HOME": str(tmp_path / "home")}
-    completed = subprocess.run(
-        [sys.executable, "-m", "scalable_pipeline", "run", "--partition", "2024-01-01-05:00"],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = python_m(["run", "--partition", "2024-01-01-05:00"], env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert int(summary_value(completed.stdout, "records in")) == len(landed)
     raw = VersionedStore(data_dir).read_published_table("raw_volume", "2024-01-01-05:00")
     pd.testing.assert_frame_equal(raw, landed)
+
+    failed = python_m(["run", "--partition", "2024-01-01-06:00"], env)  # no file landed for 06:00
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    [line] = [line for line in failed.stderr.splitlines() if "failed (run" in line]
+    assert "raw_volume" in line and "'file_present'" in line and "06.parquet" in line
+    [reason_file] = (data_dir / "quarantine" / "raw_volume" / "2024-01-01-0600").glob("*.reason.json")
+    assert str(reason_file) in line
+    assert json.loads(reason_file.read_text())["rule"] == "file_present"
+
+
+def readme_commands() -> list[str]:
+    """Every `python -m scalable_pipeline ...` line of the README's shell blocks, without comments and `&`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    lines = [line.split("#")[0].strip().rstrip("&").strip() for block in blocks for line in block.splitlines()]
+    return [line[line.index("python -m scalable_pipeline") :] for line in lines if "python -m scalable_pipeline" in line]
+
+
+def test_every_readme_command_is_valid():
+    commands = readme_commands()
+    assert len(commands) >= 6
+    for command in commands:
+        argv = shlex.split(command.replace("$HOUR", HOUR))[3:]
+        args = parser().parse_args(argv)  # exits (fails the test) on any option the command line does not take
+        assert args.handler, command

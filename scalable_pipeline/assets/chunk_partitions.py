@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.assets.presentation import CHUNK_PARTITIONS, chunk_plan_table
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.ranges import inline_ranges, range_sources
@@ -68,7 +69,13 @@ CHECKS = [
 
 
 def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    return pipeline.asset(chunk_partitions, ins=["raw_volume"], kinds={"python"}, check_specs=pipeline.check_specs(CHECKS))
+    return pipeline.asset(
+        chunk_partitions,
+        ins=["raw_volume"],
+        kinds={"python"},
+        description=CHUNK_PARTITIONS,
+        check_specs=pipeline.check_specs(CHECKS),
+    )
 
 
 def chunk_partitions(
@@ -101,6 +108,7 @@ def chunk_partitions(
         metadata={
             **strategy.as_metadata(),
             "chunk_count": len(plan.chunks),
+            "chunk_plan": chunk_plan_table(plan),
             "range_count": plan.range_count,
             "ranges_in_chunk_steps": len(plan.inline_ranges),
             "bytes_per_record": round(row_bytes, 2),

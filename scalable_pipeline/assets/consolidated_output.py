@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
 from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.assets.presentation import CONSOLIDATED_OUTPUT, end_to_end_records_per_second
 from scalable_pipeline.assets.processed_chunks import VALID_VIEW
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import DUPLICATE, REASON_COLUMN
@@ -103,6 +104,7 @@ def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         consolidated_output,
         ins=["raw_volume", "processed_chunks"],
         kinds={"pandas", "parquet"},
+        description=CONSOLIDATED_OUTPUT,
         check_specs=pipeline.check_specs(CHECKS),
     )
 
@@ -146,6 +148,7 @@ def consolidated_output(
             schema=REGION_TOTALS_SCHEMA,
         ),
         "dagster/row_count": valid,
+        "end_to_end_records_per_second": end_to_end_records_per_second(context.instance, context.run.run_id, raw_records),
     }
     yield from audit_then_publish(
         context,

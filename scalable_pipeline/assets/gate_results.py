@@ -35,8 +35,21 @@ def lineage_gate(name: str, store: VersionedStore, staged: StoredVersion) -> Gat
     return all_true(name, problems, "content lineage")
 
 
+SEVERITY_MEANING = {
+    "ERROR": "blocking: a failure rolls the stage back and stops everything after it",
+    "WARN": "not blocking: a failure is reported, the data is published",
+}
+
+
 def gate_spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=True)
+    """The check of a gate: blocking when its default severity is ERROR; its description says which."""
+    severity = QualityResource().policy(name).severity
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        description=f"{description} Severity: {severity} ({SEVERITY_MEANING[severity]}; set per gate in quality.gates).",
+        blocking=severity == "ERROR",
+    )
 
 
 def check_result(asset: str | dg.AssetKey, verdict: GateVerdict) -> dg.AssetCheckResult:

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from scalable_pipeline.assets.presentation import PROCESSED_CHUNKS
 from scalable_pipeline.assets.processed_chunks import (
     ASSET,
     CHUNK_RETRY_POLICY,
@@ -148,6 +149,7 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         group_name=pipeline.group,
         check_specs=gates,
         kinds={"pandas", "parquet"},
+        description=PROCESSED_CHUNKS,
     )
     def processed_chunks(chunk_partitions: ChunkPlan):
         """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""

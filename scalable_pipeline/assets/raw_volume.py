@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import gate_threshold
 from scalable_pipeline.assets.gate_results import audit_then_publish, gate_spec
+from scalable_pipeline.assets.presentation import RAW_VOLUME, end_to_end_estimate
 from scalable_pipeline.decisions.gates import all_true
 from scalable_pipeline.decisions.order_rules import schema_problems
 from scalable_pipeline.decisions.thresholds import explained
@@ -57,7 +58,9 @@ CHECKS = [
 
 
 def build_raw_volume(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    return pipeline.asset(raw_volume, kinds={"pandas", "parquet"}, check_specs=pipeline.check_specs(CHECKS))
+    return pipeline.asset(
+        raw_volume, kinds={"pandas", "parquet"}, description=RAW_VOLUME, check_specs=pipeline.check_specs(CHECKS)
+    )
 
 
 def raw_volume(
@@ -113,6 +116,7 @@ def raw_volume(
             "total_records": records,
             "peak_hour": is_peak_hour(hour_start),
             "estimated_processing_time": estimated_processing_seconds(context.instance, records),
+            "estimated_processing_seconds": end_to_end_estimate(context.instance, records),
             "source": source.describe(),
             "raw_digest": staged.raw_digest,
         },

@@ -1,0 +1,56 @@
+"""rollback: point readers of one asset's hour back at an earlier good version (the rollback_partition job, recorded)."""
+
+import argparse
+import sys
+
+import dagster as dg
+
+from scalable_pipeline.commands.options import CliError, partition_key
+from scalable_pipeline.commands.run import failure_lines
+from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.observed import PIPELINE_ASSETS
+from scalable_pipeline.resources.data_store import default_data_dir
+from scalable_pipeline.storage.versioned_store import VersionedStore
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("rollback", help="set an asset's hour back to an earlier good version", description=__doc__)
+    parser.add_argument("asset", choices=PIPELINE_ASSETS, help="the asset")
+    parser.add_argument("partition", type=partition_key, help="the hour, e.g. 2024-01-01-10:00")
+    parser.add_argument("--version", help="a version published before (default: the one before the published version)")
+    parser.add_argument("--reason", default="manual rollback (command line)", help="kept in the rollback record")
+    parser.set_defaults(handler=rollback)
+
+
+def previous_good_version(store: VersionedStore, asset: str, partition: str) -> str:
+    """The good version just older than the published one."""
+    published = store.published(asset, partition)
+    if published is None:
+        raise CliError(f"{asset} {partition} has nothing published: nothing to roll back")
+    older = [version for version in store.good_versions(asset, partition) if version < published.version]
+    if not older:
+        raise CliError(f"{asset} {partition} has no good version older than the published {published.version}")
+    return older[-1]
+
+
+def rollback(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    from scalable_pipeline.definitions import defs
+    from scalable_pipeline.jobs.rollback_partition import ROLLBACK_JOB_NAME
+
+    version = args.version or previous_good_version(VersionedStore(default_data_dir()), args.asset, args.partition)
+    config = {"asset": args.asset, "partition": args.partition, "version": version, "reason": args.reason}
+    run_config = {
+        "ops": {"set_published_version": {"config": config}},
+        "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}},
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(ROLLBACK_JOB_NAME).execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+    if not result.success:
+        for line in failure_lines(result):
+            print(f"scalable-pipeline rollback: error: {line}", file=sys.stderr)
+        return 1
+    print(f"{args.asset} {args.partition}: readers now get {version} (run {result.run_id})")
+    return 0
