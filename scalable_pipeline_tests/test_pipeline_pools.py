@@ -29,6 +29,7 @@ pipelines:
 """
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_SECONDS = 900
 RUN_JOB = f"""
 import sys
@@ -90,7 +91,12 @@ def test_two_pipelines_at_once_keep_to_their_pools_and_the_reservation(tmp_path,
         assert limits == {"chunk_processing": 1, "critical_reserved": 1}
 
         # One process per run (execute_job is not thread-safe), each running its steps in processes of their own.
-        runs = {name: subprocess.Popen([sys.executable, "-c", RUN_JOB, str(home), name]) for name in ("alpha", "critical")}
+        # The step processes import this test module: the project root goes on their path.
+        paths = [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        runs = {
+            name: subprocess.Popen([sys.executable, "-c", RUN_JOB, str(home), name], env=env) for name in ("alpha", "critical")
+        }
         try:
             codes = {name: process.wait(timeout=RUN_TIMEOUT_SECONDS) for name, process in runs.items()}
         finally:
