@@ -6,6 +6,8 @@ from statistics import median
 
 import dagster as dg
 
+from scalable_pipeline.metadata import metadata_number
+
 HISTORY_RUNS = 10
 THROUGHPUT_KEY = "records_per_second"
 EXECUTOR_KEY = "executor"  # chunk_partitions metadata: the executor kind the run planned for
@@ -19,17 +21,13 @@ STEP_EVENTS = {
 }
 
 
-def _number(value: dg.MetadataValue | None) -> float | None:
-    return float(value.value) if value is not None and isinstance(value.value, (int, float)) else None
-
-
 def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS) -> list[float]:
     """records/s of the last ``limit`` materializations of processed_chunks, newest first."""
     records = instance.fetch_materializations(dg.AssetKey("processed_chunks"), limit=limit).records
     values = []
     for record in records:
         materialization = record.asset_materialization
-        value = _number(materialization.metadata.get(THROUGHPUT_KEY)) if materialization else None
+        value = metadata_number(materialization.metadata, THROUGHPUT_KEY) if materialization else None
         if value:
             values.append(value)
     return values
@@ -58,7 +56,7 @@ def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
         if output is None or success is None or dg.DagsterEventType.STEP_UP_FOR_RETRY in by_type:
             continue
         metadata = output.dagster_event.step_output_data.metadata if output.dagster_event else {}
-        seconds, reused = _number(metadata.get("seconds")), metadata.get("reused")
+        seconds, reused = metadata_number(metadata, "seconds"), metadata.get("reused")
         if seconds is None or (reused is not None and reused.value):
             continue
         wall = success.timestamp - min(e.timestamp for e in entries)

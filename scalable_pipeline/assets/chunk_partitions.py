@@ -19,31 +19,27 @@ from scalable_pipeline.storage.versioned_store import StoredVersion
 SAMPLE_ROW_GROUPS = 32
 
 
-def bytes_per_record(parquet_path: str) -> float:
+def bytes_per_record(metadata: pq.FileMetaData) -> float:
     """Uncompressed in-memory bytes per row, read from the Parquet footer (no data loaded)."""
-    metadata = pq.read_metadata(parquet_path)
     total = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return total / metadata.num_rows if metadata.num_rows else 0.0
 
 
-def order_id_sample(parquet_path: str, max_groups: int = SAMPLE_ROW_GROUPS) -> np.ndarray:
+def order_id_sample(parquet: pq.ParquetFile, max_groups: int = SAMPLE_ROW_GROUPS) -> np.ndarray:
     """The order_ids of up to ``max_groups`` row groups spread evenly over the file (one column, a few MB)."""
-    parquet = pq.ParquetFile(parquet_path)
     groups = parquet.metadata.num_row_groups
     picks = min(groups, max_groups)
     chosen = sorted({(i * groups) // picks for i in range(picks)})
     return parquet.read_row_groups(chosen, columns=["order_id"])["order_id"].to_numpy() if chosen else np.array([], np.int64)
 
 
-def raw_row_group_rows(parquet_path: str) -> int:
-    metadata = pq.read_metadata(parquet_path)
+def raw_row_group_rows(metadata: pq.FileMetaData) -> int:
     return metadata.row_group(0).num_rows if metadata.num_row_groups else 1
 
 
-def chunk_id_bounds(parquet_path: str, chunks: tuple[ChunkSpec, ...]) -> list[tuple[int, int] | None]:
+def chunk_id_bounds(metadata: pq.FileMetaData, chunks: tuple[ChunkSpec, ...]) -> list[tuple[int, int] | None]:
     """Each chunk's smallest and largest order_id, from the statistics of the row groups it reads (footer
     only); None where a row group has no statistics."""
-    metadata = pq.read_metadata(parquet_path)
     column = metadata.schema.to_arrow_schema().get_field_index("order_id")
     groups, first_row = [], 0
     for index in range(metadata.num_row_groups):
@@ -89,12 +85,13 @@ def chunk_partitions(
     partition = data_store.hold_partition(context, context.partition_key)
     store = data_store.store()
     raw = raw_volume
-    total_records = pq.read_metadata(raw.path).num_rows
-    row_bytes = bytes_per_record(raw.path)
+    parquet = pq.ParquetFile(raw.path)  # its footer, read once, serves every figure below
+    total_records = parquet.metadata.num_rows
+    row_bytes = bytes_per_record(parquet.metadata)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
-    chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(raw.path))
-    cuts = range_cuts(order_id_sample(raw.path), len(chunks))
-    sources = range_sources(chunk_id_bounds(raw.path, chunks), cuts)
+    chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
+    cuts = range_cuts(order_id_sample(parquet), len(chunks))
+    sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
     inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
     plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)
     staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)

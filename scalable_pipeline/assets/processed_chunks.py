@@ -189,8 +189,12 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
     yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
 
 
+def judge_and_save_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult:
+    return checkpoints.save_range(task, *judge_range(checkpoints.read_range_parts(task), task))
+
+
 def compute_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult:
-    return checkpoints.load_range(task) or checkpoints.save_range(task, *judge_range(checkpoints.read_range_parts(task), task))
+    return checkpoints.load_range(task) or judge_and_save_range(checkpoints, task)
 
 
 def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
@@ -201,7 +205,7 @@ def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpo
     done = checkpoints.chunks_done(task.partition_key, task.plan_fingerprint, wanted)
     ready = set(ready_ranges(task.index, sources, done))
     return [
-        compute_range(checkpoints, r)
+        judge_and_save_range(checkpoints, r)  # not checkpointed: checked just before the claim
         for r in task.inline
         if r.index in ready and checkpoints.load_range(r) is None and checkpoints.claim_range(r, context.run.run_id)
     ]
