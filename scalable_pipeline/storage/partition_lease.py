@@ -1,7 +1,7 @@
 """Per-partition leases under the data root, so two runs of one partition never interleave outputs.
 
 Layout: ``locks/<partition>.json`` names the run holding the partition; ``locks/<partition>.lock`` is
-flocked while the lease is read and changed. Every step of a run that writes the partition takes (or
+locked (``file_lock``) while the lease is read and changed. Every step of a run that writes the partition takes (or
 keeps) the lease; the run's last writing step releases it. A run that finds the lease held by another
 active run fails at once; a lease whose run has ended (failed, cancelled, or gone) is free to take.
 """
