@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
+from scalable_pipeline.decisions.ranges import INLINE_WAVES
 from scalable_pipeline.decisions.scaling import (
     CHUNK_MEMORY_OVERHEAD,
     DEFAULT_STEP_OVERHEAD_SECONDS,
@@ -69,10 +70,10 @@ def test_empty_hour_gets_one_empty_chunk():
     assert split_rows(0, strategy.chunk_count)[0].rows == 0
 
 
-def test_aggressive_spreads_one_wave_over_all_workers():
+def test_aggressive_spreads_two_waves_over_all_workers():
     strategy = decide_strategy(160_000, snapshot(cpu=10, workers=16), bytes_per_record=60)
     assert (strategy.processing_mode, strategy.parallel_tasks) == ("aggressive", 16)
-    assert strategy.batch_size == 10_000 and strategy.chunk_count == 16
+    assert strategy.batch_size == 5_000 and strategy.chunk_count == 32  # two waves: the chunk steps do the ranges
 
 
 def test_busier_machine_runs_fewer_tasks():
@@ -213,9 +214,9 @@ def test_every_worker_slot_when_free_the_modes_share_when_busy(cpu, memory, work
 def test_idle_two_core_machine_runs_two_chunks_at_once():
     strategy = decide_strategy(1_114_100, snapshot(cpu=10, memory=10, workers=2), 36.5, profile=MULTIPROCESS)
     assert strategy.processing_mode == "conservative" and strategy.parallel_tasks == 2
-    assert strategy.chunk_count == 2  # one wave: both slots busy
+    assert strategy.chunk_count == 4  # two waves, both slots busy in each
     busy = decide_strategy(1_114_100, snapshot(cpu=75, memory=10, workers=2), 36.5, profile=MULTIPROCESS)
-    assert busy.parallel_tasks == 1 and busy.chunk_count == 1
+    assert busy.parallel_tasks == 1 and busy.chunk_count == 2
 
 
 # --- Chunk sizes: whole waves, each chunk the smallest that keeps the step overhead within the budget.
@@ -242,20 +243,23 @@ def test_profile_is_the_median_of_history_else_safe_defaults():
 
 def test_smallest_efficient_chunk_spends_exactly_the_overhead_budget():
     rows = smallest_efficient_chunk(IN_PROCESS, 0.10)
-    # two steps per chunk (chunk and range) x 0.15 s x 3M records/s x 9: 2.7 s of compute per 0.3 s of overhead
-    assert rows == 8_100_000
-    assert estimate_run(rows, 1, 1, IN_PROCESS).overhead_share == pytest.approx(0.10)
+    # one step per chunk (its ranges processed in it) x 0.15 s x 3M records/s x 9: 1.35 s of compute per 0.15 s
+    assert rows == 4_050_000
+    assert estimate_run(2 * rows, 2, 1, IN_PROCESS).overhead_share == pytest.approx(0.10)
+    # one chunk alone cannot process its ranges in its own step: a range step follows, twice the overhead
+    assert estimate_run(rows, 1, 1, IN_PROCESS).overhead_share == pytest.approx(0.3 / (0.3 + 1.35))
 
 
 @pytest.mark.parametrize("tasks", [1, 2, 3, 8])
 @pytest.mark.parametrize("total", [9_000_000, 11_141_000, 33_423_000, 50_000_000])
 def test_chunks_are_whole_waves_of_the_smallest_chunks_within_the_overhead_budget(tasks, total):
-    profile = execution_profile("multiprocess", [0.05], [3_000_000])  # 2.7M rows per chunk (two steps) for 10%
+    profile = execution_profile("multiprocess", [0.05], [3_000_000])  # 1.35M rows per chunk for 10%
     limits = ScalingLimits(max_batch_size=10**9)
     strategy = decide_strategy(total, snapshot(workers=tasks), 36.5, limits, profile)
     assert strategy.parallel_tasks == tasks and strategy.chunk_count % tasks == 0  # every slot busy in every wave
-    if total < tasks * smallest_efficient_chunk(profile, 0.10):
-        assert strategy.chunk_count == tasks and strategy.expected_overhead_share > 0.10  # one wave is the best there is
+    if total < INLINE_WAVES * tasks * smallest_efficient_chunk(profile, 0.10):
+        # two waves, the ranges in them: as few steps as one wave and its range steps, the best there is
+        assert strategy.chunk_count == INLINE_WAVES * tasks and strategy.expected_overhead_share > 0.10
     else:
         assert strategy.expected_overhead_share <= 0.10
         one_more_wave = estimate_run(total, strategy.chunk_count + tasks, tasks, profile)
@@ -268,13 +272,16 @@ def test_chunks_are_whole_waves_of_the_smallest_chunks_within_the_overhead_budge
 def test_chunk_size_stays_flat_as_the_hour_grows():
     sizes = [decide_strategy(n, snapshot(workers=1), 36.5, ScalingLimits(), IN_PROCESS).batch_size for n in (11e6, 33e6, 100e6)]
     target = min(smallest_efficient_chunk(IN_PROCESS, 0.10), ScalingLimits().max_batch_size)
-    assert all(target / 2 < size <= target for size in sizes)  # memory per step does not follow the hour's size
+    assert all(target <= size < 1.5 * target for size in sizes)  # memory per step does not follow the hour's size
 
 
-def test_too_small_an_hour_gets_one_wave_and_says_the_budget_is_missed():
+def test_too_small_an_hour_gets_two_waves_and_says_the_budget_is_missed():
     strategy = decide_strategy(1_114_100, snapshot(workers=2), 36.5, ScalingLimits(), MULTIPROCESS)
-    assert strategy.chunk_count == 2 and strategy.expected_overhead_share > 0.10
-    assert strategy.reason == "one wave of 2: too few records to keep overhead <= 10%"
+    assert strategy.chunk_count == 4 and strategy.expected_overhead_share > 0.10
+    assert strategy.reason == "4 chunks in 2 waves of 2: too few records to keep overhead <= 10%"
+    # the same steps as one wave and its range steps, without writing and re-reading the hour's shuffle
+    one_wave = estimate_run(1_114_100, 2, 2, MULTIPROCESS)
+    assert strategy.expected_overhead_share == pytest.approx(one_wave.overhead_share, rel=1e-3)
 
 
 def test_overhead_share_converges_over_a_sequence_of_runs():
@@ -294,9 +301,9 @@ def test_overhead_share_converges_over_a_sequence_of_runs():
         noise = 1 + 0.05 * (-1) ** run  # what a run measures wobbles around the truth
         overheads.append(0.15 * noise)
         throughputs.append(3_000_000 / noise)
-    assert counts[0] == 4  # defaults (1M records/s, two steps per chunk): chunks of 2.7M+ rows ...
+    assert counts[0] == 8  # defaults (1M records/s): chunks of 1.35M+ rows ...
     assert true_shares[0] > 0.20  # ... but the machine computes 3x faster: a quarter of the run is overhead
-    assert counts[1:] == [1, 1, 1, 1]  # the optimum for 0.15 s and 3M records/s (chunks of >= 8.1M rows)
+    assert counts[1:] == [2, 2, 2, 2]  # the optimum for 0.15 s and 3M records/s (chunks of >= 4.05M rows)
     assert all(share <= 0.10 for share in true_shares[1:] + expected_shares)
 
 
@@ -304,7 +311,7 @@ def test_a_faster_executor_measured_in_history_gets_more_smaller_chunks():
     total = 11_141_000
     first = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [], [3e6]))
     tuned = decide_strategy(total, snapshot(workers=2), 36.5, profile=execution_profile("multiprocess", [0.05], [3e6]))
-    assert (first.chunk_count, tuned.chunk_count) == (2, 4)  # 1 s default per step: one wave; 0.05 s measured: two
+    assert (first.chunk_count, tuned.chunk_count) == (4, 8)  # 1 s default per step: two waves; 0.05 s measured: four
     assert first.expected_overhead_share > 0.10 >= tuned.expected_overhead_share
 
 
@@ -324,8 +331,9 @@ def test_cheapest_parallelism_that_meets_the_deadline():
     total = 8_000_000  # 1M records/s per worker: 8 s of compute
     cost = CostTarget(cost_per_worker_hour=3.6, deadline_seconds=3.5)
     strategy = decide_strategy(total, snapshot(workers=8), 36.5, ScalingLimits(), SLOW, cost)
-    # one wave of w chunks: 1 s + 8/w s -> 1 worker 9 s, 2 workers 5 s, 3 workers 3.67 s, 4 workers 3 s
-    assert strategy.parallel_tasks == 4 and strategy.chunk_count == 4
+    # two waves of w chunks, the ranges in them: 2 x 0.5 s + 8/w s -> 1 worker 9 s, 2 workers 5 s, 3 workers 3.67 s,
+    # 4 workers 3 s
+    assert strategy.parallel_tasks == 4 and strategy.chunk_count == 8
     assert strategy.estimated_seconds == pytest.approx(3.0)
     assert strategy.estimated_cost == pytest.approx(3.6 * 4 * 3.0 / 3600)
     assert strategy.cost_choice == "4 of 8 worker(s): the cheapest that meets the 3.5 s deadline (est. 3.0 s)"
@@ -357,15 +365,15 @@ def test_metadata_names_what_was_chosen_and_assumed():
         "batch_size": 5_570_500,
         "processing_mode": "conservative",
         "chunk_count": 2,
-        "strategy_reason": "capped at max_batch_size (6,000,000 rows)",  # 8.1M rows would keep overhead <= 10%
+        "strategy_reason": "2 chunks in 2 waves of 1: at least 4,050,000 rows each keep overhead <= 10%",
         "memory_bound_rows": strategy.memory_bound_rows,
         "executor": "in_process",
         "step_overhead_seconds": 0.15,
         "step_overhead_source": "history: median of 1 run(s)",
         "throughput_records_per_second": 3_000_000.0,
         "throughput_source": "history: median of 1 run(s)",
-        "expected_overhead_share": round(0.6 / (0.6 + 11_141_000 / 3e6), 4),  # 2 chunks x 2 steps x 0.15 s
-        "estimated_seconds": round(0.6 + 11_141_000 / 3e6, 3),
+        "expected_overhead_share": round(0.3 / (0.3 + 11_141_000 / 3e6), 4),  # 2 chunk steps (ranges in them) x 0.15 s
+        "estimated_seconds": round(0.3 + 11_141_000 / 3e6, 3),
         "estimated_cost": None,
         "cost_choice": "no cost_per_worker_hour or deadline_seconds set: all 1 parallel task(s)",
     }

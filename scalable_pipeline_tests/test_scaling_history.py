@@ -69,8 +69,8 @@ def test_first_run_uses_defaults_and_the_next_plans_from_what_it_measured(instan
     profile = execution_profile("in_process", [median(measured)], [throughput])
     records = materialization_metadata(second, "raw_volume")["total_records"]
     expected = decide_strategy(records, snapshot, plan["bytes_per_record"], ScalingLimits(), profile)
-    assert (plan["chunk_count"], plan["parallel_tasks"]) == (expected.chunk_count, expected.parallel_tasks) == (1, 1)
-    assert plan["expected_overhead_share"] == round(estimate_run(records, 1, 1, profile).overhead_share, 4)
+    assert (plan["chunk_count"], plan["parallel_tasks"]) == (expected.chunk_count, expected.parallel_tasks) == (2, 1)
+    assert plan["expected_overhead_share"] == round(estimate_run(records, 2, 1, profile).overhead_share, 4)
 
 
 def test_pinned_overhead_and_throughput_replace_the_history(instance):

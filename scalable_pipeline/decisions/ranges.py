@@ -27,6 +27,15 @@ def repeats_of_previous(sorted_order_ids: np.ndarray) -> np.ndarray:
 # from at most this many chunks (ids arriving roughly in order): otherwise the last chunk to finish would
 # do every range alone, and the range fan-out runs them in parallel instead.
 LOCAL_SOURCES = 3
+# ... and only in plans of at least this many waves of chunk steps, so that the ranges' work still spreads
+# over every slot (with one wave, each slot's chunk would wait for its neighbours to finish).
+INLINE_WAVES = 2
+
+
+def ranges_inline(chunk_count: int, parallel_tasks: int) -> bool:
+    """Whether a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots has its chunk steps process the
+    order_id ranges (when ids arrive roughly in order), instead of a second fan-out of range steps."""
+    return chunk_count >= INLINE_WAVES * max(1, parallel_tasks)
 
 
 def range_sources(chunk_id_bounds: Sequence[tuple[int, int] | None], cuts: Sequence[int]) -> tuple[tuple[int, ...], ...]:
@@ -51,8 +60,8 @@ def range_sources(chunk_id_bounds: Sequence[tuple[int, int] | None], cuts: Seque
 
 def inline_ranges(sources: Sequence[Sequence[int]], chunk_count: int, parallel_tasks: int) -> tuple[int, ...]:
     """The ranges chunk steps process themselves: those with at most ``LOCAL_SOURCES`` source chunks, when
-    the plan has at least two chunks per parallel task (so the work still spreads over every slot)."""
-    if chunk_count < 2 * max(1, parallel_tasks):
+    the plan has ``INLINE_WAVES`` waves or more (``ranges_inline``)."""
+    if not ranges_inline(chunk_count, parallel_tasks):
         return ()
     return tuple(index for index, chunks in enumerate(sources) if len(chunks) <= LOCAL_SOURCES)
 

@@ -5,13 +5,16 @@
   else conservative) keeps its share of them.
 - Chunks: whole waves of the parallel tasks, each chunk the smallest that keeps orchestration overhead at
   most ``max_overhead_share`` of the run (per-step overhead and throughput from earlier runs, else defaults),
-  within free memory and the configured limits.
+  within free memory and the configured limits; at least two waves, so that the chunk steps also process
+  the order_id ranges (``ranges.ranges_inline``) and no second fan-out of range steps re-reads the hour.
 - Cost: with a price or a deadline, the fewest workers whose estimated time meets the deadline.
 """
 
 import math
 from dataclasses import asdict, dataclass
 from statistics import median
+
+from scalable_pipeline.decisions.ranges import INLINE_WAVES, ranges_inline
 
 MODE_SHARE_OF_WORKERS = {"aggressive": 1.0, "moderate": 0.5, "conservative": 0.25}
 # At or above either, the machine is busy and the mode's share of workers applies.
@@ -65,10 +68,6 @@ class CostTarget:
         return self.cost_per_worker_hour is not None or self.deadline_seconds is not None
 
 
-# A chunk's worth of rows passes two mapped steps: its chunk step, then (shuffled) a range step of the same size.
-STEPS_PER_CHUNK = 2
-
-
 @dataclass(frozen=True)
 class ExecutionProfile:
     """What a chunk step costs under one executor: Dagster's overhead per step and the compute throughput."""
@@ -110,10 +109,17 @@ class RunEstimate:
     overhead_share: float
 
 
+def step_waves(chunk_count: int, parallel_tasks: int) -> int:
+    """Waves of mapped steps: one per wave of chunks when the chunk steps process the ranges too, else as
+    many again for the range steps (a range holds about a chunk's worth of rows)."""
+    waves = math.ceil(chunk_count / max(1, parallel_tasks))
+    return waves if ranges_inline(chunk_count, parallel_tasks) else 2 * waves
+
+
 def estimate_run(total_records: int, chunk_count: int, parallel_tasks: int, profile: ExecutionProfile) -> RunEstimate:
     waves = math.ceil(chunk_count / max(1, parallel_tasks))
     compute = math.ceil(total_records / chunk_count) / profile.throughput_records_per_second
-    overhead = waves * profile.step_overhead_seconds * STEPS_PER_CHUNK
+    overhead = step_waves(chunk_count, parallel_tasks) * profile.step_overhead_seconds
     seconds = overhead + waves * compute
     return RunEstimate(seconds, overhead / seconds if seconds else 0.0)
 
@@ -191,10 +197,9 @@ def memory_bound_rows(snapshot: ResourceSnapshot, bytes_per_record: float, limit
 
 def smallest_efficient_chunk(profile: ExecutionProfile, max_overhead_share: float) -> int:
     """Rows per chunk whose compute is long enough that the step overhead is at most ``max_overhead_share``
-    of a step: overhead / (overhead + rows / throughput) <= share."""
+    of a step (one step per chunk, its ranges processed in it): overhead / (overhead + rows / throughput) <= share."""
     share = min(max(max_overhead_share, 1e-6), 1.0)
-    overhead = profile.step_overhead_seconds * STEPS_PER_CHUNK
-    return max(1, math.ceil(overhead * profile.throughput_records_per_second * (1 - share) / share))
+    return max(1, math.ceil(profile.step_overhead_seconds * profile.throughput_records_per_second * (1 - share) / share))
 
 
 def chunk_count(
@@ -212,13 +217,14 @@ def chunk_count(
     share = f"{limits.max_overhead_share:.0%}"
     target_rows = smallest_efficient_chunk(profile, limits.max_overhead_share)
     waves = total_records // (tasks * target_rows)
-    if waves:
+    if waves >= INLINE_WAVES:
         count, reason = (
             tasks * waves,
-            f"{tasks * waves} chunks in {waves} wave(s) of {tasks}: at least {target_rows:,} rows each keep overhead <= {share}",
+            f"{tasks * waves} chunks in {waves} waves of {tasks}: at least {target_rows:,} rows each keep overhead <= {share}",
         )
-    else:
-        count, reason = tasks, f"one wave of {tasks}: too few records to keep overhead <= {share}"
+    else:  # as many steps as one wave of chunks and one of range steps, without re-reading the hour for the ranges
+        count = tasks * INLINE_WAVES
+        reason = f"{count} chunks in {INLINE_WAVES} waves of {tasks}: too few records to keep overhead <= {share}"
 
     # Hard bounds, strongest first: free memory, then max_chunks, then max_batch_size and min_batch_size.
     for_memory = math.ceil(total_records / memory_rows)
