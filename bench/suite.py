@@ -26,6 +26,8 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 - ``huge``: the CLI run and the plain script on the 100M-record hour (``--scale 9000``) under a memory cap.
 - ``profile``: pyinstrument profiles of the stages in process per size (text in bench/results/).
 - ``duckdb``: ``bench/prototype_duckdb.py`` (whole hour, and per order_id range) against the plain script.
+- ``cores``: the plain script alone against two copies at once (largest size): the speedup two processes get
+  from this machine's cores, the ceiling of any parallel executor's gain over one process.
 """
 
 import argparse
@@ -34,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -381,6 +384,27 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
     return rows
 
 
+def parallel_ceiling(args: argparse.Namespace) -> list[dict]:
+    """The plain script alone, then two copies at once on the same stored raw hour (alternating): how much
+    faster two processes finish two hours' work than one does, i.e. what a second core can give at most."""
+    scale = max(args.sizes)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workspace = Workspace(Path(tmp))
+        materialize_raw(workspace, scale)
+        raw = published_path(workspace.data, "raw_volume")
+        outputs = [Path(tmp) / f"plain-{copy}.parquet" for copy in (1, 2)]
+        pair = ["bash", "-c", f"{shlex.join(plain(raw, outputs[0]))} & {shlex.join(plain(raw, outputs[1]))} & wait"]
+        alone: list[Measured] = []
+        together: list[Measured] = []
+        for _ in range(args.repeats):
+            alone.append(measure(plain(raw, outputs[0]), workspace.env()).require_success("plain script"))
+            together.append(measure(pair, workspace.env()).require_success("two plain scripts at once"))
+        records = row_count(raw)
+    rows = [summary("plain script, alone", alone, records=records), summary("two at once", together, records=records)]
+    rows[1]["speedup_of_two_processes"] = round(2 * rows[0]["wall_s"] / rows[1]["wall_s"], 2)
+    return rows
+
+
 def overhead_share(entries: list) -> dict:
     """Orchestration overhead of one in-process run, from its event log.
 
@@ -584,6 +608,7 @@ MEASUREMENTS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "huge": huge_hour,
     "profile": profiles,
     "duckdb": duckdb_prototype,
+    "cores": parallel_ceiling,
 }
 
 
