@@ -184,7 +184,7 @@ def test_every_path_publishes_the_whole_hour_result(path_runs, job, path, hour):
     pd.testing.assert_frame_equal(outputs[(job, hour)], outputs[("fan", hour)])  # identical across paths
     ran, skipped = ran_and_skipped(result)
     assert PATH_OPS[path] <= ran
-    assert {"route_hour", "join_paths", "collect_ranges"} <= ran
+    assert {"route_hour", "collect_ranges"} <= ran
     for other in set(PATH_OPS) - {path}:
         assert not PATH_OPS[other] & ran
     # The first op of each path not taken shows as skipped (the rest follow it, or are never planned: dynamic fan-outs).

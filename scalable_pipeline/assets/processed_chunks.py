@@ -12,7 +12,7 @@ same range, so de-duplication inside a range is de-duplication across the hour.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import dagster as dg
 import numpy as np
@@ -281,17 +281,27 @@ def all_results(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeRe
     )
 
 
+@dataclass(frozen=True)
+class PathResults:
+    """What one processing path computed: its name and every chunk and range result of this run."""
+
+    path: str
+    chunks: list[ChunkResult]
+    ranges: list[RangeResult]
+
+
 def collect_ranges(
     context: dg.OpExecutionContext,
     chunk_plan: ChunkPlan,
-    chunk_results: list[ChunkResult],
-    range_results: list[RangeResult],
-    processing_path: str,
+    paths: list[PathResults],
     quality: QualityResource,
     data_store: DataStoreResource,
 ):
-    """Fan-in: every range of this run's plan, audited, published in order as one dataset version."""
+    """Fan-in of the one path that ran (the others were skipped): every range of this run's plan, audited,
+    published in order as one dataset version."""
     started = time.perf_counter()
+    (ran,) = paths
+    processing_path, chunk_results, range_results = ran.path, ran.chunks, ran.ranges
     partition = data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)

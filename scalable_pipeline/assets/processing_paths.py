@@ -8,11 +8,11 @@
 - ``fan_out_priority``: above ``scaling.priority_above``, the chunk and range steps run at a higher step
   priority, and the chunks spread over the pipeline's reserved pool and its shared pool by their free slots.
 
-The paths not taken show as skipped in the run. ``join_paths`` takes the one path that ran and
-``collect_ranges`` audits and publishes it, so every path publishes the same whole-hour result.
+The paths not taken show as skipped in the run. ``collect_ranges`` takes the one path that ran (a fan-in
+of the three, two of them skipped), audits and publishes it, so every path publishes the same whole-hour
+result.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -22,6 +22,7 @@ from scalable_pipeline.assets.processed_chunks import (
     ASSET,
     CHUNK_RETRY_POLICY,
     GATES,
+    PathResults,
     chunk_tasks,
     collect_ranges,
     compute_range,
@@ -49,15 +50,6 @@ from scalable_pipeline.resources.scaling import ScalingResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
 
 RESERVED, SHARED = "reserved", "shared"
-
-
-@dataclass(frozen=True)
-class PathResults:
-    """What one path computed: its name and every chunk and range result of this run."""
-
-    path: str
-    chunks: list[ChunkResult]
-    ranges: list[RangeResult]
 
 
 def route_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, scaling: ScalingResource):
@@ -110,16 +102,8 @@ def priority_results(chunk_results: list[ChunkResult], range_results: list[Range
     return PathResults(FAN_OUT_PRIORITY, chunk_results, range_results)
 
 
-def join_paths(paths: list[PathResults]):
-    """The results of the one path that ran."""
-    (ran,) = paths
-    yield dg.Output(ran.chunks, "chunk_results")
-    yield dg.Output(ran.ranges, "range_results")
-    yield dg.Output(ran.path, "processing_path")
-
-
 def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    """The graph asset of ``pipeline``: route, the three paths, join, collect."""
+    """The graph asset of ``pipeline``: route, the three paths, collect."""
     gates = pipeline.check_specs(GATES)
     gate_outputs = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in gates}
     op = pipeline.op
@@ -138,7 +122,6 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
     priority_ranges_out = op(fan_out_ranges, name="fan_out_ranges_priority", out=dg.DynamicOut(RangeTask))
     priority_range = op(process_range, name="process_range_priority", **priority_step)
     join_chunks, priority_done = op(join_chunk_results), op(priority_results)
-    join = op(join_paths, out={"chunk_results": dg.Out(), "range_results": dg.Out(), "processing_path": dg.Out(str)})
     collect = op(collect_ranges, out={"result": dg.Out(io_manager_key=pipeline.io_manager_key), **gate_outputs})
 
     @dg.graph_asset(
@@ -165,8 +148,7 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         priority_chunks = join_chunks(reserved.map(reserved_chunk).collect(), shared.map(priority_chunk).collect())
         by_priority = priority_done(priority_chunks, priority_ranges_out(priority, priority_chunks).map(priority_range).collect())
 
-        chunk_results, range_results, path = join([by_step, by_fan_out, by_priority])
-        collected = collect(chunk_partitions, chunk_results, range_results, path)
+        collected = collect(chunk_partitions, [by_step, by_fan_out, by_priority])
         return {"result": collected.result, **{name: getattr(collected, name) for name in gate_outputs}}
 
     return processed_chunks
