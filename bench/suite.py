@@ -20,7 +20,8 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 - ``slope``: seconds per extra chunk step, least squares over pinned chunk counts, at the smallest size,
   in process, under Dagster's stock multiprocess executor (spawn) and under the job's own executor.
 - ``restart``: after chunk 8 of 16 fails, the re-execution from failure as a share of a full run (job
-  executor, largest size); the restarted output must equal the full run's.
+  executor, largest size); the restarted output must equal the full run's. ``failed_chunk_step_s``: the
+  seconds of the re-execution spent in the failed chunk's own step (from its event log, ``bench/timeline.py``).
 - ``tuning``: ``--runs`` CLI runs (default strategy, in process) of fresh partitions on one instance at the
   largest size; per run the orchestration overhead share from the event log (defined in ``overhead_share``).
 - ``huge``: the CLI run and the plain script on the 100M-record hour (``--scale 9000``) under a memory cap.
@@ -357,7 +358,7 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
     """A full run, and (on a fresh data root, same instance) a run whose chunk ``failing`` fails, then its re-execution."""
     scale = max(args.sizes)
     options = ("--assets", "all", "--executor", "job", "--scale", str(scale), "--chunks", str(chunks))
-    full, failed, resumed, output = [], [], [], ""
+    full, failed, resumed, output, failed_work = [], [], [], "", []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             workspace = Workspace(Path(tmp))
@@ -369,6 +370,7 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
             )
             reexecute = ("--fail-chunk", str(failing), "--reexecute", failed[-1].report["run_id"])
             resumed.append(measure(run_stages(*options, *reexecute), workspace.env(restart_data)).require_success("re-execution"))
+            failed_work.append(failed_chunk_seconds(workspace.home, resumed[-1].report["run_id"], failing))
             output = checked(
                 published_path(workspace.data, "consolidated_output"), published_path(restart_data, "consolidated_output")
             )
@@ -376,7 +378,13 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
     rows = [
         summary(f"full run ({chunks} chunks)", full, records=records),
         summary(f"run with chunk {failing} failing", failed, records=records),
-        summary("re-execution from failure", resumed, records=records, output=f"vs full run: {output}"),
+        summary(
+            "re-execution from failure",
+            resumed,
+            records=records,
+            output=f"vs full run: {output}",
+            failed_chunk_step_s=round(statistics.median(failed_work), 2),
+        ),
     ]
     for row in rows:
         row["wall_share"] = round(row["wall_s"] / rows[0]["wall_s"], 3)
@@ -403,6 +411,18 @@ def parallel_ceiling(args: argparse.Namespace) -> list[dict]:
     rows = [summary("plain script, alone", alone, records=records), summary("two at once", together, records=records)]
     rows[1]["speedup_of_two_processes"] = round(2 * rows[0]["wall_s"] / rows[1]["wall_s"], 2)
     return rows
+
+
+def failed_chunk_seconds(home: Path, run_id: str, failing: int) -> float:
+    """Seconds the re-execution spent in the failed chunk's own step (start to end; its ranges run in it):
+    the rest of the re-execution is what any restart costs, however little failed."""
+    import dagster as dg
+    from timeline import step_marks
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.get() as instance:
+        marks = step_marks(instance.all_logs(run_id))
+    return sum(m["end"] - m["start"] for key, m in marks.items() if f"chunk_{failing:05d}" in key and "start" in m and "end" in m)
 
 
 def overhead_share(entries: list) -> dict:

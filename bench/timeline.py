@@ -19,17 +19,23 @@ MARKS = {
 }
 
 
+def step_marks(entries: list) -> dict[str, dict[str, float]]:
+    """Per step, seconds after the run's first event: ``launch``, ``start``, ``end`` (those it reached)."""
+    begun = entries[0].timestamp
+    steps: dict[str, dict[str, float]] = {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event is not None and event.event_type in MARKS and event.step_key:
+            steps.setdefault(event.step_key, {})[MARKS[event.event_type]] = entry.timestamp - begun
+    return steps
+
+
 def main() -> None:
     with dg.DagsterInstance.get() as instance:
         run_id = sys.argv[1] if len(sys.argv) > 1 else instance.get_run_records(limit=1)[0].dagster_run.run_id
         entries = instance.all_logs(run_id)
-        begun = entries[0].timestamp
-        steps: dict[str, dict[str, float]] = {}
-        for entry in entries:
-            event = entry.dagster_event
-            if event is not None and event.event_type in MARKS and event.step_key:
-                steps.setdefault(event.step_key, {})[MARKS[event.event_type]] = entry.timestamp - begun
-        finished = entries[-1].timestamp - begun
+    steps = step_marks(entries)
+    finished = entries[-1].timestamp - entries[0].timestamp
     print(f"run {run_id}: {finished:.2f} s from its first event to its last")
     print(f"{'step':48} {'launch':>7} {'start':>7} {'end':>7} {'own':>6}")
     for key, marks in sorted(steps.items(), key=lambda item: item[1].get("start", item[1].get("end", 0.0))):
