@@ -8,7 +8,8 @@ instance in ``$DAGSTER_HOME`` and the data root in ``$SCALABLE_PIPELINE_DATA_DIR
 
 ``stages`` is chunk_partitions, processed_chunks and consolidated_output against the published raw hour.
 Executors: ``in_process`` (as the CLI's default), ``job`` (the job's own executor, as ``--multiprocess``,
-the UI and the schedule), ``spawn`` (Dagster's stock multiprocess executor: a fresh interpreter per step).
+the UI and the schedule; like the CLI, it boots the step server first: ``executors.start_step_server``),
+``spawn`` (Dagster's stock multiprocess executor: a fresh interpreter per step).
 """
 
 import argparse
@@ -60,6 +61,10 @@ def main() -> int:
     parser.add_argument("--fail-chunk", type=int, help="this chunk fails (faults resource, no retries)")
     parser.add_argument("--reexecute", metavar="RUN_ID", help="re-execute this run from failure (job or spawn executor)")
     args = parser.parse_args()
+    if args.executor == "job":  # as the CLI's --multiprocess does: boot the step server while loading the project
+        from scalable_pipeline.executors import start_step_server
+
+        start_step_server()
     selection = [dg.AssetKey(name) for name in ASSETS[args.assets]]
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
