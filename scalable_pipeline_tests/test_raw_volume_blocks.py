@@ -24,7 +24,7 @@ from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.storage.versioned_store import TableStage, VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata
 
-HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
+HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 
 
 class TrackedSource(SyntheticOrderSource):
@@ -121,7 +121,7 @@ from scalable_pipeline.resources.source import SyntheticOrderSource
 
 runs = []
 with dg.DagsterInstance.ephemeral() as instance:
-    for partition, scale in (("2024-01-01-11:00", 70.0), ("2024-01-01-10:00", 180.0)):  # three blocks, then nine
+    for partition, scale in (("2026-01-05-11:00", 70.0), ("2026-01-05-10:00", 180.0)):  # three blocks, then nine
         result = dg.materialize([defs.get_assets_def("raw_volume")], partition_key=partition, instance=instance,
                                 resources={**build_resources(), "source": SyntheticOrderSource(scale=scale)})
         metadata = next(iter(result.get_asset_materialization_events())).materialization.metadata
