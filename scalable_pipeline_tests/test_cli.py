@@ -1,6 +1,7 @@
 """The command line as users meet it: a quiet run with a summary that matches the stored data, one-line
 errors for options that do not apply, status and rollback of an hour, failed runs that say why."""
 
+import dataclasses
 import json
 import os
 import re
@@ -9,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from scalable_pipeline.cli import main, parser
+from scalable_pipeline.commands.progress import FOLLOWED_EVENTS, ProgressDisplay, RunView
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -120,6 +123,41 @@ def test_range_runs_one_run_per_hour_and_verbose_shows_dagster_events(home, caps
         assert re.search(rf"\bok\b.*records\s+{records}\b", line), line
         run_ids.append(line.split("run ")[-1])
     assert len(set(run_ids)) == 2
+
+
+def test_progress_follows_step_processes_of_the_multiprocess_executor(home, capfd, data_dir, monkeypatch):
+    """With --multiprocess the chunk and range steps run in other processes: the display follows their events in
+    the instance and ends at the plan's chunk and range counts; their stderr stays off the terminal."""
+    views = []
+    show = ProgressDisplay.show
+
+    def recording(display, view):
+        views.append(dataclasses.replace(view))
+        show(display, view)
+
+    monkeypatch.setattr(ProgressDisplay, "show", recording)
+    assert main(["run", "--partition", HOUR, "--chunks", "3", "--multiprocess", "--max-concurrent", "2"]) == 0
+    out, err = capfd.readouterr()
+    plan = VersionedStore(data_dir).read_published_document("chunk_partitions", HOUR)
+    chunks, ranges = len(plan["chunks"]), len(plan["range_cuts"]) + 1
+    final = views[-1]
+    assert (final.chunks, final.chunks_done, final.ranges, final.ranges_done) == (3, chunks, ranges, ranges) and chunks == 3
+    done = [(view.chunks_done, view.ranges_done) for view in views]
+    assert done == sorted(done) and all(c <= chunks and r <= ranges for c, r in done)  # counts only grow, never past the plan
+    assert f"{chunks}/{chunks}" in err and f"{ranges}/{ranges}" in err and "1/1" in err  # chunks, ranges, hours
+    assert "DEBUG" not in out + err and "STEP_START" not in out + err  # step processes' log lines discarded
+    assert summary_value(out, "chunks") == "3"
+
+    # The steps' own events account for every chunk and range, before processed_chunks reports its totals.
+    run_id = re.search(r"^run (\S+) succeeded", out, re.MULTILINE).group(1)
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_records_for_run(run_id, of_type=FOLLOWED_EVENTS).records
+    view = RunView()
+    for record in records:
+        if record.asset_key == dg.AssetKey("processed_chunks"):
+            break
+        view.apply(record.event_log_entry)
+    assert (view.chunks_done, view.ranges_done) == (chunks, ranges)
 
 
 def python_m(argv: list[str], env: dict) -> subprocess.CompletedProcess:
