@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -21,6 +22,9 @@ from scalable_pipeline.alerts.evaluations import evaluation_of
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.metadata import metadata_number
 from scalable_pipeline.storage.rollback_log import RollbackRecord, read_rollbacks
+
+if TYPE_CHECKING:
+    from scalable_pipeline.pipelines.config import PipelineSpec
 
 PIPELINE_ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 PAGE_SIZE = 1000
@@ -40,9 +44,6 @@ class ObservedPipeline:
     root: Path
     partitions_def: dg.HourlyPartitionsDefinition
     gates: tuple[dg.AssetCheckKey, ...]
-
-    def key(self, asset: str) -> dg.AssetKey:
-        return dg.AssetKey([*self.key_prefix, asset])
 
     def observe(self, instance: dg.DagsterInstance, partitions: Sequence[str]) -> list["HourRecord"]:
         return observe_hours(instance, self.root, partitions, self.gates, self.key_prefix, self.name)
@@ -67,8 +68,8 @@ def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
     raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
 
 
-def observed_pipeline(spec, data_root: Path | str) -> ObservedPipeline:
-    """``spec`` (a ``PipelineSpec``) as it is read back: its gates are those its factory defines."""
+def observed_pipeline(spec: "PipelineSpec", data_root: Path | str) -> ObservedPipeline:
+    """``spec`` as it is read back: its gates are those its factory defines."""
     from scalable_pipeline.pipelines.build import PipelineBuild
     from scalable_pipeline.pipelines.factory import build_pipeline
     from scalable_pipeline.resources.data_store import DataStoreResource
@@ -177,9 +178,7 @@ def runs_assets(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline: str,
         return bool(run.asset_selection & keys)
     if not run.job_name.startswith("__"):  # Dagster's implicit asset jobs are named __ASSET_JOB..., __ephemeral...
         return False
-    planned = instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=len(PIPELINE_ASSETS) * 4
-    )
+    planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
     return any(record.asset_key in keys for record in planned.records)
 
 
