@@ -82,7 +82,7 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
         (["run", "--from", "2026-01-05-05:00"], "--from and --to go together"),
         (["run", "--from", "2026-01-05-05:00", "--to", "2026-01-05-04:00"], "is after --to"),
         (["run", "--partition", HOUR, "--from", HOUR, "--to", HOUR], "either --partition or --from/--to"),
-        (["report", "--pipeline", "nope"], "argument --pipeline: invalid choice"),
+        (["report", "--pipeline", "nope"], "--pipeline: no pipeline 'nope'"),
         (["metrics", "--port", "70000"], "not a TCP port"),
         (["rollback", "consolidated_output", HOUR], "has nothing published"),
     ],
