@@ -44,7 +44,7 @@ import psutil
 import psycopg2
 
 REPO = Path(__file__).resolve().parents[1]
-PARTITION = "2024-01-01-10:00"
+PARTITION = "2026-01-05-10:00"
 EXECUTORS = ("in_process", "multiprocess", "celery")
 
 

@@ -24,7 +24,7 @@ PATH_SCALING = {
     "fan_out": {},
     "fan_out_priority": {"priority_above": 0},
 }
-SMALL_HOUR = "2024-01-01-05:00"  # 1,716 records
+SMALL_HOUR = "2026-01-05-05:00"  # 1,639 records
 
 
 def pipelines_file(count: int, folder: Path) -> Path:
@@ -100,7 +100,7 @@ def main() -> None:
             listed = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs)
             print(f"| {count} | {wall:.2f} s | {cpu:.2f} s | {listed} |")
         if args.paths:
-            print("\n| path | small hour (1,716 records), in process |\n|---|---:|")
+            print("\n| path | small hour (1,639 records), in process |\n|---|---:|")
             for path, seconds in path_seconds(folder).items():
                 print(f"| {path} | {seconds:.2f} s |")
 

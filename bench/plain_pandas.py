@@ -5,7 +5,7 @@ Reads the stored raw hour (a Parquet file or a directory of them), de-duplicates
 not null; amount not null, finite and > 0; a known status; event_time inside the partition's hour),
 sorts them by ``order_id`` and writes Parquet. Prints one JSON line with its own seconds (imports excluded).
 
-    python bench/plain_pandas.py RAW OUT --partition 2024-01-01-10:00
+    python bench/plain_pandas.py RAW OUT --partition 2026-01-05-10:00
 """
 
 import argparse
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("raw")
     parser.add_argument("out")
-    parser.add_argument("--partition", required=True, help="hourly partition key, e.g. 2024-01-01-10:00")
+    parser.add_argument("--partition", required=True, help="hourly partition key, e.g. 2026-01-05-10:00")
     args = parser.parse_args()
     started = time.perf_counter()
     hour_start = pd.to_datetime(args.partition, format="%Y-%m-%d-%H:%M", utc=True)

@@ -12,7 +12,7 @@ sort by ``order_id``, write Parquet.
   skips row groups whose statistics lie outside it (effective when raw order follows ``order_id``,
   as the synthetic source's does; otherwise each range scans the whole hour).
 
-    python bench/prototype_duckdb.py RAW OUT --partition 2024-01-01-10:00 [--ranges 8] [--memory-limit 1GB] [--threads 2]
+    python bench/prototype_duckdb.py RAW OUT --partition 2026-01-05-10:00 [--ranges 8] [--memory-limit 1GB] [--threads 2]
 """
 
 import argparse
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("raw", type=Path, help="the raw hour: a Parquet file or a directory of them")
     parser.add_argument("out", type=Path, help="output file, or directory with --ranges")
-    parser.add_argument("--partition", required=True, help="hourly partition key, e.g. 2024-01-01-10:00")
+    parser.add_argument("--partition", required=True, help="hourly partition key, e.g. 2026-01-05-10:00")
     parser.add_argument("--ranges", type=int, help="write one sorted file per order_id range")
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--threads", type=int, default=2)

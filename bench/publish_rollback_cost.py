@@ -28,7 +28,7 @@ from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollba
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
 ASSET = "consolidated_output"
-PARTITION = "2024-01-02-10:00"
+PARTITION = "2026-01-06-10:00"
 
 
 def timed(action: Callable[[], object]) -> float:

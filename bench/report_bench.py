@@ -89,8 +89,9 @@ def main() -> None:
         home.mkdir()
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             started = time.perf_counter()
-            defs = dg.Definitions(assets=stand_in_assets(gates), jobs=[dg.define_asset_job("simulated_hours")])
-            job = defs.resolve_job_def("simulated_hours")
+            # named as the pipeline's job: report and metrics count a pipeline's runs by its job (or its assets)
+            defs = dg.Definitions(assets=stand_in_assets(gates), jobs=[dg.define_asset_job(JOB_NAME)])
+            job = defs.resolve_job_def(JOB_NAME)
             for index, hour in enumerate(hours):
                 assert job.execute_in_process(instance=instance, partition_key=hour, run_config=QUIET).success
                 if index % 24 == 0:

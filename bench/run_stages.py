@@ -55,7 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", choices=sorted(ASSETS), default="all")
     parser.add_argument("--executor", choices=["in_process", "job", "spawn"], default="in_process")
-    parser.add_argument("--partition", default="2024-01-01-10:00")
+    parser.add_argument("--partition", default="2026-01-05-10:00")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--chunks", type=int, help="pin the chunk count")
     parser.add_argument("--fail-chunk", type=int, help="this chunk fails (faults resource, no retries)")

@@ -53,13 +53,13 @@ def summary(values: list[float]) -> str:
 
 
 def landing(repeats: int) -> None:
-    table = pa.table({"order_id": [1], "event_time": [pd.Timestamp("2024-01-01", tz="UTC")], "customer_id": [7],
+    table = pa.table({"order_id": [1], "event_time": [pd.Timestamp("2026-01-05", tz="UTC")], "customer_id": [7],
                       "region": ["north"], "amount": [1.5], "status": ["paid"]})  # fmt: skip
     looks, judging, steady = [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test(temp_dir=tmp) as instance:
             landing_dir = Path(tmp) / "landing"
-            for hour in pd.date_range("2024-01-01", periods=FILES, freq="h", tz="UTC"):
+            for hour in pd.date_range("2026-01-05", periods=FILES, freq="h", tz="UTC"):
                 path = landing_dir / f"{hour:%Y-%m-%d}" / f"{hour:%H}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, path)
@@ -95,7 +95,7 @@ def markers(repeats: int) -> None:
                 "CREATE TABLE orders_ready (delivered_hour timestamptz PRIMARY KEY, row_count bigint, ready_at timestamptz)"
             )
             cursor.execute("INSERT INTO orders_ready SELECT h, 0, h + interval '5 minutes' FROM "
-                           "generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01' + interval '999 hours', interval '1 hour') h")  # fmt: skip
+                           "generate_series(timestamptz '2026-01-05', timestamptz '2026-01-05' + interval '999 hours', interval '1 hour') h")  # fmt: skip
         os.environ["BENCH_ORDERS_DB_URL"] = url
         sensor = build_db_sensor(PIPELINE, JOB, "orders", "BENCH_ORDERS_DB_URL")
         first, steady = [], []

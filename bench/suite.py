@@ -14,7 +14,7 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 
 - ``stages``: the processing stages (chunk_partitions, processed_chunks, consolidated_output) against
   ``bench/plain_pandas.py`` on the same stored raw hour, per ``--sizes`` (synthetic ``--scale``; peak
-  hour 2024-01-01-10:00). raw_volume is materialized once; every measured run gets a fresh data root
+  hour 2026-01-05-10:00). raw_volume is materialized once; every measured run gets a fresh data root
   holding only the published raw hour (no checkpoints to reuse) and the same instance. Each output is
   checked to be identical, column by column, to the plain script's.
 - ``slope``: seconds per extra chunk step, least squares over pinned chunk counts, at the smallest size,
@@ -58,7 +58,7 @@ import pyarrow.dataset as ds
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 RESULTS = BENCH / "results"
-PARTITION = "2024-01-01-10:00"
+PARTITION = "2026-01-05-10:00"
 MB = 2**20
 GB = 2**30
 
@@ -481,7 +481,7 @@ def overhead_over_runs(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workspace = Workspace(Path(tmp))
         for day in range(1, args.runs + 1):
-            partition = f"2024-01-{day:02d}-10:00"
+            partition = f"2026-01-{day + 4:02d}-10:00"
             run = measure(cli(partition, scale), workspace.env()).require_success(f"CLI run {partition}")
             rows.append(
                 {

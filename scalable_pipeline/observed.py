@@ -1,26 +1,85 @@
-"""What the Dagster instance and the data root say about a range of hours: one reading shared by the
-``status`` and ``report`` commands and the Prometheus collector.
+"""What the Dagster instance and the data root say about a range of hours of one pipeline: one reading
+shared by the ``status`` and ``report`` commands and the Prometheus collector.
 
-Everything comes through public APIs: run records by partition tag, the newest materialization of each
-asset per partition (``fetch_materializations`` with ``AssetRecordsFilter``), the check executions of
-every gate (``get_asset_check_execution_history``, mapped to hours by the evaluation's partition or its
-run's partition tag: in-op checks carry none), and the rollback log under the data root.
+A pipeline is an entry of the pipelines file (``$SCALABLE_PIPELINE_CONFIG`` or the shipped one): its own
+(key-prefixed) assets and gates, its own data root (``pipelines/<name>`` under the root, except the
+unprefixed pipeline) and its own runs. Everything comes through public APIs: run records by partition tag,
+kept when the run is the pipeline's job, selected its assets or planned them; the newest materialization
+of each asset per partition (``fetch_materializations`` with ``AssetRecordsFilter``), the check
+executions of every gate (``get_asset_check_execution_history``, mapped to hours by the evaluation's
+partition or its run's partition tag: in-op checks carry none), and the rollback log under the data root.
 """
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from scalable_pipeline.alerts.evaluations import evaluation_of
-from scalable_pipeline.constants import PARTITION_TAG
+from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.metadata import metadata_number
 from scalable_pipeline.storage.rollback_log import RollbackRecord, read_rollbacks
+
+if TYPE_CHECKING:
+    from scalable_pipeline.pipelines.config import PipelineSpec
 
 PIPELINE_ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 PAGE_SIZE = 1000
 PARENT_RUN_TAG = "dagster/parent_run_id"  # set on re-executions (from failure, or of selected steps)
+
+
+class UnknownPipeline(ValueError):
+    """A pipeline name the pipelines file does not have."""
+
+
+@dataclass(frozen=True)
+class ObservedPipeline:
+    """One pipeline of the pipelines file as it is read back: its asset keys, gates, data root and hours."""
+
+    name: str
+    key_prefix: tuple[str, ...]
+    root: Path
+    partitions_def: dg.HourlyPartitionsDefinition
+    gates: tuple[dg.AssetCheckKey, ...]
+
+    def observe(self, instance: dg.DagsterInstance, partitions: Sequence[str]) -> list["HourRecord"]:
+        return observe_hours(instance, self.root, partitions, self.gates, self.key_prefix, self.name)
+
+
+def configured_pipelines(data_root: Path | str) -> list[ObservedPipeline]:
+    """Every pipeline of the pipelines file, in its order, with its data root under ``data_root``."""
+    from scalable_pipeline.pipelines.config import config_path, load_pipelines
+
+    return [observed_pipeline(spec, data_root) for spec in load_pipelines(config_path(os.environ)).pipelines]
+
+
+def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
+    """The pipeline named ``name`` in the pipelines file (``UnknownPipeline`` names the ones it has)."""
+    from scalable_pipeline.pipelines.config import config_path, load_pipelines
+
+    path = config_path(os.environ)
+    specs = load_pipelines(path).pipelines
+    for spec in specs:
+        if spec.name == name:
+            return observed_pipeline(spec, data_root)
+    raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
+
+
+def observed_pipeline(spec: "PipelineSpec", data_root: Path | str) -> ObservedPipeline:
+    """``spec`` as it is read back: its gates are those its factory defines."""
+    from scalable_pipeline.pipelines.build import PipelineBuild
+    from scalable_pipeline.pipelines.factory import build_pipeline
+    from scalable_pipeline.resources.data_store import DataStoreResource
+    from scalable_pipeline.resources.source import SyntheticOrderSource
+
+    build = PipelineBuild(spec)
+    assets = build_pipeline(spec, dg.in_process_executor, SyntheticOrderSource).assets
+    gates = sorted({check.key for asset in assets for check in asset.check_specs}, key=dg.AssetCheckKey.to_user_string)
+    root = DataStoreResource(data_dir=str(data_root), pipeline=None if build.unprefixed else spec.name).root
+    return ObservedPipeline(spec.name, tuple(spec.key_prefix), root, build.partitions_def, tuple(gates))
 
 
 @dataclass(frozen=True)
@@ -97,21 +156,43 @@ def end_to_end_rates(instance: dg.DagsterInstance, limit: int = 10) -> list[floa
     return rates
 
 
-def runs_by_partition(instance: dg.DagsterInstance, partitions: Sequence[str]) -> dict[str, list[dg.RunRecord]]:
-    """Every run tagged with one of ``partitions`` (the main job, or materializations from the UI), newest first."""
+def runs_by_partition(
+    instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str = JOB_NAME, key_prefix: Sequence[str] = ()
+) -> dict[str, list[dg.RunRecord]]:
+    """The pipeline's runs tagged with one of ``partitions``, newest first: runs of its job, and asset runs
+    (materializations from the UI, ``materialize``) of its assets."""
     found: dict[str, list[dg.RunRecord]] = {key: [] for key in partitions}
+    keys = {dg.AssetKey([*key_prefix, asset]) for asset in PIPELINE_ASSETS}
     for record in instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: list(partitions)})):
-        found.setdefault(record.dagster_run.tags[PARTITION_TAG], []).append(record)
+        if runs_assets(instance, record.dagster_run, pipeline, keys):
+            found.setdefault(record.dagster_run.tags[PARTITION_TAG], []).append(record)
     return found
 
 
-def newest_materializations(instance: dg.DagsterInstance, asset: str, partitions: Sequence[str]) -> dict[str, Materialized]:
+def runs_assets(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline: str, keys: set[dg.AssetKey]) -> bool:
+    """Whether ``run`` is the pipeline's: its job, or an asset job that selected (or, unselected, planned) its assets.
+    Another named job (another pipeline's, the rollback job) is not."""
+    if run.job_name == pipeline:
+        return True
+    if run.asset_selection:
+        return bool(run.asset_selection & keys)
+    if not run.job_name.startswith("__"):  # Dagster's implicit asset jobs are named __ASSET_JOB..., __ephemeral...
+        return False
+    planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    return any(record.asset_key in keys for record in planned.records)
+
+
+def newest_materializations(
+    instance: dg.DagsterInstance, asset: str | dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, Materialized]:
     """The newest materialization of ``asset`` per partition among ``partitions``."""
     newest: dict[str, Materialized] = {}
     cursor = None
     while True:
         result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=list(partitions)), limit=PAGE_SIZE, cursor=cursor
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_coercible(asset), asset_partitions=list(partitions)),
+            limit=PAGE_SIZE,
+            cursor=cursor,
         )
         for record in result.records:  # newest first
             materialization = record.asset_materialization
@@ -140,7 +221,7 @@ def gate_results(
                 partition = evaluation.partition or execution.partition or run_partitions.get(execution.run_id)
                 if partition is not None and (partition, key.name) not in newest:
                     newest[(partition, key.name)] = GateResult(
-                        asset=key.asset_key.to_user_string(),
+                        asset=key.asset_key.path[-1],  # the asset's name: the pipeline is known
                         check=key.name,
                         partition=partition,
                         run_id=execution.run_id,
@@ -166,16 +247,22 @@ def check_keys() -> list[dg.AssetCheckKey]:
 
 
 def observe_hours(
-    instance: dg.DagsterInstance, root: Path | str, partitions: Sequence[str], gates: Iterable[dg.AssetCheckKey]
+    instance: dg.DagsterInstance,
+    root: Path | str,
+    partitions: Sequence[str],
+    gates: Iterable[dg.AssetCheckKey],
+    key_prefix: Sequence[str] = (),
+    pipeline: str = JOB_NAME,
 ) -> list[HourRecord]:
-    """Runs, newest materializations, newest gate results and rollbacks of each hour in ``partitions``."""
+    """Runs, newest materializations, newest gate results and rollbacks of each hour in ``partitions`` of the
+    pipeline named ``pipeline`` (assets under ``key_prefix``, data under ``root``); assets by their name."""
     hours = {key: HourRecord(key) for key in partitions}
-    runs = runs_by_partition(instance, partitions)
+    runs = runs_by_partition(instance, partitions, pipeline, key_prefix)
     for key, records in runs.items():
         if key in hours:
             hours[key].runs = records
     for asset in PIPELINE_ASSETS:
-        for key, materialized in newest_materializations(instance, asset, partitions).items():
+        for key, materialized in newest_materializations(instance, dg.AssetKey([*key_prefix, asset]), partitions).items():
             hours[key].assets[asset] = materialized
     run_partitions = {record.dagster_run.run_id: key for key, records in runs.items() for record in records}
     starts = [record.create_timestamp.timestamp() for records in runs.values() for record in records]

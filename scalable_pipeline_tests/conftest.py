@@ -4,8 +4,8 @@ import pytest
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.scaling import ScalingResource
 
-PEAK_PARTITION = "2024-01-01-10:00"
-OFF_PEAK_PARTITION = "2024-01-01-03:00"
+PEAK_PARTITION = "2026-01-05-10:00"
+OFF_PEAK_PARTITION = "2026-01-05-03:00"
 PIPELINE_ASSETS = ["raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"]
 
 

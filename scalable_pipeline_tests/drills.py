@@ -12,7 +12,7 @@ import dagster as dg
 
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
-PARTITION = "2024-01-01-10:00"
+PARTITION = "2026-01-05-10:00"
 CHUNKS = 4
 SCALE = 0.2
 

@@ -9,9 +9,9 @@ import pytest
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline_tests.conftest import materialize_hour
 
-PUBLISHED_HOURS = ("2024-01-01-02:00", "2024-01-01-03:00")
-FAILED_HOUR = "2024-01-01-04:00"  # invalid_ratio fails at threshold 0: processed_chunks is rolled back
-HOURS = ("2024-01-01-01:00", *PUBLISHED_HOURS, FAILED_HOUR)  # 01:00 never ran
+PUBLISHED_HOURS = ("2026-01-05-02:00", "2026-01-05-03:00")
+FAILED_HOUR = "2026-01-05-04:00"  # invalid_ratio fails at threshold 0: processed_chunks is rolled back
+HOURS = ("2026-01-05-01:00", *PUBLISHED_HOURS, FAILED_HOUR)  # 01:00 never ran
 
 
 def materialize_report_hours(instance: dg.DagsterInstance) -> None:

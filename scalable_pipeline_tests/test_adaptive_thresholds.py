@@ -48,7 +48,7 @@ def test_adaptive_threshold_falls_back_to_static_without_enough_history():
 
 
 def test_same_hour_partition_keys_cross_month_and_year():
-    assert same_hour_partition_keys("2024-01-02-09:00", 3) == ["2024-01-01-09:00", "2023-12-31-09:00", "2023-12-30-09:00"]
+    assert same_hour_partition_keys("2026-01-06-09:00", 3) == ["2026-01-05-09:00", "2026-01-04-09:00", "2026-01-03-09:00"]
 
 
 def test_volume_anomaly_band_from_same_hour_history():
@@ -103,7 +103,7 @@ def seed_passed_scores(instance, scores):
                 check_name="invalid_ratio",
                 passed=True,
                 metadata={"score": score},
-                partition=f"2023-12-{day:02d}-03:00",
+                partition=f"2025-12-{day + 4:02d}-03:00",
             )
         )
 
@@ -122,7 +122,7 @@ def test_adaptive_threshold_derived_from_seeded_history(instance):
             check_name="invalid_ratio",
             passed=False,
             metadata={"score": 0.9},
-            partition="2023-12-20-03:00",
+            partition="2025-12-24-03:00",
         )
     )
     quality = QualityResource(gates={"invalid_ratio": GateSettings(adaptive=True, k=3.0, min_history=5)})

@@ -1,6 +1,7 @@
 """The command line as users meet it: a quiet run with a summary that matches the stored data, one-line
 errors for options that do not apply, status and rollback of an hour, failed runs that say why."""
 
+import dataclasses
 import json
 import os
 import re
@@ -9,14 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from scalable_pipeline.cli import main, parser
+from scalable_pipeline.commands.progress import FOLLOWED_EVENTS, ProgressDisplay, RunView
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
-HOUR = "2024-01-01-04:00"
+HOUR = "2026-01-05-04:00"
 
 
 def summary_value(output: str, label: str) -> str:
@@ -72,14 +75,14 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
         (["run", "--chunks", "0"], "argument --chunks: 0 is not allowed: at least 1"),
         (["run", "--scale", "-5"], "argument --scale: -5 is not allowed"),
         (["run", "--max-concurrent", "2"], "--max-concurrent applies to --multiprocess only"),
-        (["run", "--partition", "2024-01-01 10:00"], "expected the form YYYY-MM-DD-HH:00"),
-        (["run", "--partition", "2024-02-30-10:00"], "not a real date and time"),
-        (["run", "--partition", "2024-01-01-10:30"], "not on the hour"),
-        (["run", "--partition", "2023-12-31-23:00"], "outside the partitions"),
-        (["run", "--from", "2024-01-01-05:00"], "--from and --to go together"),
-        (["run", "--from", "2024-01-01-05:00", "--to", "2024-01-01-04:00"], "is after --to"),
+        (["run", "--partition", "2026-01-05 10:00"], "expected the form YYYY-MM-DD-HH:00"),
+        (["run", "--partition", "2026-02-30-10:00"], "not a real date and time"),
+        (["run", "--partition", "2026-01-05-10:30"], "not on the hour"),
+        (["run", "--partition", "2025-12-31-23:00"], "outside the partitions"),
+        (["run", "--from", "2026-01-05-05:00"], "--from and --to go together"),
+        (["run", "--from", "2026-01-05-05:00", "--to", "2026-01-05-04:00"], "is after --to"),
         (["run", "--partition", HOUR, "--from", HOUR, "--to", HOUR], "either --partition or --from/--to"),
-        (["report", "--pipeline", "nope"], "argument --pipeline: invalid choice"),
+        (["report", "--pipeline", "nope"], "--pipeline: no pipeline 'nope'"),
         (["metrics", "--port", "70000"], "not a TCP port"),
         (["rollback", "consolidated_output", HOUR], "has nothing published"),
     ],
@@ -109,17 +112,52 @@ def test_version_and_help_with_defaults(capsys):
 
 
 def test_range_runs_one_run_per_hour_and_verbose_shows_dagster_events(home, capsys, data_dir):
-    assert main(["run", "--from", "2024-01-01-02:00", "--to", "2024-01-01-03:00", "--chunks", "1", "--verbose"]) == 0
+    assert main(["run", "--from", "2026-01-05-02:00", "--to", "2026-01-05-03:00", "--chunks", "1", "--verbose"]) == 0
     captured = capsys.readouterr()
     assert "STEP_SUCCESS" in captured.err  # Dagster's own event lines
     store = VersionedStore(data_dir)
     run_ids = []
-    for hour in ("2024-01-01-02:00", "2024-01-01-03:00"):
+    for hour in ("2026-01-05-02:00", "2026-01-05-03:00"):
         [line] = [line for line in captured.out.splitlines() if line.startswith(hour)]
         records = len(store.read_published_table("raw_volume", hour))
         assert re.search(rf"\bok\b.*records\s+{records}\b", line), line
         run_ids.append(line.split("run ")[-1])
     assert len(set(run_ids)) == 2
+
+
+def test_progress_follows_step_processes_of_the_multiprocess_executor(home, capfd, data_dir, monkeypatch):
+    """With --multiprocess the chunk and range steps run in other processes: the display follows their events in
+    the instance and ends at the plan's chunk and range counts; their stderr stays off the terminal."""
+    views = []
+    show = ProgressDisplay.show
+
+    def recording(display, view):
+        views.append(dataclasses.replace(view))
+        show(display, view)
+
+    monkeypatch.setattr(ProgressDisplay, "show", recording)
+    assert main(["run", "--partition", HOUR, "--chunks", "3", "--multiprocess", "--max-concurrent", "2"]) == 0
+    out, err = capfd.readouterr()
+    plan = VersionedStore(data_dir).read_published_document("chunk_partitions", HOUR)
+    chunks, ranges = len(plan["chunks"]), len(plan["range_cuts"]) + 1
+    final = views[-1]
+    assert (final.chunks, final.chunks_done, final.ranges, final.ranges_done) == (3, chunks, ranges, ranges) and chunks == 3
+    done = [(view.chunks_done, view.ranges_done) for view in views]
+    assert done == sorted(done) and all(c <= chunks and r <= ranges for c, r in done)  # counts only grow, never past the plan
+    assert f"{chunks}/{chunks}" in err and f"{ranges}/{ranges}" in err and "1/1" in err  # chunks, ranges, hours
+    assert "DEBUG" not in out + err and "STEP_START" not in out + err  # step processes' log lines discarded
+    assert summary_value(out, "chunks") == "3"
+
+    # The steps' own events account for every chunk and range, before processed_chunks reports its totals.
+    run_id = re.search(r"^run (\S+) succeeded", out, re.MULTILINE).group(1)
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_records_for_run(run_id, of_type=FOLLOWED_EVENTS).records
+    view = RunView()
+    for record in records:
+        if record.asset_key == dg.AssetKey("processed_chunks"):
+            break
+        view.apply(record.event_log_entry)
+    assert (view.chunks_done, view.ranges_done) == (chunks, ranges)
 
 
 def python_m(argv: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -131,21 +169,21 @@ def python_m(argv: list[str], env: dict) -> subprocess.CompletedProcess:
 def test_land_then_run_on_the_landing_files_and_a_missing_file_says_why(tmp_path, data_dir):
     """As a user would: the source is chosen when the definitions load, so run the CLI as a new process."""
     landing = tmp_path / "landing"
-    assert main(["land", str(landing), "2024-01-01-05:00", "--seed", "3"]) == 0
-    landed = pd.read_parquet(landing / "2024-01-01" / "05.parquet")
+    assert main(["land", str(landing), "2026-01-05-05:00", "--seed", "3"]) == 0
+    landed = pd.read_parquet(landing / "2026-01-05" / "05.parquet")
     env = {**os.environ, "SCALABLE_PIPELINE_LANDING_DIR": str(landing), "DAGSTER_HOME": str(tmp_path / "home")}
-    completed = python_m(["run", "--partition", "2024-01-01-05:00"], env)
+    completed = python_m(["run", "--partition", "2026-01-05-05:00"], env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert int(summary_value(completed.stdout, "records in")) == len(landed)
-    raw = VersionedStore(data_dir).read_published_table("raw_volume", "2024-01-01-05:00")
+    raw = VersionedStore(data_dir).read_published_table("raw_volume", "2026-01-05-05:00")
     pd.testing.assert_frame_equal(raw, landed)
 
-    failed = python_m(["run", "--partition", "2024-01-01-06:00"], env)  # no file landed for 06:00
+    failed = python_m(["run", "--partition", "2026-01-05-06:00"], env)  # no file landed for 06:00
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     [line] = [line for line in failed.stderr.splitlines() if "failed (run" in line]
     assert "raw_volume" in line and "'file_present'" in line and "06.parquet" in line
-    [reason_file] = (data_dir / "quarantine" / "raw_volume" / "2024-01-01-0600").glob("*.reason.json")
+    [reason_file] = (data_dir / "quarantine" / "raw_volume" / "2026-01-05-0600").glob("*.reason.json")
     assert str(reason_file) in line
     assert json.loads(reason_file.read_text())["rule"] == "file_present"
 

@@ -14,7 +14,7 @@ from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.storage.deferred_hours import DeferredHours
 
-NOW = datetime(2024, 3, 1, 12, 0, 5, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 3, 6, 12, 0, 5, tzinfo=timezone.utc).timestamp()
 
 
 class ManualClockBreaker(CircuitBreakerResource):
@@ -43,7 +43,7 @@ def setup(tmp_path, instance):
 
 
 def schedule_tick(schedule, resources, instance, hour: int):
-    at = datetime(2024, 3, 1, hour, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 6, hour, 0, tzinfo=timezone.utc)
     return schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=at, resources=resources))
 
 
@@ -54,7 +54,7 @@ def sensor_tick(sensor, resources, instance):
 def test_a_closed_circuit_launches_the_hour(setup):
     schedule, _, resources, _, instance = setup
     request = schedule_tick(schedule, resources, instance, 12)
-    assert isinstance(request, dg.RunRequest) and request.partition_key == "2024-03-01-11:00"
+    assert isinstance(request, dg.RunRequest) and request.partition_key == "2026-03-06-11:00"
 
 
 def test_hours_are_deferred_while_open_and_launched_once_a_trial_closes_the_circuit(setup, tmp_path):
@@ -64,16 +64,16 @@ def test_hours_are_deferred_while_open_and_launched_once_a_trial_closes_the_circ
     first = schedule_tick(schedule, resources, instance, 12)
     second = schedule_tick(schedule, resources, instance, 13)
     assert isinstance(first, dg.SkipReason) and isinstance(second, dg.SkipReason)
-    assert first.skip_message.startswith("hour 2024-03-01-11:00 deferred: circuit 'source' is open")
+    assert first.skip_message.startswith("hour 2026-03-06-11:00 deferred: circuit 'source' is open")
     assert "orders database unreachable" in first.skip_message
-    assert list(DeferredHours(tmp_path / "data", "scalable_data_processing").all()) == ["2024-03-01-11:00", "2024-03-01-12:00"]
+    assert list(DeferredHours(tmp_path / "data", "scalable_data_processing").all()) == ["2026-03-06-11:00", "2026-03-06-12:00"]
 
     held = sensor_tick(sensor, resources, instance)
     assert isinstance(held, dg.SkipReason) and held.skip_message.startswith("2 hour(s) deferred: circuit 'source' is open")
 
     ManualClockBreaker.seconds[0] = NOW + 300  # the cool-down is over: the sensor's health check is the trial
     launched = sensor_tick(sensor, resources, instance)
-    assert [request.partition_key for request in launched.run_requests] == ["2024-03-01-11:00", "2024-03-01-12:00"]
+    assert [request.partition_key for request in launched.run_requests] == ["2026-03-06-11:00", "2026-03-06-12:00"]
     assert breaker.state().status == "closed"
     assert DeferredHours(tmp_path / "data", "scalable_data_processing").all() == {}
     assert sensor_tick(sensor, resources, instance).skip_message == "no deferred hours"
@@ -94,4 +94,4 @@ def test_a_failed_trial_keeps_the_hours_deferred(setup, tmp_path):
         and "not-mounted" in result.skip_message
     )
     assert breaker.state().status == "open"
-    assert list(DeferredHours(tmp_path / "data", "scalable_data_processing").all()) == ["2024-03-01-11:00"]
+    assert list(DeferredHours(tmp_path / "data", "scalable_data_processing").all()) == ["2026-03-06-11:00"]

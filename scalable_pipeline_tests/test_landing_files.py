@@ -23,8 +23,8 @@ from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import materialize_hour
 
-HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
-PARTITION = "2024-01-01-10:00"
+HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+PARTITION = "2026-01-05-10:00"
 HEADER = "order_id,event_time,customer_id,region,amount,status\n"
 CSV_PATTERN = "{date}-{hour:02d}.csv"
 
@@ -64,7 +64,7 @@ def test_parquet_file_round_trips_the_records(tmp_path):
     orders = SyntheticOrderSource().fetch_hour(HOUR)
     source = LandingFileSource(landing_dir=str(tmp_path))
     path = source.path_for(HOUR)
-    assert path == tmp_path / "2024-01-01" / "10.parquet"
+    assert path == tmp_path / "2026-01-05" / "10.parquet"
     path.parent.mkdir(parents=True)
     orders.to_parquet(path, index=False)
     pd.testing.assert_frame_equal(source.fetch_hour(HOUR), orders)
@@ -73,27 +73,27 @@ def test_parquet_file_round_trips_the_records(tmp_path):
 def test_csv_values_that_do_not_convert_become_nulls_judged_by_the_rules(tmp_path):
     long_region = "r" * 200_000
     rows = [
-        "1,2024-01-01T10:05:00Z,7,north,12.5,paid",  # valid; ISO-8601 times in four formats, one file
-        "2,2024-01-01 10:06:00+00:00,7,north,12.5,paid",
-        "3,2024-01-01T10:07:00.123456+00:00,7,north,12.5,paid",
-        "4,2024-01-01T11:07:00+01:00,7,north,12.5,paid",
-        "5,2024-01-01 10:08:00,7,north,12.5,paid",  # no offset: UTC
+        "1,2026-01-05T10:05:00Z,7,north,12.5,paid",  # valid; ISO-8601 times in four formats, one file
+        "2,2026-01-05 10:06:00+00:00,7,north,12.5,paid",
+        "3,2026-01-05T10:07:00.123456+00:00,7,north,12.5,paid",
+        "4,2026-01-05T11:07:00+01:00,7,north,12.5,paid",
+        "5,2026-01-05 10:08:00,7,north,12.5,paid",  # no offset: UTC
         "6,not a time,7,north,12.5,paid",
-        "7,2024-01-01T10:05:00Z,x,north,12.5,paid",
-        "8,2024-01-01T10:05:00Z,7.5,north,12.5,paid",  # not a whole customer id
-        "9,2024-01-01T10:05:00Z,inf,north,12.5,paid",
-        "10,2024-01-01T10:05:00Z,-inf,north,12.5,paid",
-        "11,2024-01-01T10:05:00Z,1e30,north,12.5,paid",  # beyond int64
-        "12,2024-01-01T10:05:00Z,,north,12.5,paid",
-        "13,2024-01-01T10:05:00Z,7,north,twelve,paid",
-        "14,2024-01-01T10:05:00Z,7,north,NaN,paid",
-        "15,2024-01-01T10:05:00Z,7,north,inf,paid",
-        "16,2024-01-01T10:05:00Z,7,north,-0,paid",
-        "17,2024-01-01T10:05:00Z,7,north,1e400,paid",  # overflows to inf
-        "18,2024-01-01T10:05:00Z,7,north,12.5,Paid",  # status is case-sensitive
-        "19,2024-01-01T10:05:00Z,7,north,12.5,",
-        f"20,2024-01-01T10:05:00Z, 7.0 ,{long_region},12.5,paid",  # whole number with spaces: customer 7
-        '21,2024-01-01T10:05:00Z,7,"NA, with ""quotes""\nand a newline",12.5,paid',  # text kept verbatim
+        "7,2026-01-05T10:05:00Z,x,north,12.5,paid",
+        "8,2026-01-05T10:05:00Z,7.5,north,12.5,paid",  # not a whole customer id
+        "9,2026-01-05T10:05:00Z,inf,north,12.5,paid",
+        "10,2026-01-05T10:05:00Z,-inf,north,12.5,paid",
+        "11,2026-01-05T10:05:00Z,1e30,north,12.5,paid",  # beyond int64
+        "12,2026-01-05T10:05:00Z,,north,12.5,paid",
+        "13,2026-01-05T10:05:00Z,7,north,twelve,paid",
+        "14,2026-01-05T10:05:00Z,7,north,NaN,paid",
+        "15,2026-01-05T10:05:00Z,7,north,inf,paid",
+        "16,2026-01-05T10:05:00Z,7,north,-0,paid",
+        "17,2026-01-05T10:05:00Z,7,north,1e400,paid",  # overflows to inf
+        "18,2026-01-05T10:05:00Z,7,north,12.5,Paid",  # status is case-sensitive
+        "19,2026-01-05T10:05:00Z,7,north,12.5,",
+        f"20,2026-01-05T10:05:00Z, 7.0 ,{long_region},12.5,paid",  # whole number with spaces: customer 7
+        '21,2026-01-05T10:05:00Z,7,"NA, with ""quotes""\nand a newline",12.5,paid',  # text kept verbatim
     ]
     frame = csv_source(tmp_path, HEADER + "\n".join(rows) + "\n").fetch_hour(HOUR)
     assert frame["order_id"].tolist() == list(range(1, 22))
@@ -112,10 +112,10 @@ def test_csv_values_that_do_not_convert_become_nulls_judged_by_the_rules(tmp_pat
     "content, readable",
     [
         (HEADER, "a header-only file is an empty hour (the raw_volume_drop gate judges empty hours)"),
-        ("\ufeff" + HEADER + "1,2024-01-01T10:05:00Z,7,north,12.5,paid\n", "a UTF-8 byte order mark is skipped"),
-        (HEADER.replace("\n", "\r\n") + "1,2024-01-01T10:05:00Z,7,north,12.5,paid\r\n", "CRLF line ends"),
-        ("note," + HEADER + "hello,1,2024-01-01T10:05:00Z,7,north,12.5,paid\n", "extra columns are ignored"),
-        (HEADER + "1,2024-01-01T10:05:00Z,,north,12.5,paid\n2,2024-01-01T10:05:00Z,,north,1,paid\n", "an all-null column"),
+        ("\ufeff" + HEADER + "1,2026-01-05T10:05:00Z,7,north,12.5,paid\n", "a UTF-8 byte order mark is skipped"),
+        (HEADER.replace("\n", "\r\n") + "1,2026-01-05T10:05:00Z,7,north,12.5,paid\r\n", "CRLF line ends"),
+        ("note," + HEADER + "hello,1,2026-01-05T10:05:00Z,7,north,12.5,paid\n", "extra columns are ignored"),
+        (HEADER + "1,2026-01-05T10:05:00Z,,north,12.5,paid\n2,2026-01-05T10:05:00Z,,north,1,paid\n", "an all-null column"),
     ],
 )
 def test_csv_shapes_that_are_still_an_hour_of_orders(tmp_path, content, readable):
@@ -130,21 +130,21 @@ def test_csv_shapes_that_are_still_an_hour_of_orders(tmp_path, content, readable
     [
         (b"", "readable_table", "empty"),
         (bytes(range(256)) * 4, "readable_table", "UnicodeDecodeError"),
-        ((HEADER + "1,2024-01-01T10:05:00Z,7,Z\xfcrich,1,paid\n").encode("latin-1"), "readable_table", "utf-8"),
-        ((HEADER + "1,2024-01-01T10:05:00Z,7,north,1,paid\n").encode("utf-16"), "readable_table", "utf-8"),
-        (HEADER + "1,2024-01-01T10:05:00Z,7,north,1,paid\n2,2024-01-01T10:0", "readable_table", "Expected 6 columns, got 2"),
-        (HEADER + "1,2024-01-01T10:05:00Z,7,north,1,paid,extra\n", "readable_table", "Expected 6 columns, got 7"),
-        (HEADER + '1,2024-01-01T10:05:00Z,7,"north,1,paid\n', "readable_table", "CSV parse error"),
-        ("order_id,order_id" + HEADER[8:] + "1,2,2024-01-01T10:05:00Z,7,north,1,paid\n", "unique_column_names", "['order_id']"),
-        (HEADER.replace(",", ";") + "1;2024-01-01T10:05:00Z;7;north;1;paid\n", "order_record_columns", "missing column(s)"),
-        ("order_id,event_time,customer_id,region,amount\n1,2024-01-01T10:05:00Z,7,north,1\n", "order_record_columns", "status"),
-        (HEADER + "abc,2024-01-01T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['abc']"),
-        (HEADER + "1.5,2024-01-01T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['1.5']"),
-        (HEADER + ",2024-01-01T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['null']"),
-        (HEADER + "inf,2024-01-01T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['inf']"),
+        ((HEADER + "1,2026-01-05T10:05:00Z,7,Z\xfcrich,1,paid\n").encode("latin-1"), "readable_table", "utf-8"),
+        ((HEADER + "1,2026-01-05T10:05:00Z,7,north,1,paid\n").encode("utf-16"), "readable_table", "utf-8"),
+        (HEADER + "1,2026-01-05T10:05:00Z,7,north,1,paid\n2,2026-01-05T10:0", "readable_table", "Expected 6 columns, got 2"),
+        (HEADER + "1,2026-01-05T10:05:00Z,7,north,1,paid,extra\n", "readable_table", "Expected 6 columns, got 7"),
+        (HEADER + '1,2026-01-05T10:05:00Z,7,"north,1,paid\n', "readable_table", "CSV parse error"),
+        ("order_id,order_id" + HEADER[8:] + "1,2,2026-01-05T10:05:00Z,7,north,1,paid\n", "unique_column_names", "['order_id']"),
+        (HEADER.replace(",", ";") + "1;2026-01-05T10:05:00Z;7;north;1;paid\n", "order_record_columns", "missing column(s)"),
+        ("order_id,event_time,customer_id,region,amount\n1,2026-01-05T10:05:00Z,7,north,1\n", "order_record_columns", "status"),
+        (HEADER + "abc,2026-01-05T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['abc']"),
+        (HEADER + "1.5,2026-01-05T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['1.5']"),
+        (HEADER + ",2026-01-05T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['null']"),
+        (HEADER + "inf,2026-01-05T10:05:00Z,7,north,1,paid\n", "order_id_integer", "['inf']"),
         (
             HEADER
-            + "9223372036854775807,2024-01-01T10:05:00Z,7,north,1,paid\n9223372036854775808,2024-01-01T10:05:00Z,7,north,1,paid\n",
+            + "9223372036854775807,2026-01-05T10:05:00Z,7,north,1,paid\n9223372036854775808,2026-01-05T10:05:00Z,7,north,1,paid\n",
             "order_id_integer",
             "first at rows [1] (counted from 0, header excluded): ['9223372036854775808']",
         ),
@@ -236,7 +236,7 @@ def test_parquet_values_that_do_not_convert_become_nulls_judged_by_the_rules(tmp
         tmp_path,
         customer_id=pa.array([2**60 + 1, None, 7, 7, 7, 7], pa.int64()),  # big ids stay exact beside nulls
         amount=pa.array([1.5, 1.5, None, 1.5, 1.5, 1.5]),
-        event_time=pa.array([1704103500, 1704103500, 1704103500, 10**13, 1704103500, 1704103500], pa.timestamp("s")),
+        event_time=pa.array([1767607500, 1767607500, 1767607500, 10**13, 1767607500, 1767607500], pa.timestamp("s")),
         status=pa.array(["paid", "paid", "paid", "paid", "PAID", None]),
     )
     frame = source.fetch_hour(HOUR)
@@ -272,7 +272,7 @@ def test_parquet_file_level_problems(tmp_path):
 
 def test_only_regular_files_inside_the_landing_folder_are_opened(tmp_path):
     landing, outside = tmp_path / "landing", tmp_path / "secret.csv"
-    outside.write_text(HEADER + "1,2024-01-01T10:05:00Z,7,north,1,paid\n")
+    outside.write_text(HEADER + "1,2026-01-05T10:05:00Z,7,north,1,paid\n")
     landing.mkdir()
     source = LandingFileSource(landing_dir=str(landing), pattern=CSV_PATTERN)
     path = source.path_for(HOUR)

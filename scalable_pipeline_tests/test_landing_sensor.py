@@ -22,7 +22,7 @@ from scalable_pipeline.sensors.pipeline_sensors import source_sensors
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
-NOW = pd.Timestamp("2024-03-01 12:00", tz="UTC").timestamp()
+NOW = pd.Timestamp("2026-03-06 12:00", tz="UTC").timestamp()
 HEADER = "order_id,event_time,customer_id,region,amount,status\n"
 
 
@@ -114,31 +114,31 @@ def sensor(tmp_path, instance):
 
 
 def test_a_complete_file_runs_once_after_two_looks(sensor):
-    land(sensor.landing, "2024-01-01/05.parquet", orders("2024-01-01 05:00"))
+    land(sensor.landing, "2026-01-05/05.parquet", orders("2026-01-05 05:00"))
     first = sensor.tick()
     assert keys(first) == [] and "0 newly complete" in first.skip_reason.skip_message
     second = sensor.tick()
-    assert keys(second) == ["2024-01-01-05:00"]
+    assert keys(second) == ["2026-01-05-05:00"]
     request = second.run_requests[0]
-    assert request.tags[FILE_TAG] == "2024-01-01/05.parquet"
-    assert request.run_key.startswith("2024-01-01/05.parquet@sha256:")
+    assert request.tags[FILE_TAG] == "2026-01-05/05.parquet"
+    assert request.run_key.startswith("2026-01-05/05.parquet@sha256:")
     assert keys(sensor.tick()) == [] and keys(sensor.tick()) == []  # never twice
 
 
 def test_a_growing_file_waits_until_it_stops_changing(sensor):
-    path = land(sensor.landing, "2024-01-01/06.csv", HEADER + "1,2024-01-01T06:05:00Z,7,north,1.5,paid\n")
+    path = land(sensor.landing, "2026-01-05/06.csv", HEADER + "1,2026-01-05T06:05:00Z,7,north,1.5,paid\n")
     sensor.tick()
     with path.open("a") as handle:
-        handle.write("2,2024-01-01T06:06:00Z,7,north,1.5,paid\n")
+        handle.write("2,2026-01-05T06:06:00Z,7,north,1.5,paid\n")
     assert keys(sensor.tick()) == []  # changed since the last look
-    assert keys(sensor.tick()) == ["2024-01-01-06:00"]
+    assert keys(sensor.tick()) == ["2026-01-05-06:00"]
     assert sensor.quarantined() == {}
 
 
 def test_hidden_and_tmp_files_are_never_taken(sensor):
-    land(sensor.landing, "2024-01-01/.07.parquet", orders("2024-01-01 07:00"))
-    land(sensor.landing, "2024-01-01/07.parquet.tmp", orders("2024-01-01 07:00"))
-    land(sensor.landing, ".staging/2024-01-01/07.parquet", orders("2024-01-01 07:00"))
+    land(sensor.landing, "2026-01-05/.07.parquet", orders("2026-01-05 07:00"))
+    land(sensor.landing, "2026-01-05/07.parquet.tmp", orders("2026-01-05 07:00"))
+    land(sensor.landing, ".staging/2026-01-05/07.parquet", orders("2026-01-05 07:00"))
     for _ in range(3):
         assert keys(sensor.tick()) == []
     assert sensor.quarantined() == {}
@@ -148,12 +148,12 @@ def test_hidden_and_tmp_files_are_never_taken(sensor):
 @pytest.mark.parametrize(
     ("rel", "content", "mtime", "rule"),
     [
-        ("2024-01-01/08.csv", "", NOW - 60, "min_size"),
-        ("2024-01-01/08.parquet", orders("2024-01-01 08:00"), NOW - 8 * 24 * 3600, "max_age"),
-        ("2024-01-01/08.parquet", b"PAR1 this is not parquet PAR1", NOW - 60, "readable_table"),
-        ("2024-01-01/08.csv", "order_id,amount\n1,2.5\n", NOW - 60, "order_record_columns"),
-        ("2024-01-01/08.txt", "hello", NOW - 60, "hour_file_name"),
-        ("2023-12-31/23.parquet", orders("2023-12-31 23:00"), NOW - 60, "hour_partition"),
+        ("2026-01-05/08.csv", "", NOW - 60, "min_size"),
+        ("2026-01-05/08.parquet", orders("2026-01-05 08:00"), NOW - 8 * 24 * 3600, "max_age"),
+        ("2026-01-05/08.parquet", b"PAR1 this is not parquet PAR1", NOW - 60, "readable_table"),
+        ("2026-01-05/08.csv", "order_id,amount\n1,2.5\n", NOW - 60, "order_record_columns"),
+        ("2026-01-05/08.txt", "hello", NOW - 60, "hour_file_name"),
+        ("2025-12-31/23.parquet", orders("2025-12-31 23:00"), NOW - 60, "hour_partition"),
     ],
 )
 def test_a_rejected_file_is_moved_to_the_quarantine_with_its_reason(sensor, rel, content, mtime, rule):
@@ -173,43 +173,43 @@ def test_a_rejected_file_is_moved_to_the_quarantine_with_its_reason(sensor, rel,
 
 def test_the_minimum_size_is_configurable(tmp_path, instance):
     sensor = Sensor(tmp_path, instance, min_bytes=10_000)
-    land(sensor.landing, "2024-01-01/09.parquet", orders("2024-01-01 09:00"))
+    land(sensor.landing, "2026-01-05/09.parquet", orders("2026-01-05 09:00"))
     sensor.tick()
     sensor.tick()
-    assert sensor.quarantined()["2024-01-01/09.parquet"]["rule"] == "min_size"
+    assert sensor.quarantined()["2026-01-05/09.parquet"]["rule"] == "min_size"
 
 
 def test_symlinks_leading_out_of_the_landing_folder_are_refused_and_the_target_untouched(sensor, tmp_path):
-    outside = land(tmp_path / "elsewhere", "secret.parquet", orders("2024-01-01 10:00"))
-    (sensor.landing / "2024-01-01").mkdir()
-    (sensor.landing / "2024-01-01" / "10.parquet").symlink_to(outside)
-    (sensor.landing / "2024-01-01" / "11.parquet").symlink_to(Path("..") / ".." / "elsewhere" / "secret.parquet")
+    outside = land(tmp_path / "elsewhere", "secret.parquet", orders("2026-01-05 10:00"))
+    (sensor.landing / "2026-01-05").mkdir()
+    (sensor.landing / "2026-01-05" / "10.parquet").symlink_to(outside)
+    (sensor.landing / "2026-01-05" / "11.parquet").symlink_to(Path("..") / ".." / "elsewhere" / "secret.parquet")
     sensor.tick()
     assert keys(sensor.tick()) == []
     reasons = sensor.quarantined()
     assert {rel: reason["rule"] for rel, reason in reasons.items()} == {
-        "2024-01-01/10.parquet": "inside_landing_dir",
-        "2024-01-01/11.parquet": "inside_landing_dir",
+        "2026-01-05/10.parquet": "inside_landing_dir",
+        "2026-01-05/11.parquet": "inside_landing_dir",
     }
     assert outside.exists()  # the link was moved, not what it points at
-    assert (sensor.root / "quarantine" / "landing" / "scalable_data_processing" / "2024-01-01" / "10.parquet").is_symlink()
+    assert (sensor.root / "quarantine" / "landing" / "scalable_data_processing" / "2026-01-05" / "10.parquet").is_symlink()
 
 
 def test_a_symlink_inside_the_folder_runs(sensor):
-    land(sensor.landing, ".store/batch-1.parquet", orders("2024-01-01 12:00"))  # hidden: never taken itself
-    (sensor.landing / "2024-01-01").mkdir()
-    (sensor.landing / "2024-01-01" / "12.parquet").symlink_to(sensor.landing / ".store" / "batch-1.parquet")
+    land(sensor.landing, ".store/batch-1.parquet", orders("2026-01-05 12:00"))  # hidden: never taken itself
+    (sensor.landing / "2026-01-05").mkdir()
+    (sensor.landing / "2026-01-05" / "12.parquet").symlink_to(sensor.landing / ".store" / "batch-1.parquet")
     sensor.tick()
-    assert keys(sensor.tick()) == ["2024-01-01-12:00"]
+    assert keys(sensor.tick()) == ["2026-01-05-12:00"]
     assert sensor.quarantined() == {}
 
 
 def test_a_replaced_file_runs_again_and_a_copy_of_the_cursor_never_reruns(sensor):
-    path = land(sensor.landing, "2024-01-01/13.parquet", orders("2024-01-01 13:00"))
+    path = land(sensor.landing, "2026-01-05/13.parquet", orders("2026-01-05 13:00"))
     sensor.tick()
     first = sensor.tick().run_requests[0]
     saved = sensor.cursor
-    replacement = land(sensor.landing, "incoming.tmp", orders("2024-01-01 13:00", rows=5), mtime=NOW - 30)
+    replacement = land(sensor.landing, "incoming.tmp", orders("2026-01-05 13:00", rows=5), mtime=NOW - 30)
     replacement.replace(path)  # an atomic replace: new inode and mtime
     sensor.tick()
     second = sensor.tick().run_requests[0]
@@ -221,7 +221,7 @@ def test_a_replaced_file_runs_again_and_a_copy_of_the_cursor_never_reruns(sensor
 
 
 def test_a_duplicate_delivery_of_the_same_content_has_the_same_run_key(sensor):
-    path = land(sensor.landing, "2024-01-01/20.parquet", orders("2024-01-01 20:00"))
+    path = land(sensor.landing, "2026-01-05/20.parquet", orders("2026-01-05 20:00"))
     sensor.tick()
     first = sensor.tick().run_requests[0]
     copy = land(sensor.landing, "resend.tmp", path.read_bytes(), mtime=NOW - 10)
@@ -233,31 +233,31 @@ def test_a_duplicate_delivery_of_the_same_content_has_the_same_run_key(sensor):
 
 
 def test_a_corrupt_file_does_not_stop_the_others_and_the_cursor_survives_a_restart(sensor):
-    land(sensor.landing, "2024-01-01/14.parquet", b"\x00garbage")
-    land(sensor.landing, "2024-01-01/15.parquet", orders("2024-01-01 15:00"))
+    land(sensor.landing, "2026-01-05/14.parquet", b"\x00garbage")
+    land(sensor.landing, "2026-01-05/15.parquet", orders("2026-01-05 15:00"))
     sensor.tick()
     saved = sensor.cursor
     restarted = Sensor(sensor.landing.parent, sensor.instance)  # a new process: only the stored cursor remains
     restarted.cursor = saved
     result = restarted.tick()
-    assert keys(result) == ["2024-01-01-15:00"]
-    assert restarted.quarantined()["2024-01-01/14.parquet"]["rule"] == "readable_table"
+    assert keys(result) == ["2026-01-05-15:00"]
+    assert restarted.quarantined()["2026-01-05/14.parquet"]["rule"] == "readable_table"
 
 
 def test_a_future_hour_waits_without_being_rejected(sensor):
-    land(sensor.landing, "2024-03-01/12.parquet", orders("2024-03-01 12:00"))  # the hour NOW is in
+    land(sensor.landing, "2026-03-06/12.parquet", orders("2026-03-06 12:00"))  # the hour NOW is in
     sensor.tick()
     assert keys(sensor.tick()) == [] and sensor.quarantined() == {}
     sensor.clock.now += 3600
-    assert keys(sensor.tick()) == ["2024-03-01-12:00"]
+    assert keys(sensor.tick()) == ["2026-03-06-12:00"]
 
 
 def test_a_thousand_files(sensor):
-    table = orders("2024-01-01 00:00")
-    hours = pd.date_range("2024-01-01", periods=1000, freq="h", tz="UTC")
+    table = orders("2026-01-05 00:00")
+    hours = pd.date_range("2026-01-05", periods=1000, freq="h", tz="UTC")
     for hour in hours:
         land(sensor.landing, f"{hour:%Y-%m-%d}/{hour:%H}.parquet", table)
-    land(sensor.landing, "2024-01-05/bad.parquet", b"nope")
+    land(sensor.landing, "2026-01-09/bad.parquet", b"nope")
     sensor.tick()
     started = time.perf_counter()
     judged = sensor.tick()
@@ -267,7 +267,7 @@ def test_a_thousand_files(sensor):
     steady = sensor.tick()
     steady_seconds = time.perf_counter() - started
     assert keys(steady) == []
-    assert list(sensor.quarantined()) == ["2024-01-05/bad.parquet"]
+    assert list(sensor.quarantined()) == ["2026-01-09/bad.parquet"]
     assert len(json.loads(sensor.cursor)["files"]) == 1000
     print(f"1,000 files: judging tick {judging_seconds:.2f} s, steady tick {steady_seconds:.3f} s")
     assert steady_seconds < 5  # a look at 1,000 unchanged files is a directory scan, not 1,000 reads
@@ -294,17 +294,17 @@ def test_hours_are_deferred_while_the_circuit_is_open_and_launched_when_it_close
 
     with pytest.raises(OSError):
         breaker.call(outage)  # a run found the source down: the circuit opens at NOW
-    land(sensor.landing, "2024-01-01/16.parquet", orders("2024-01-01 16:00"))
+    land(sensor.landing, "2026-01-05/16.parquet", orders("2026-01-05 16:00"))
     sensor.tick()
     held = sensor.tick()
     assert keys(held) == []
     message = held.skip_reason.skip_message
     assert "1 hour(s) deferred" in message and "circuit 'source' is open" in message and "landing share unreachable" in message
-    assert json.loads(sensor.cursor)["files"]["2024-01-01/16.parquet"][1] == "ready"
+    assert json.loads(sensor.cursor)["files"]["2026-01-05/16.parquet"][1] == "ready"
 
     sensor.clock.now = ManualClockBreaker.seconds[0] = NOW + 301  # cool-down over: this tick's read is the trial
     launched = sensor.tick()
-    assert keys(launched) == ["2024-01-01-16:00"]
+    assert keys(launched) == ["2026-01-05-16:00"]
     assert breaker.state().status == "closed"
     assert keys(sensor.tick()) == []
 
@@ -321,13 +321,13 @@ def test_with_fail_the_circuit_does_not_hold_hours(tmp_path, instance):
     )
     with pytest.raises(OSError):
         DurableCircuitBreaker(sensor.root, "source", breakers.settings, clock=lambda: NOW).call(outage)
-    land(sensor.landing, "2024-01-01/17.parquet", orders("2024-01-01 17:00"))
+    land(sensor.landing, "2026-01-05/17.parquet", orders("2026-01-05 17:00"))
     sensor.tick()
-    assert keys(sensor.tick()) == ["2024-01-01-17:00"]
+    assert keys(sensor.tick()) == ["2026-01-05-17:00"]
 
 
 def test_a_missing_landing_folder_skips_the_tick_and_keeps_the_cursor(sensor):
-    land(sensor.landing, "2024-01-01/18.parquet", orders("2024-01-01 18:00"))
+    land(sensor.landing, "2026-01-05/18.parquet", orders("2026-01-05 18:00"))
     sensor.tick()
     saved = sensor.cursor
     sensor.landing.rename(sensor.landing.with_name("unmounted"))
@@ -339,8 +339,8 @@ def test_the_run_reads_the_file_the_sensor_took_either_file_type(sensor, data_di
     """A CSV hour under the default (Parquet) pattern: the sensor takes it and raw_volume reads that file."""
     land(
         sensor.landing,
-        "2024-01-01/19.csv",
-        HEADER + "5,2024-01-01T19:05:00Z,7,north,1.5,paid\n6,2024-01-01T19:06:00Z,8,south,2.5,placed\n",
+        "2026-01-05/19.csv",
+        HEADER + "5,2026-01-05T19:05:00Z,7,north,1.5,paid\n6,2026-01-05T19:06:00Z,8,south,2.5,placed\n",
     )
     sensor.tick()
     (request,) = sensor.tick().run_requests

@@ -23,7 +23,7 @@ H = 3600.0
 
 
 def test_due_hours_are_judged_once_after_their_deadline():
-    start = pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+    start = pd.Timestamp("2026-01-05", tz="UTC").timestamp()
     due = due_hours(judged_until=start, now=start + 3 * H + 30 * 60, deadline_minutes=30, first_hour=start)
     assert due == [Due(start, start + 1.5 * H), Due(start + H, start + 2.5 * H), Due(start + 2 * H, start + 3.5 * H)]
     assert due_hours(judged_until=start + 3.5 * H, now=start + 4.4 * H, deadline_minutes=30, first_hour=start) == []
@@ -88,11 +88,11 @@ def test_a_late_hour_alerts_once_and_hours_on_time_do_not(instance, receiver, da
 
 
 def test_an_hour_materialized_after_its_deadline_is_late(instance, receiver):
-    instance.report_runless_asset_event(dg.AssetMaterialization(KEY, partition="2024-01-01-10:00"))  # now: years late
-    clock = Clock(pd.Timestamp("2024-01-01 11:31", tz="UTC").timestamp())
+    instance.report_runless_asset_event(dg.AssetMaterialization(KEY, partition="2026-01-05-10:00"))  # now: months late
+    clock = Clock(pd.Timestamp("2026-01-05 11:31", tz="UTC").timestamp())
     sensor = build_late_hour_alerts("scalable_data_processing", KEY, deadline_minutes=30, clock=clock)
     tick(sensor, instance, '{"judged_until": %f}' % (clock.now - 120))
-    assert ["2024-01-01-10:00" in text for text in receiver.texts()] == [True]
+    assert ["2026-01-05-10:00" in text for text in receiver.texts()] == [True]
 
 
 def test_pipelines_file_entries_get_their_sensors_and_freshness(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from scalable_pipeline.decisions.order_rules import DUPLICATE, RULES_VERSION, classify, schema_problems
 from scalable_pipeline.storage.versioned_store import VersionedStore, read_row_range
 
-START = pd.Timestamp("2024-01-01 10:00", tz="UTC")
+START = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 END = START + pd.Timedelta(hours=1)
 
 
@@ -66,7 +66,7 @@ def test_schema_problems_name_the_rule():
 
 def test_row_range_reads_only_the_row_groups_it_needs(tmp_path, monkeypatch):
     frame = pd.DataFrame({"order_id": range(35_000)})
-    stored = VersionedStore(tmp_path).write_table("raw_volume", "2024-01-01-10:00", frame)
+    stored = VersionedStore(tmp_path).write_table("raw_volume", "2026-01-05-10:00", frame)
     assert pq.ParquetFile(stored.path).metadata.num_row_groups == 4
     groups_read = []
     real_read = pq.ParquetFile.read_row_groups

@@ -70,7 +70,7 @@ def test_the_shipped_file_holds_the_main_pipeline_with_unprefixed_keys():
 def test_an_entry_takes_every_documented_field_and_defaults_the_rest(tmp_path):
     config = load_pipelines(write(tmp_path, TWO_PIPELINES))
     main, eu = config.pipelines
-    assert main.key_prefix == () and main.source is None and main.schedule is None and main.start == "2024-01-01-00:00"
+    assert main.key_prefix == () and main.source is None and main.schedule is None and main.start == "2026-01-01-00:00"
     assert eu.key_prefix == ("eu_orders",)
     assert eu.source == {"kind": "synthetic", "scale": 0.5, "seed": 7}
     assert (eu.schedule, eu.pool, eu.priority, eu.reserved_slots) == ("15 * * * *", "chunk_processing", 5, 2)

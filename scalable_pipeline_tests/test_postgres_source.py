@@ -25,8 +25,8 @@ from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)")
 
-HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
-NOW = pd.Timestamp("2024-03-01 12:00", tz="UTC").timestamp()
+HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+NOW = pd.Timestamp("2026-03-06 12:00", tz="UTC").timestamp()
 SCHEMA = """
 CREATE TABLE {orders} (order_id bigint, event_time timestamptz, customer_id bigint, region text,
                        amount double precision, status text, delivered_hour timestamptz NOT NULL);
@@ -103,7 +103,7 @@ def test_an_empty_hour_is_one_empty_block(database):
 def test_an_incomplete_load_fails_clearly_before_reading(database):
     load(database, HOUR, rows=3, marker_count=5)
     with pytest.raises(
-        IncompleteLoadError, match=r"incomplete load of hour 2024-01-01 10:00:00\+00:00: 3 rows, but orders_ready says 5"
+        IncompleteLoadError, match=r"incomplete load of hour 2026-01-05 10:00:00\+00:00: 3 rows, but orders_ready says 5"
     ):
         next(hour_rows(database, "orders", HOUR))
     with pytest.raises(IncompleteLoadError, match="no marker in orders_ready"):
@@ -146,15 +146,15 @@ def test_raw_volume_stores_the_loaded_hour_and_fails_on_an_incomplete_one(databa
     source = PostgresOrderSource(url=dg.EnvVar("ORDERS_DB_URL"), table="orders", batch_rows=3)
     resources = {**build_resources(), "source": source}
     good = dg.materialize(
-        [defs.get_assets_def("raw_volume")], partition_key="2024-01-01-10:00", resources=resources, instance=instance
+        [defs.get_assets_def("raw_volume")], partition_key="2026-01-05-10:00", resources=resources, instance=instance
     )
-    stored = pq.read_table(VersionedStore(data_dir).published("raw_volume", "2024-01-01-10:00").path).to_pandas()
+    stored = pq.read_table(VersionedStore(data_dir).published("raw_volume", "2026-01-05-10:00").path).to_pandas()
     assert stored["order_id"].tolist() == [10_000, 10_001, 10_002, 10_003]
     metadata = good.asset_materializations_for_node("raw_volume")[0].metadata
     assert metadata["source"].value == "PostgreSQL table orders" and metadata["total_records"].value == 4
     bad = dg.materialize(
         [defs.get_assets_def("raw_volume")],
-        partition_key="2024-01-01-11:00",
+        partition_key="2026-01-05-11:00",
         resources=resources,
         instance=instance,
         raise_on_error=False,
@@ -162,7 +162,7 @@ def test_raw_volume_stores_the_loaded_hour_and_fails_on_an_incomplete_one(databa
     assert not bad.success
     failure = next(event for event in bad.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "3 rows, but orders_ready says 4" in str(failure.event_specific_data)
-    assert VersionedStore(data_dir).published("raw_volume", "2024-01-01-11:00") is None
+    assert VersionedStore(data_dir).published("raw_volume", "2026-01-05-11:00") is None
 
 
 class Sensor:
@@ -190,17 +190,17 @@ def partitions(result: dg.SensorResult) -> list[str]:
 def test_one_run_per_new_marker_and_a_reload_runs_again(database, instance, tmp_path):
     sensor = Sensor(database, instance, tmp_path)
     assert partitions(sensor.tick()) == []
-    base = datetime(2024, 3, 1, 11, 0, tzinfo=timezone.utc)
+    base = datetime(2026, 3, 6, 11, 0, tzinfo=timezone.utc)
     for offset in range(3):
         load(database, HOUR + pd.Timedelta(hours=offset), rows=1, ready_at=base + timedelta(minutes=offset))
     first = sensor.tick()
-    assert partitions(first) == ["2024-01-01-10:00", "2024-01-01-11:00", "2024-01-01-12:00"]
+    assert partitions(first) == ["2026-01-05-10:00", "2026-01-05-11:00", "2026-01-05-12:00"]
     assert len({request.run_key for request in first.run_requests}) == 3
     assert first.run_requests[0].tags[READY_AT_TAG] == base.isoformat()
     assert partitions(sensor.tick()) == []
     # A marker committed late with an earlier ready_at than one already read is still taken.
     load(database, HOUR + pd.Timedelta(hours=5), rows=1, ready_at=base + timedelta(minutes=1, seconds=30))
-    assert partitions(sensor.tick()) == ["2024-01-01-15:00"]
+    assert partitions(sensor.tick()) == ["2026-01-05-15:00"]
     # The loader reloads hour 10: a new marker time, a new run.
     execute(
         database,
@@ -208,7 +208,7 @@ def test_one_run_per_new_marker_and_a_reload_runs_again(database, instance, tmp_
         (base + timedelta(hours=1), HOUR.to_pydatetime()),
     )
     again = sensor.tick()
-    assert partitions(again) == ["2024-01-01-10:00"] and again.run_requests[0].run_key != first.run_requests[0].run_key
+    assert partitions(again) == ["2026-01-05-10:00"] and again.run_requests[0].run_key != first.run_requests[0].run_key
     assert partitions(sensor.tick()) == []
 
 
@@ -216,14 +216,14 @@ def test_a_marker_of_an_hour_still_running_waits_for_it(database, instance, tmp_
     clock = [NOW]
     sensor = Sensor(database, instance, tmp_path, clock=lambda: clock[0])
     running = pd.Timestamp(NOW, unit="s", tz="UTC")  # 12:00, the hour in progress
-    load(database, running, rows=1, ready_at=datetime(2024, 3, 1, 12, 30, tzinfo=timezone.utc))
+    load(database, running, rows=1, ready_at=datetime(2026, 3, 6, 12, 30, tzinfo=timezone.utc))
     assert partitions(sensor.tick()) == []
     clock[0] += 3600
-    assert partitions(sensor.tick()) == ["2024-03-01-12:00"]
+    assert partitions(sensor.tick()) == ["2026-03-06-12:00"]
 
 
 def test_a_thousand_markers(database, instance, tmp_path):
-    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 5, tzinfo=timezone.utc)
     execute(
         database,
         "INSERT INTO orders_ready (delivered_hour, row_count, ready_at) VALUES (%s, 0, %s)",
@@ -266,5 +266,5 @@ def test_markers_wait_while_the_circuit_is_open_and_run_once_it_closes(database,
     assert partitions(held) == [] and "1 hour(s) deferred" in held.skip_reason.skip_message
     assert "connection refused" in held.skip_reason.skip_message
     clock[0] = NOW + 300  # the cool-down is over: this tick's read of the markers is the trial
-    assert partitions(sensor.tick()) == ["2024-01-01-10:00"]
+    assert partitions(sensor.tick()) == ["2026-01-05-10:00"]
     assert breaker.state().status == "closed"

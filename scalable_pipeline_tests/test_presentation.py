@@ -21,8 +21,8 @@ def test_metadata_is_documented_the_plan_is_a_table_and_throughputs_are_named_ap
     home = tmp_path / "home"
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        first = materialize_hour("2024-01-01-03:00", instance)
-        second = materialize_hour("2024-01-01-04:00", instance)
+        first = materialize_hour("2026-01-05-03:00", instance)
+        second = materialize_hour("2026-01-05-04:00", instance)
         [run] = instance.get_run_records(dg.RunsFilter(run_ids=[first.run_id]))
 
     for asset in PIPELINE_ASSETS:
@@ -31,7 +31,7 @@ def test_metadata_is_documented_the_plan_is_a_table_and_throughputs_are_named_ap
         assert all(unit.strip() for unit in keys.values())
     assert "not end to end" in defs.get_assets_def("processed_chunks").descriptions_by_key[dg.AssetKey("processed_chunks")]
 
-    plan = VersionedStore(data_dir).read_published_document("chunk_partitions", "2024-01-01-04:00")
+    plan = VersionedStore(data_dir).read_published_document("chunk_partitions", "2026-01-05-04:00")
     table = materialization_metadata(second, "chunk_partitions")["chunk_plan"]
     assert [(r.data["chunk"], r.data["start_row"], r.data["stop_row"], r.data["rows"]) for r in table.records] == [
         (c["index"], c["start_row"], c["stop_row"], c["stop_row"] - c["start_row"]) for c in plan["chunks"]

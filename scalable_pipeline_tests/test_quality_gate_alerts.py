@@ -187,9 +187,9 @@ def test_backoff_doubles_from_base_up_to_cap():
 
 
 def test_alert_text_names_asset_partition_check_score_and_threshold():
-    alert = Alert(7, "run-1", "processed_chunks", "2024-01-01-10:00", "invalid_ratio", "ERROR", 0.0123, 0.01, "too many", 0.0)
+    alert = Alert(7, "run-1", "processed_chunks", "2026-01-05-10:00", "invalid_ratio", "ERROR", 0.0123, 0.01, "too many", 0.0)
     text = alert_text(alert)
-    expected = ("processed_chunks", "2024-01-01-10:00", "invalid_ratio", "score 0.0123", "threshold 0.01", "ERROR")
+    expected = ("processed_chunks", "2026-01-05-10:00", "invalid_ratio", "score 0.0123", "threshold 0.01", "ERROR")
     for part in (*expected, "alert check-exec-000000000007)"):
         assert part in text
     assert alert_text(Alert(7, "r", "a", None, "c", "WARN", None, None, None, 0.0)).count("n/a") == 2
@@ -598,7 +598,7 @@ def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data
     assets = [defs.get_assets_def(key) for key in ["raw_volume", "chunk_partitions", "processed_chunks"]]
     resources = {**build_resources(), "quality": QualityResource(max_invalid_ratio=0.0)}
     result = dg.materialize(
-        assets, partition_key="2024-01-01-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False
+        assets, partition_key="2026-01-05-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False
     )
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed
@@ -606,7 +606,7 @@ def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data
     tick(sqlite_instance, repository=defs.get_repository_def())
     assert len(receiver.bodies) == len(failed)
     texts = " | ".join(receiver.texts())
-    assert "asset processed_chunks" in texts and "partition 2024-01-01-03:00" in texts and "check invalid_ratio" in texts
+    assert "asset processed_chunks" in texts and "partition 2026-01-05-03:00" in texts and "check invalid_ratio" in texts
     for evaluation in failed:
         score, threshold = evaluation.metadata["score"].value, evaluation.metadata["threshold"].value
         assert threshold == 0.0  # max_invalid_ratio=0.0, formatted "0" and followed by the sentence's full stop

@@ -24,7 +24,7 @@ from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.storage.versioned_store import TableStage, VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata
 
-HOUR = pd.Timestamp("2024-01-01 10:00", tz="UTC")
+HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 
 
 class TrackedSource(SyntheticOrderSource):
@@ -121,7 +121,7 @@ from scalable_pipeline.resources.source import SyntheticOrderSource
 
 runs = []
 with dg.DagsterInstance.ephemeral() as instance:
-    for partition, scale in (("2024-01-01-11:00", 70.0), ("2024-01-01-10:00", 180.0)):  # three blocks, then nine
+    for partition, scale in (("2026-01-05-11:00", 70.0), ("2026-01-05-10:00", 210.0)):  # three blocks, then nine
         result = dg.materialize([defs.get_assets_def("raw_volume")], partition_key=partition, instance=instance,
                                 resources={**build_resources(), "source": SyntheticOrderSource(scale=scale)})
         metadata = next(iter(result.get_asset_materialization_events())).materialization.metadata
@@ -136,7 +136,7 @@ def test_raw_volume_memory_is_flat_in_the_size_of_the_hour(data_dir):
     measured = subprocess.run([sys.executable, "-c", MEASURE_RAW_VOLUME], capture_output=True, text=True, check=True)
     small, large = json.loads(measured.stdout.strip().splitlines()[-1])
     assert 2 * synthetic_orders.BLOCK_ROWS < small["records"] < 2_000_000 < large["records"]
-    block = next(SyntheticOrderSource(scale=180).iter_hour(HOUR))
+    block = next(SyntheticOrderSource(scale=210).iter_hour(HOUR))
     extra_records = large["records"] - small["records"]
     held_if_whole = block.memory_usage(deep=True).sum() / len(block) * extra_records
     assert large["peak_bytes"] - small["peak_bytes"] < 0.1 * held_if_whole, (small, large, held_if_whole)

@@ -81,6 +81,6 @@ def test_charts_show_the_stored_counts_gates_and_rollbacks(reported):
 def test_report_command_writes_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     output = tmp_path / "week.html"
-    assert main(["report", "--from", "2024-01-01-00:00", "--to", "2024-01-07-23:00", "-o", str(output)]) == 0
+    assert main(["report", "--from", "2026-01-05-00:00", "--to", "2026-01-11-23:00", "-o", str(output)]) == 0
     assert "(168 hours" in capsys.readouterr().out
     assert output.stat().st_size > 1_000_000 and not EXTERNAL.search(output.read_text())

@@ -13,7 +13,7 @@ from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 ASSET = "consolidated_output"
-PARTITION = "2024-01-01-03:00"
+PARTITION = "2026-01-05-03:00"
 SECOND = 1_000_000_000
 
 

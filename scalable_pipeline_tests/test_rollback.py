@@ -106,7 +106,7 @@ def test_error_gate_on_consolidated_output_rolls_it_back(instance, data_dir):
     # a bigger hour with a static band of 0 around a one-day history: the volume gate fails, ERROR
     quality = QualityResource(gates={"volume_anomaly": GateSettings(severity=Severity.ERROR, threshold=0.0, adaptive=False)})
     instance.report_runless_asset_event(
-        dg.AssetMaterialization("consolidated_output", partition="2023-12-31-03:00", metadata={"valid": 10})
+        dg.AssetMaterialization("consolidated_output", partition="2026-01-04-03:00", metadata={"valid": 10})
     )
 
     bad = materialize_hour(PARTITION, instance, raise_on_error=False, quality=quality)

@@ -57,7 +57,7 @@ def test_the_queue_dequeues_higher_priority_pipelines_first(tmp_path):
     config.write_text(textwrap.dedent(PIPELINES))
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path / "data")}
     dagster = [sys.executable, "-m", "dagster"]
-    for job, partition in (("low", "2024-01-01-01:00"), ("high", "2024-01-01-02:00"), ("middle", "2024-01-01-03:00")):
+    for job, partition in (("low", "2026-01-05-01:00"), ("high", "2026-01-05-02:00"), ("middle", "2026-01-05-03:00")):
         launch = [
             *dagster,
             "job",

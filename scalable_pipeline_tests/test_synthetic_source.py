@@ -10,8 +10,8 @@ from scalable_pipeline.constants import ORDER_COLUMNS, REGIONS, VALID_STATUSES
 from scalable_pipeline.resources.source import SyntheticOrderSource
 from scalable_pipeline.sources import synthetic_orders
 
-PEAK = pd.Timestamp("2024-03-05 14:00", tz="UTC")
-OFF_PEAK = pd.Timestamp("2024-03-05 22:00", tz="UTC")
+PEAK = pd.Timestamp("2026-03-10 14:00", tz="UTC")
+OFF_PEAK = pd.Timestamp("2026-03-10 22:00", tz="UTC")
 
 
 def test_same_hour_and_config_give_the_same_records():
@@ -22,7 +22,7 @@ def test_same_hour_and_config_give_the_same_records():
 
 @pytest.mark.parametrize("hour", range(24))
 def test_volume_follows_the_day_profile(hour):
-    start = pd.Timestamp(f"2024-03-05 {hour:02d}:00", tz="UTC")
+    start = pd.Timestamp(f"2026-03-10 {hour:02d}:00", tz="UTC")
     count = SyntheticOrderSource().expected_records(start)
     assert (8_000 <= count <= 12_000) if 9 <= hour < 17 else (1_000 <= count <= 3_000)
 

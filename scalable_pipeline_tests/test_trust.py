@@ -19,7 +19,7 @@ PARTITION = OFF_PEAK_PARTITION
 
 
 @pytest.mark.parametrize(
-    "key", ["2024-01-01-10:30", "../../x", "2024-01-01-1000", "2023-12-31-23:00", "2999-01-01-00:00", "2024-02-30-10:00", ""]
+    "key", ["2026-01-05-10:30", "../../x", "2026-01-05-1000", "2025-12-31-23:00", "2999-01-01-00:00", "2026-02-30-10:00", ""]
 )
 def test_only_keys_of_the_hourly_partitions_map_to_paths(key, tmp_path):
     with pytest.raises(InvalidPartitionKey, match="is not an hourly partition"):
@@ -33,7 +33,7 @@ def test_path_components_cannot_leave_the_root(part, tmp_path):
 
 
 def test_a_key_that_is_not_on_the_hour_fails_before_anything_is_written(instance, data_dir):
-    result = materialize_hour("2024-01-01-10:30", instance, raise_on_error=False)
+    result = materialize_hour("2026-01-05-10:30", instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert failure.step_key == "raw_volume"
@@ -44,9 +44,9 @@ def test_a_key_that_is_not_on_the_hour_fails_before_anything_is_written(instance
 
 def test_cli_rejects_a_key_that_is_not_on_the_hour(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    assert main(["run", "--partition", "2024-01-01-10:30"]) == 2
+    assert main(["run", "--partition", "2026-01-05-10:30"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "2024-01-01-10:30" in err[0] and "not on the hour" in err[0]
+    assert len(err) == 1 and "2026-01-05-10:30" in err[0] and "not on the hour" in err[0]
     assert not (tmp_path / "home" / "scalable_pipeline_data").exists()
 
 

@@ -2,17 +2,26 @@
 
 import argparse
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from scalable_pipeline.commands.options import add_pipeline_option, hours_before, hours_between, latest_hour, port, positive_int
+from scalable_pipeline.commands.options import (
+    add_pipeline_option,
+    hours_before,
+    hours_between,
+    latest_hour,
+    pipeline_named,
+    port,
+    positive_int,
+)
 from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.observed import ObservedPipeline
 
 
 def register(commands) -> None:
     parser = commands.add_parser("metrics", help="serve Prometheus metrics on /metrics", description=__doc__)
-    add_pipeline_option(parser)
+    add_pipeline_option(parser, every=True)
     parser.add_argument("--port", type=port, default=9464, help="TCP port")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument(
@@ -31,17 +40,28 @@ def recent_hours(hours: int) -> Callable[[], list[str]]:
     return window
 
 
-def serve(instance: dg.DagsterInstance, pipeline: str, host: str, port_number: int, window: Callable[[], list[str]]):
+def serve(
+    instance: dg.DagsterInstance,
+    pipeline: str | None,
+    host: str,
+    port_number: int,
+    window: Callable[[], list[str]],
+    pipelines: Sequence[ObservedPipeline] | None = None,
+):
     """Start the /metrics server in a thread (port 0: any free port); returns the server (``server_port``,
-    ``shutdown()``). Each scrape reads the hours ``window()`` names."""
+    ``shutdown()``). Each scrape reads the hours ``window()`` names, of the pipeline named ``pipeline``
+    (None: every pipeline of the pipelines file; ``pipelines``: exactly those)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     from scalable_pipeline.metrics.collector import PipelineCollector
-    from scalable_pipeline.observed import check_keys
+    from scalable_pipeline.observed import configured_pipelines
     from scalable_pipeline.resources.data_store import default_data_dir
 
+    root = default_data_dir()
+    if pipelines is None:
+        pipelines = configured_pipelines(root) if pipeline is None else [pipeline_named(pipeline, root)]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(instance, default_data_dir(), pipeline, window, check_keys()))
+    registry.register(PipelineCollector(instance, root, pipelines, window))
     server, _thread = start_http_server(port_number, addr=host, registry=registry)
     return server
 

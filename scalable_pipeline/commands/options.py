@@ -2,7 +2,8 @@
 
 import argparse
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -10,8 +11,9 @@ from scalable_pipeline.constants import HOURLY_PARTITIONS, JOB_NAME
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
 
-# Pipelines a command may name with --pipeline (the main job; more once pipelines come from configuration).
-PIPELINE_NAMES = (JOB_NAME,)
+if TYPE_CHECKING:
+    from scalable_pipeline.observed import ObservedPipeline
+
 REPORT_HOURS = 168  # a week of hours: the default span of report and metrics
 
 
@@ -92,21 +94,38 @@ def latest_hour() -> str:
     return key
 
 
-def hours_between(first: str, last: str) -> list[str]:
+def hours_between(first: str, last: str, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> list[str]:
     """Every hourly partition key from ``first`` to ``last``, both included."""
-    if HOURLY_PARTITIONS.time_window_for_partition_key(first).start > HOURLY_PARTITIONS.time_window_for_partition_key(last).start:
+    if partitions.time_window_for_partition_key(first).start > partitions.time_window_for_partition_key(last).start:
         raise CliError(f"--from {first} is after --to {last}")
-    return list(HOURLY_PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
+    return list(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
 
 
-def hours_before(last: str, count: int) -> str:
+def hours_before(last: str, count: int, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> str:
     """The key ``count - 1`` hours before ``last`` (or the first partition)."""
-    start = HOURLY_PARTITIONS.time_window_for_partition_key(last).start
-    return max(start - timedelta(hours=count - 1), HOURLY_PARTITIONS.start).strftime(PARTITION_FORMAT)
+    start = partitions.time_window_for_partition_key(last).start
+    return max(start - timedelta(hours=count - 1), partitions.start).strftime(PARTITION_FORMAT)
 
 
-def add_pipeline_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pipeline", default=JOB_NAME, choices=PIPELINE_NAMES, help="pipeline (job) name")
+def add_pipeline_option(parser: argparse.ArgumentParser, every: bool = False) -> None:
+    """``--pipeline NAME``: a pipeline of the pipelines file (checked when the command runs); ``every``: by default all."""
+    parser.add_argument(
+        "--pipeline",
+        metavar="NAME",
+        default=None if every else JOB_NAME,
+        help="a pipeline of the pipelines file ($SCALABLE_PIPELINE_CONFIG or the shipped one)"
+        + (" (default: every pipeline of the file)" if every else ""),
+    )
+
+
+def pipeline_named(name: str, data_root: Path) -> "ObservedPipeline":
+    """The pipeline ``--pipeline`` names, read back under ``data_root``; an unknown name is a usage error."""
+    from scalable_pipeline.observed import UnknownPipeline, find_pipeline
+
+    try:
+        return find_pipeline(name, data_root)
+    except UnknownPipeline as error:
+        raise CliError(f"--pipeline: {error}") from None
 
 
 def add_range_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -123,6 +142,6 @@ def add_range_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def selected_hours(args: argparse.Namespace) -> list[str]:
+def selected_hours(args: argparse.Namespace, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> list[str]:
     last = args.last or latest_hour()
-    return hours_between(args.first or hours_before(last, REPORT_HOURS), last)
+    return hours_between(args.first or hours_before(last, REPORT_HOURS, partitions), last, partitions)

@@ -18,11 +18,19 @@ from scalable_pipeline.metadata import metadata_number
 INVOCATION_TAG = "scalable_pipeline/invocation"
 FOLLOWED_EVENTS = {
     dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.STEP_OUTPUT,
     dg.DagsterEventType.STEP_SUCCESS,
     dg.DagsterEventType.STEP_FAILURE,
     dg.DagsterEventType.ASSET_MATERIALIZATION,
 }
 POLL_SECONDS = 0.25
+
+
+def step_kind(step_key: str | None) -> str | None:
+    """``chunk`` or ``range`` for the steps that process one (every path's: ``process_chunk``,
+    ``process_chunk_priority``, ``process_range_priority``, a prefixed pipeline's ``<name>__process_chunk``)."""
+    op = (step_key or "").split("[")[0].split(".")[-1].split("__")[-1]
+    return "chunk" if op.startswith("process_chunk") else "range" if op.startswith("process_range") else None
 
 
 @dataclass
@@ -39,19 +47,26 @@ class RunView:
         event = entry.dagster_event
         if event is None:
             return
-        op = (entry.step_key or "").split("[")[0].split(".")[-1]
+        kind = step_kind(entry.step_key)
         if event.event_type == dg.DagsterEventType.STEP_START:
             self.stage = entry.step_key or self.stage
         elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
-            self.chunks_done += op == "process_chunk"
-            self.ranges_done += op == "process_range"
+            self.chunks_done += kind == "chunk"
+            self.ranges_done += kind == "range"
+        elif event.event_type == dg.DagsterEventType.STEP_OUTPUT and kind == "chunk":
+            # a chunk step also processes the ranges it completes, when the plan lets it (no range step for those)
+            self.ranges_done += int(metadata_number(event.step_output_data.metadata, "ranges_processed") or 0)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             self.stage = f"{entry.step_key} failed"
-        elif event.asset_key == dg.AssetKey("chunk_partitions") and event.step_materialization_data:
+        elif event.asset_key and event.step_materialization_data:
             metadata = event.step_materialization_data.materialization.metadata
-            chunks, ranges = metadata_number(metadata, "chunk_count"), metadata_number(metadata, "range_count")
-            self.chunks = None if chunks is None else int(chunks)
-            self.ranges = None if ranges is None else int(ranges)
+            if event.asset_key.path[-1] == "chunk_partitions":
+                chunks, ranges = metadata_number(metadata, "chunk_count"), metadata_number(metadata, "range_count")
+                self.chunks = None if chunks is None else int(chunks)
+                self.ranges = None if ranges is None else int(ranges)
+            elif event.asset_key.path[-1] == "processed_chunks":  # every chunk and range done, checkpointed ones too
+                self.chunks_done = max(self.chunks_done, int(metadata_number(metadata, "chunks") or 0))
+                self.ranges_done = max(self.ranges_done, int(metadata_number(metadata, "ranges") or 0))
 
 
 class RunFollower(threading.Thread):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.commands.options import add_pipeline_option, add_range_options, selected_hours
+from scalable_pipeline.commands.options import add_pipeline_option, add_range_options, pipeline_named, selected_hours
 from scalable_pipeline.dagster_home import ensure_dagster_home
-from scalable_pipeline.observed import check_keys, observe_hours
+from scalable_pipeline.observed import ObservedPipeline
 from scalable_pipeline.resources.data_store import default_data_dir
 
 
@@ -19,19 +19,24 @@ def register(commands) -> None:
     parser.set_defaults(handler=report)
 
 
-def write_report(instance: dg.DagsterInstance, root: Path, pipeline: str, partitions: list[str], output: Path) -> Path:
+def write_report(
+    instance: dg.DagsterInstance, root: Path, pipeline: str | ObservedPipeline, partitions: list[str], output: Path
+) -> Path:
+    """The report of ``pipeline`` (a name in the pipelines file, its data under the data root ``root``) over ``partitions``."""
     from scalable_pipeline.report.html import render
 
-    gates = check_keys()
-    hours = observe_hours(instance, root, partitions, gates)
-    output.write_text(render(pipeline, hours, [key.name for key in gates]), encoding="utf-8")
+    observed = pipeline if isinstance(pipeline, ObservedPipeline) else pipeline_named(pipeline, root)
+    hours = observed.observe(instance, partitions)
+    output.write_text(render(observed.name, hours, [key.name for key in observed.gates]), encoding="utf-8")
     return output
 
 
 def report(args: argparse.Namespace) -> int:
-    partitions = selected_hours(args)
     ensure_dagster_home()
+    root = default_data_dir()
+    pipeline = pipeline_named(args.pipeline, root)
+    partitions = selected_hours(args, pipeline.partitions_def)
     with dg.DagsterInstance.get() as instance:
-        path = write_report(instance, default_data_dir(), args.pipeline, partitions, Path(args.output))
+        path = write_report(instance, root, pipeline, partitions, Path(args.output))
     print(f"{path} ({len(partitions)} hours, {path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -16,7 +16,7 @@ from scalable_pipeline.storage.versioned_store import VersionedStore
 def register(commands) -> None:
     parser = commands.add_parser("rollback", help="set an asset's hour back to an earlier good version", description=__doc__)
     parser.add_argument("asset", choices=PIPELINE_ASSETS, help="the asset")
-    parser.add_argument("partition", type=partition_key, help="the hour, e.g. 2024-01-01-10:00")
+    parser.add_argument("partition", type=partition_key, help="the hour, e.g. 2026-01-05-10:00")
     parser.add_argument("--version", help="a version published before (default: the one before the published version)")
     parser.add_argument("--reason", default="manual rollback (command line)", help="kept in the rollback record")
     parser.set_defaults(handler=rollback)

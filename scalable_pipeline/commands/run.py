@@ -47,7 +47,7 @@ def register(commands) -> None:
         "--partition",
         metavar="HOUR",
         type=partition_key,
-        help="one hour, e.g. 2024-01-01-10:00 (default: the latest complete hour)",
+        help="one hour, e.g. 2026-01-05-10:00 (default: the latest complete hour)",
     )
     parser.add_argument(
         "--from", dest="first", metavar="HOUR", type=partition_key, help="first hour of a range (one run per hour, needs --to)"

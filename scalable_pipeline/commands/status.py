@@ -8,9 +8,9 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from scalable_pipeline.commands.options import latest_hour, partition_key
+from scalable_pipeline.commands.options import add_pipeline_option, latest_hour, partition_key, pipeline_named
 from scalable_pipeline.dagster_home import ensure_dagster_home
-from scalable_pipeline.observed import PIPELINE_ASSETS, HourRecord, check_keys, observe_hours
+from scalable_pipeline.observed import PIPELINE_ASSETS, HourRecord
 from scalable_pipeline.resources.data_store import default_data_dir
 from scalable_pipeline.storage.paths import partition_dirname
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -20,6 +20,7 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "status", help="what is published for an hour, its gates, checkpoints and rollbacks", description=__doc__
     )
+    add_pipeline_option(parser)
     parser.add_argument("--partition", metavar="HOUR", type=partition_key, help="the hour (default: the latest complete hour)")
     parser.set_defaults(handler=status)
 
@@ -31,8 +32,8 @@ def checkpoint_counts(root: Path, partition: str) -> dict[str, tuple[int, int]]:
     return {plan.name: (len(list(plan.glob("chunk-*.json"))), len(list(plan.glob("range-*.json")))) for plan in plans}
 
 
-def versions_table(hour: HourRecord, store: VersionedStore) -> Table:
-    table = Table(title=f"hour {hour.partition}: what readers get", title_justify="left")
+def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str) -> Table:
+    table = Table(title=f"{pipeline}, hour {hour.partition}: what readers get", title_justify="left")
     for column in ("asset", "published version", "rollbacks (newest last)"):
         table.add_column(column)
     for asset in PIPELINE_ASSETS:
@@ -59,11 +60,12 @@ def gates_table(hour: HourRecord) -> Table:
 def status(args: argparse.Namespace) -> int:
     partition = args.partition or latest_hour()
     ensure_dagster_home()
-    root = default_data_dir()
+    pipeline = pipeline_named(args.pipeline, default_data_dir())
+    root = pipeline.root  # the pipeline's own data root
     with dg.DagsterInstance.get() as instance:
-        [hour] = observe_hours(instance, root, [partition], check_keys())
+        [hour] = pipeline.observe(instance, [partition])
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(versions_table(hour, VersionedStore(root)))
+    console.print(versions_table(hour, VersionedStore(root), pipeline.name))
     console.print(gates_table(hour) if hour.gates else "gates: no evaluation recorded")
     checkpoints = checkpoint_counts(root, partition)
     console.print(

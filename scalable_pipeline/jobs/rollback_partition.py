@@ -4,7 +4,7 @@ Launchpad config::
 
     ops:
       set_published_version:
-        config: {asset: consolidated_output, partition: "2024-01-02-10:00", version: v1732...-abcd1234}
+        config: {asset: consolidated_output, partition: "2026-01-06-10:00", version: v1732...-abcd1234}
 """
 
 import dagster as dg
@@ -22,7 +22,7 @@ ROLLBACK_JOB_NAME = "rollback_partition"
 
 class RollbackConfig(dg.Config):
     asset: str = Field(description="Asset name (last key component), e.g. consolidated_output.")
-    partition: str = Field(description="Partition key, e.g. 2024-01-02-10:00.")
+    partition: str = Field(description="Partition key, e.g. 2026-01-06-10:00.")
     version: str = Field(description="A version that was published before (see history.jsonl or the rollback log).")
     reason: str = Field(default="manual rollback", description="Why; kept in the rollback record.")
 

@@ -1,12 +1,13 @@
 """A custom Prometheus collector: every scrape reads the instance and the data root (nothing is cached).
 
-Per pipeline and hour of the window (the last ``hours`` complete hours): records by kind, chunks,
-chunk-compute and end-to-end throughput, the newest result, score and threshold of every gate. Over all
-time: rollbacks from the rollback log. Now: alert outbox depth and each circuit breaker's state.
+Per pipeline (each its own assets, gates and data root; label ``pipeline``) and hour of the window (the
+last ``hours`` complete hours): records by kind, chunks, chunk-compute and end-to-end throughput, the
+newest result, score and threshold of every gate. Over all time: each pipeline's rollbacks from its
+rollback log. Now: alert outbox depth and each circuit breaker's state (the shared data root).
 """
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from scalable_pipeline.alerts.outbox import PENDING, Outbox
 from scalable_pipeline.decisions.circuit_breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
-from scalable_pipeline.observed import HourRecord, observe_hours
+from scalable_pipeline.observed import HourRecord, ObservedPipeline
 from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 
@@ -36,20 +37,22 @@ def circuit_states(root: Path) -> dict[str, str]:
 
 
 class PipelineCollector(Collector):
+    """``pipelines``' metrics over the hours ``partitions()`` names at each scrape; ``root``: the shared data
+    root (alert outbox, circuit breakers)."""
+
     def __init__(
         self,
         instance: dg.DagsterInstance,
         root: Path,
-        pipeline: str,
+        pipelines: Sequence[ObservedPipeline],
         partitions: Callable[[], Sequence[str]],
-        gates: Sequence[dg.AssetCheckKey],
     ):
-        self.instance, self.root, self.pipeline, self.partitions, self.gates = instance, Path(root), pipeline, partitions, gates
+        self.instance, self.root, self.pipelines, self.partitions = instance, Path(root), pipelines, partitions
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
-        hours = observe_hours(self.instance, self.root, self.partitions(), self.gates)
-        yield from self.hour_metrics(hours)
+        partitions = self.partitions()
+        yield from self.hour_metrics({pipeline.name: pipeline.observe(self.instance, partitions) for pipeline in self.pipelines})
         yield from self.store_metrics()
         scrape = GaugeMetricFamily(
             PREFIX + "scrape_duration_seconds", "Seconds this collector took to read the instance and data root."
@@ -57,7 +60,7 @@ class PipelineCollector(Collector):
         scrape.add_metric([], time.perf_counter() - started)
         yield scrape
 
-    def hour_metrics(self, hours: Sequence[HourRecord]) -> Iterator[Metric]:
+    def hour_metrics(self, hours_by_pipeline: Mapping[str, Sequence[HourRecord]]) -> Iterator[Metric]:
         labels = ["pipeline", "partition"]
         records = GaugeMetricFamily(
             PREFIX + "records", "Records of the hour by kind (raw = valid + invalid + duplicates).", labels=[*labels, "kind"]
@@ -81,8 +84,8 @@ class PipelineCollector(Collector):
             PREFIX + "gate_score", "Score of the gate's newest evaluation for the hour.", labels=gate_labels
         )
         threshold = GaugeMetricFamily(PREFIX + "gate_threshold", "Threshold the score was judged against.", labels=gate_labels)
-        for hour in hours:
-            key = [self.pipeline, hour.partition]
+        for pipeline, hour in ((name, hour) for name, hours in hours_by_pipeline.items() for hour in hours):
+            key = [pipeline, hour.partition]
             for kind, asset, metadata_key in RECORD_KINDS:
                 value = hour.value(asset, metadata_key)
                 if value is not None:
@@ -107,11 +110,12 @@ class PipelineCollector(Collector):
         rollbacks = CounterMetricFamily(
             PREFIX + "rollbacks", "Rollbacks recorded in the rollback log (all hours).", labels=["pipeline", "asset", "kind"]
         )
-        counts: dict[tuple[str, str], int] = {}
-        for record in read_rollbacks(self.root):
-            counts[(record.asset, record.kind)] = counts.get((record.asset, record.kind), 0) + 1
-        for (asset, kind), count in sorted(counts.items()):
-            rollbacks.add_metric([self.pipeline, asset, kind], count)
+        for pipeline in self.pipelines:
+            counts: dict[tuple[str, str], int] = {}
+            for record in read_rollbacks(pipeline.root):
+                counts[(record.asset, record.kind)] = counts.get((record.asset, record.kind), 0) + 1
+            for (asset, kind), count in sorted(counts.items()):
+                rollbacks.add_metric([pipeline.name, asset, kind], count)
         outbox = GaugeMetricFamily(PREFIX + "alert_outbox_depth", "Alerts waiting in the outbox to be delivered.")
         outbox.add_metric([], len(Outbox(self.root).entries(PENDING)))
         circuits = GaugeMetricFamily(

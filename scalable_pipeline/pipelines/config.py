@@ -14,7 +14,7 @@ import dagster as dg
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scalable_pipeline.constants import CHUNK_POOL
+from scalable_pipeline.constants import CHUNK_POOL, FIRST_HOUR
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.decisions.pools import PoolUse, pool_limits
 from scalable_pipeline.decisions.time_rules import WEEKDAYS, TimeRule
@@ -24,7 +24,7 @@ from scalable_pipeline.resources.source import LandingFileSource, OrderSource, P
 
 CONFIG_ENV = "SCALABLE_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
-DEFAULT_START = "2024-01-01-00:00"
+DEFAULT_START = FIRST_HOUR
 # Dagster's rule for job, asset key and pool names.
 DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SOURCE_KINDS: dict[str, type[OrderSource]] = {

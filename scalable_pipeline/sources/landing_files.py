@@ -56,7 +56,7 @@ class LandingFileError(ValueError):
 def check_pattern(pattern: str) -> str:
     """``pattern`` if it names a .csv or .parquet file inside the landing folder; else ValueError saying why."""
     try:
-        example = Path(pattern.format(date="2024-01-01", hour=0))
+        example = Path(pattern.format(date="2026-01-05", hour=0))
     except (AttributeError, IndexError, KeyError, ValueError) as error:
         raise ValueError(f"pattern {pattern!r} may use only {{date}} and {{hour}}: {type(error).__name__}: {error}") from error
     if example.is_absolute() or ".." in example.parts:
