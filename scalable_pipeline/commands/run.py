@@ -27,6 +27,7 @@ from scalable_pipeline.commands.options import (
 from scalable_pipeline.commands.progress import INVOCATION_TAG, ProgressDisplay, RunFollower
 from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.executors import start_step_server
 
 SUMMARY_ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 
@@ -209,15 +210,17 @@ def child_stderr_discarded(enabled: bool) -> Iterator[TextIO]:
 def run(args: argparse.Namespace) -> int:
     partitions = selected_partitions(args)
     home = ensure_dagster_home()
-    from scalable_pipeline.definitions import build_source, scalable_data_processing_job
-    from scalable_pipeline.resources.source import SyntheticOrderSource
-
-    config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
-    job = scalable_data_processing_job()
     quiet_children = args.multiprocess and not args.verbose
-    with dg.DagsterInstance.get() as instance, child_stderr_discarded(quiet_children) as stderr:
+    with child_stderr_discarded(quiet_children) as stderr:
+        if args.multiprocess:
+            start_step_server()  # it loads the project while this process does; its steps inherit the quiet stderr
+        from scalable_pipeline.definitions import build_source, scalable_data_processing_job
+        from scalable_pipeline.resources.source import SyntheticOrderSource
+
+        config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
+        job = scalable_data_processing_job()
         display = None if args.verbose else ProgressDisplay(len(partitions), Console(file=stderr))
-        with display or contextlib.nullcontext():
+        with dg.DagsterInstance.get() as instance, display or contextlib.nullcontext():
             outcomes = [execute_hour(job, instance, partition, args.multiprocess, config, display) for partition in partitions]
     print(f"{JOB_NAME}: {len(partitions)} hour(s), DAGSTER_HOME={home}")
     for outcome in outcomes:
