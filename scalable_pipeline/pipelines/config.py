@@ -3,6 +3,7 @@
 Every mistake fails loading with one ``PipelineConfigError``; ``dagster definitions validate`` shows it.
 """
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -170,6 +171,13 @@ def _dagster_name(field: Sequence[str | int], value: str) -> str:
     return value
 
 
+@functools.cache
+def _fields_of(resource: type[dg.ConfigurableResource]) -> type[BaseModel]:
+    """``resource``'s fields and validators with pydantic's own ``__init__``: checks values without building the
+    resource (building one infers its Dagster config schema, about 3 ms; 50 pipelines check a few hundred)."""
+    return type(f"{resource.__name__}Fields", (resource,), {"__init__": BaseModel.__init__, "__module__": __name__})
+
+
 def _settings(field: Sequence[str | int], resource: type[dg.ConfigurableResource], values: Mapping[str, Any]) -> dict:
     """``values`` checked against the fields of ``resource`` (unknown names and wrong types are problems)."""
     from_entry = sorted(set(values) & set(ENTRY_SCALING_FIELDS)) if resource is ScalingResource else []
@@ -179,7 +187,7 @@ def _settings(field: Sequence[str | int], resource: type[dg.ConfigurableResource
     if unknown:
         raise _FieldProblem([*field, unknown[0]], f"unknown key; {resource.__name__} takes {', '.join(resource.model_fields)}")
     try:
-        resource(**values)
+        _fields_of(resource).model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
         raise _FieldProblem([*field, *first["loc"]], first["msg"]) from error
