@@ -211,8 +211,10 @@ def test_priority_chunk_steps_spread_over_the_reserved_and_shared_pools(path_run
         for name in ("process_chunk_reserved", "process_chunk_priority")
     }
     assert pools == {"process_chunk_reserved": "priority_reserved", "process_chunk_priority": "chunk_processing"}
-    tags = processed.node_named("priority__process_chunk_priority").definition.tags
+    tags = processed.node_named("priority__process_chunk_priority").tags  # the step's tags
     assert tags["dagster/priority"] == "10"
+    ran = {e.step_key.split(".")[-1].split("[")[0] for e in runs[("priority", LARGE)].all_events if e.is_step_success}
+    assert {"priority__process_chunk_priority", "priority__process_range_priority"} <= ran
 
 
 def test_a_mistake_in_the_file_fails_loading_the_definitions(tmp_path):
