@@ -7,7 +7,7 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ import dagster as dg
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scalable_pipeline.constants import CHUNK_POOL
+from scalable_pipeline.constants import CHUNK_POOL, HOURLY_PARTITIONS
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.decisions.pools import PoolUse, pool_limits
 from scalable_pipeline.decisions.time_rules import WEEKDAYS, TimeRule
@@ -215,6 +215,10 @@ def _start(start: str) -> str:
         raise _FieldProblem(["start"], f"{start!r} is not an hour as YYYY-MM-DD-HH:00") from error
     if parsed.minute:
         raise _FieldProblem(["start"], f"{start!r} does not start on the hour (minutes must be 00)")
+    first = HOURLY_PARTITIONS.start
+    if parsed.replace(tzinfo=timezone.utc) < first:
+        # The data root stores hours from there on (storage.paths checks every partition key against it).
+        raise _FieldProblem(["start"], f"{start!r} is before the first hour the data root stores, {first:%Y-%m-%d-%H:00}")
     return start
 
 
