@@ -27,9 +27,9 @@ STEP_EVENTS = {
 }
 
 
-def key_prefix(context: StepContext) -> tuple[str, ...]:
-    """The key prefix of the pipeline whose asset ``context`` materializes (``()`` outside an asset)."""
-    return tuple(context.assets_def.key.path[:-1]) if context.has_assets_def else ()
+def pipeline_key_prefix(context: StepContext) -> tuple[str, ...]:
+    """The key prefix of the pipeline whose asset ``context``'s step belongs to (``()`` outside an asset)."""
+    return tuple(next(iter(context.assets_def.keys)).path[:-1]) if context.has_assets_def else ()
 
 
 def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()) -> list[float]:

@@ -23,7 +23,7 @@ from scalable_pipeline.decisions.scaling import (
 )
 from scalable_pipeline.machine import Machine, Measured
 from scalable_pipeline.storage.cgroups import CGROUP_V2_DIR
-from scalable_pipeline.throughput import key_prefix, measured_step_overheads, measured_throughputs
+from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs, pipeline_key_prefix
 
 CPU_SAMPLE_SECONDS = 0.2
 StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
@@ -114,7 +114,7 @@ class ScalingResource(dg.ConfigurableResource):
     def profile(self, context: StepContext) -> ExecutionProfile:
         """Step overhead of this run's executor and chunk throughput, from the pipeline's earlier runs unless pinned."""
         executor = executor_kind(context.job_def.executor_def.name)
-        prefix = key_prefix(context)  # the pipeline's own history
+        prefix = pipeline_key_prefix(context)  # the pipeline's own history
         overheads = (
             measured_step_overheads(context.instance, executor, key_prefix=prefix) if self.step_overhead_seconds is None else []
         )
