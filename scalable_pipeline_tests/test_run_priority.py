@@ -20,14 +20,17 @@ PROJECT = Path(__file__).resolve().parent.parent
 PIPELINES = """
 pipelines:
   - name: low
+    start: "2026-01-01-00:00"
     priority: 1
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}
   - name: high
+    start: "2026-01-01-00:00"
     priority: 9
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}
   - name: middle
+    start: "2026-01-01-00:00"
     priority: 5
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}
@@ -57,7 +60,7 @@ def test_the_queue_dequeues_higher_priority_pipelines_first(tmp_path):
     config.write_text(textwrap.dedent(PIPELINES))
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path / "data")}
     dagster = [sys.executable, "-m", "dagster"]
-    for job, partition in (("low", "2024-01-01-01:00"), ("high", "2024-01-01-02:00"), ("middle", "2024-01-01-03:00")):
+    for job, partition in (("low", "2026-01-05-01:00"), ("high", "2026-01-05-02:00"), ("middle", "2026-01-05-03:00")):
         launch = [
             *dagster,
             "job",
