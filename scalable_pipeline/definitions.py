@@ -7,7 +7,7 @@ import dagster as dg
 
 from scalable_pipeline.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.executors import pipeline_executor
-from scalable_pipeline.jobs.rollback_partition import rollback_partition
+from scalable_pipeline.jobs.rollback_partition import build_rollback_partition
 from scalable_pipeline.pipelines.config import config_path, load_pipelines
 from scalable_pipeline.pipelines.factory import build_pipeline
 from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
@@ -46,10 +46,11 @@ def shared_resources() -> dict:
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
     """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
     executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
-    pipelines = [build_pipeline(spec, executor, build_source) for spec in load_pipelines(pipelines_file).pipelines]
+    specs = load_pipelines(pipelines_file).pipelines
+    pipelines = [build_pipeline(spec, executor, build_source) for spec in specs]
     return dg.Definitions(
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],
-        jobs=[*(pipeline.job for pipeline in pipelines), rollback_partition],
+        jobs=[*(pipeline.job for pipeline in pipelines), build_rollback_partition(specs)],
         schedules=[schedule for pipeline in pipelines for schedule in pipeline.schedules],
         sensors=[
             quality_gate_alerts,

@@ -7,11 +7,12 @@ from scalable_pipeline.constants import StepContext
 from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
 
 
-def record_rollback(context: StepContext, root, record: RollbackRecord) -> None:
+def record_rollback(context: StepContext, root, record: RollbackRecord, asset_key: dg.AssetKey | None = None) -> None:
+    """The observation goes on ``asset_key`` (default: the record's asset under the step's own key prefix)."""
     metadata = {**record.as_metadata(), "failed_gates": dg.MetadataValue.json(record.failed_gates)}
     context.log_event(
         dg.AssetObservation(
-            asset_key=step_asset_key(context, record.asset),
+            asset_key=asset_key or step_asset_key(context, record.asset),
             partition=record.partition,
             description=f"{record.kind} rollback: readers get version {record.restored_version or '(none)'}",
             metadata=metadata,

@@ -1,11 +1,17 @@
 """What earlier runs measured, read from the Dagster instance: chunk compute throughput and Dagster's
-overhead per chunk step under each executor."""
+overhead per chunk step under each executor.
+
+History is per pipeline: each reads its own assets' materializations (its ``key_prefix``; ``()`` is the
+unprefixed pipeline), so pipelines on different sources, scales or pools never plan from each other's runs.
+"""
 
 from collections import defaultdict
+from collections.abc import Sequence
 from statistics import median
 
 import dagster as dg
 
+from scalable_pipeline.constants import StepContext
 from scalable_pipeline.metadata import metadata_number
 
 HISTORY_RUNS = 10
@@ -21,9 +27,14 @@ STEP_EVENTS = {
 }
 
 
-def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS) -> list[float]:
-    """records/s of the last ``limit`` materializations of processed_chunks, newest first."""
-    records = instance.fetch_materializations(dg.AssetKey("processed_chunks"), limit=limit).records
+def pipeline_key_prefix(context: StepContext) -> tuple[str, ...]:
+    """The key prefix of the pipeline whose asset ``context``'s step belongs to (``()`` outside an asset)."""
+    return tuple(next(iter(context.assets_def.keys)).path[:-1]) if context.has_assets_def else ()
+
+
+def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()) -> list[float]:
+    """records/s of the last ``limit`` materializations of the pipeline's processed_chunks, newest first."""
+    records = instance.fetch_materializations(dg.AssetKey([*key_prefix, "processed_chunks"]), limit=limit).records
     values = []
     for record in records:
         materialization = record.asset_materialization
@@ -33,12 +44,20 @@ def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS
     return values
 
 
-def estimated_processing_seconds(instance: dg.DagsterInstance, total_records: int) -> float | None:
-    """Seconds to process ``total_records`` at the median measured throughput; None before any history."""
-    throughputs = measured_throughputs(instance)
+def estimated_processing_seconds(
+    instance: dg.DagsterInstance, total_records: int, key_prefix: Sequence[str] = ()
+) -> float | None:
+    """Seconds to process ``total_records`` at the pipeline's median measured throughput; None before any history."""
+    throughputs = measured_throughputs(instance, key_prefix=key_prefix)
     if not throughputs:
         return None
     return round(total_records / median(throughputs), 3)
+
+
+def is_chunk_step(step_key: str) -> bool:
+    """A fan-out chunk step of any pipeline: node ``process_chunk``, or ``<pipeline>__process_chunk``."""
+    node = step_key.split("[")[0].split(".")[-1]
+    return node == CHUNK_STEP_OP or node.endswith(f"__{CHUNK_STEP_OP}")
 
 
 def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
@@ -47,7 +66,7 @@ def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
     events: dict[str, list[dg.EventLogEntry]] = defaultdict(list)
     for record in instance.get_records_for_run(run_id, of_type=STEP_EVENTS).records:
         entry = record.event_log_entry
-        if entry.step_key and entry.step_key.split("[")[0].split(".")[-1] == CHUNK_STEP_OP:
+        if entry.step_key and is_chunk_step(entry.step_key):
             events[entry.step_key].append(entry)
     overheads = []
     for entries in events.values():
@@ -64,10 +83,12 @@ def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
     return overheads
 
 
-def measured_step_overheads(instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS) -> list[float]:
-    """The median chunk-step overhead of each of the last ``limit`` runs that planned chunks for ``executor``
-    and ran chunk steps, newest first."""
-    plans = instance.fetch_materializations(dg.AssetKey("chunk_partitions"), limit=limit * 3).records
+def measured_step_overheads(
+    instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()
+) -> list[float]:
+    """The median chunk-step overhead of each of the pipeline's last ``limit`` runs that planned chunks for
+    ``executor`` and ran chunk steps, newest first."""
+    plans = instance.fetch_materializations(dg.AssetKey([*key_prefix, "chunk_partitions"]), limit=limit * 3).records
     values: list[float] = []
     seen: set[str] = set()
     for record in plans:

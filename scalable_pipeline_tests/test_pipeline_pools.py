@@ -16,14 +16,16 @@ import dagster as dg
 from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
 from scalable_pipeline.pipelines.pool_limits import apply_pool_limits
-from scalable_pipeline_tests.test_pipelines import MEDIUM, PINNED
+from scalable_pipeline_tests.test_pipelines import MEDIUM, PINNED, START
 
 POOLS = f"""
 pools: {{chunk_processing: 2}}
 pipelines:
   - name: alpha
+    start: "{START}"
     scaling: {{chunk_count: 2, {PINNED}}}
   - name: critical
+    start: "{START}"
     reserved_slots: 1
     scaling: {{chunk_count: 3, priority_above: 0, {PINNED}}}
 """

@@ -21,7 +21,8 @@ from scalable_pipeline_tests.conftest import materialization_metadata
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 
 PROJECT = Path(__file__).resolve().parent.parent
-# Hours of the synthetic source at scale 1: 1,639, 2,892 and 9,937 records.
+# Hours (Monday 2026-01-05) of the synthetic source at scale 1: 1,639, 2,892 and 9,937 records.
+START = "2026-01-01-00:00"
 SMALL, MEDIUM, LARGE = "2026-01-05-05:00", "2026-01-05-03:00", "2026-01-05-10:00"
 PINNED = "cpu_usage_percent: 10, memory_usage_percent: 10, available_workers: 2, queue_length: 0"
 
@@ -29,10 +30,11 @@ TWO_PIPELINES = f"""
 pipelines:
   - name: scalable_data_processing
     key_prefix: []
+    start: "{START}"
     scaling: {{chunk_count: 2, {PINNED}}}
   - name: eu_orders
     source: {{kind: synthetic, scale: 0.5, seed: 7}}
-    start: "2026-01-01-00:00"
+    start: "{START}"
     schedule: "15 * * * *"
     priority: 5
     scaling: {{chunk_count: 3, {PINNED}}}
@@ -45,13 +47,17 @@ PATHS = f"""
 pools: {{chunk_processing: 3}}
 pipelines:
   - name: single
+    start: "{START}"
     scaling: {{chunk_count: 3, single_step_below: 1000000000, {PINNED}}}
   - name: fan
+    start: "{START}"
     scaling: {{chunk_count: 3, {PINNED}}}
   - name: priority
+    start: "{START}"
     reserved_slots: 1
     scaling: {{chunk_count: 3, priority_above: 0, {PINNED}}}
   - name: routed
+    start: "{START}"
     scaling: {{chunk_count: 3, single_step_below: 2000, priority_above: 5000, {PINNED}}}
 """
 
@@ -92,7 +98,7 @@ def test_two_pipelines_from_one_file_materialize_on_their_own(tmp_path, instance
         assert checks and all(c.passed for c in checks) and {tuple(c.asset_key.path[:-1]) for c in checks} == {tuple(prefix)}
     eu_raw = published(defs, ["eu_orders"], "raw_volume", MEDIUM, instance)
     main_raw = published(defs, [], "raw_volume", MEDIUM, instance)
-    hour = pd.Timestamp("2026-01-05 03:00", tz="UTC")
+    hour = pd.Timestamp("2026-01-05 03:00", tz="UTC")  # MEDIUM
     assert len(eu_raw) == SyntheticOrderSource(scale=0.5, seed=7).expected_records(hour)  # each from its own source
     assert len(main_raw) == SyntheticOrderSource().expected_records(hour)
     assert not eu_raw["order_id"].isin(main_raw["order_id"]).all()
@@ -211,8 +217,10 @@ def test_priority_chunk_steps_spread_over_the_reserved_and_shared_pools(path_run
         for name in ("process_chunk_reserved", "process_chunk_priority")
     }
     assert pools == {"process_chunk_reserved": "priority_reserved", "process_chunk_priority": "chunk_processing"}
-    tags = processed.node_named("priority__process_chunk_priority").definition.tags
+    tags = processed.node_named("priority__process_chunk_priority").tags  # the step's tags
     assert tags["dagster/priority"] == "10"
+    ran = {e.step_key.split(".")[-1].split("[")[0] for e in runs[("priority", LARGE)].all_events if e.is_step_success}
+    assert {"priority__process_chunk_priority", "priority__process_range_priority"} <= ran
 
 
 def test_a_mistake_in_the_file_fails_loading_the_definitions(tmp_path):

@@ -19,6 +19,7 @@ from scalable_pipeline.decisions.pools import (
 from scalable_pipeline.decisions.time_rules import TimeRule, resolve
 from scalable_pipeline.pipelines.config import (
     DEFAULT_CONFIG_PATH,
+    DEFAULT_START,
     PipelineConfigError,
     config_path,
     load_pipelines,
@@ -70,7 +71,7 @@ def test_the_shipped_file_holds_the_main_pipeline_with_unprefixed_keys():
 def test_an_entry_takes_every_documented_field_and_defaults_the_rest(tmp_path):
     config = load_pipelines(write(tmp_path, TWO_PIPELINES))
     main, eu = config.pipelines
-    assert main.key_prefix == () and main.source is None and main.schedule is None and main.start == "2026-01-01-00:00"
+    assert main.key_prefix == () and main.source is None and main.schedule is None and main.start == DEFAULT_START
     assert eu.key_prefix == ("eu_orders",)
     assert eu.source == {"kind": "synthetic", "scale": 0.5, "seed": 7}
     assert (eu.schedule, eu.pool, eu.priority, eu.reserved_slots) == ("15 * * * *", "chunk_processing", 5, 2)
@@ -93,6 +94,7 @@ def entry(extra: str) -> str:
         (entry("    start: '2026-13-01-00:00'\n"), "field 'start'", "not an hour"),
         (entry("    start: '2026-01-01-00:30'\n"), "field 'start'", "on the hour"),
         (entry("    start: 2026-01-01\n"), "field 'start'", "valid string"),  # YAML date: wrong type
+        (entry("    start: '2020-01-01-00:00'\n"), "field 'start'", "before the first hour the data root stores"),
         (entry("    priority: high\n"), "field 'priority'", "valid integer"),  # wrong type
         (entry("    reserved_slots: -1\n"), "field 'reserved_slots'", "greater than or equal"),
         (entry("    scaling: {chunk_count: many}\n"), "field 'scaling.chunk_count'", "valid integer"),

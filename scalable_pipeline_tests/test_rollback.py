@@ -1,12 +1,14 @@
 """Write-audit-publish and rollback: a failed gate never replaces the last good data."""
 
 import uuid
+from datetime import datetime, timedelta
 
 import dagster as dg
 import pytest
 
 from scalable_pipeline.assets.gate_results import PIPELINE_STAGES
 from scalable_pipeline.decisions.gates import Severity
+from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import GateSettings, QualityResource
@@ -17,6 +19,10 @@ from scalable_pipeline.storage.versioned_store import VersionedStore, dataset_pa
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 PARTITION = OFF_PEAK_PARTITION
+
+
+def day_before(partition: str) -> str:
+    return (datetime.strptime(partition, PARTITION_FORMAT) - timedelta(days=1)).strftime(PARTITION_FORMAT)
 
 
 def store() -> VersionedStore:
@@ -106,7 +112,7 @@ def test_error_gate_on_consolidated_output_rolls_it_back(instance, data_dir):
     # a bigger hour with a static band of 0 around a one-day history: the volume gate fails, ERROR
     quality = QualityResource(gates={"volume_anomaly": GateSettings(severity=Severity.ERROR, threshold=0.0, adaptive=False)})
     instance.report_runless_asset_event(
-        dg.AssetMaterialization("consolidated_output", partition="2026-01-04-03:00", metadata={"valid": 10})
+        dg.AssetMaterialization("consolidated_output", partition=day_before(PARTITION), metadata={"valid": 10})
     )
 
     bad = materialize_hour(PARTITION, instance, raise_on_error=False, quality=quality)

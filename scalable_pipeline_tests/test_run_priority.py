@@ -20,14 +20,17 @@ PROJECT = Path(__file__).resolve().parent.parent
 PIPELINES = """
 pipelines:
   - name: low
+    start: "2026-01-01-00:00"
     priority: 1
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}
   - name: high
+    start: "2026-01-01-00:00"
     priority: 9
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}
   - name: middle
+    start: "2026-01-01-00:00"
     priority: 5
     source: {kind: synthetic, scale: 0.01}
     scaling: {chunk_count: 1, single_step_below: 1000000000}

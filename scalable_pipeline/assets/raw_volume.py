@@ -21,7 +21,7 @@ from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.sources.synthetic_orders import is_peak_hour
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 from scalable_pipeline.storage.quarantine import quarantine_file
-from scalable_pipeline.throughput import estimated_processing_seconds
+from scalable_pipeline.throughput import estimated_processing_seconds, pipeline_key_prefix
 
 # Row groups of the raw table. Chunk steps read whole row groups (read_row_range) after parsing the footer,
 # whose size grows with the number of groups: measured at 100M records, groups of 10,000 cost about 140 ms
@@ -115,7 +115,7 @@ def raw_volume(
         metadata={
             "total_records": records,
             "peak_hour": is_peak_hour(hour_start),
-            "estimated_processing_time": estimated_processing_seconds(context.instance, records),
+            "estimated_processing_time": estimated_processing_seconds(context.instance, records, pipeline_key_prefix(context)),
             "estimated_processing_seconds": end_to_end_estimate(context.instance, records),
             "source": source.describe(),
             "raw_digest": staged.raw_digest,

@@ -93,9 +93,37 @@ class PipelineBuild:
             **asset_args,
         )(self.bind(fn))
 
-    def op(self, fn: Callable, name: str | None = None, **op_args: Any) -> dg.OpDefinition:
-        """``fn`` as this pipeline's op (named ``name``, default the function's name)."""
-        return dg.op(name=self.node(name or fn.__name__), **op_args)(self.bind(fn))
+    def op(self, fn: Callable, name: str | None = None, **op_args: Any) -> dg.OpDefinition | dg.PendingNodeInvocation:
+        """``fn`` as this pipeline's node ``name`` (default the function's name); ``tags`` are the node's step tags.
+
+        Nodes share one op definition where only their names and tags differ (each op definition costs about a
+        millisecond to build, at every load): in a pipeline, the nodes of one function with equal arguments (the
+        priority path's chunk, range and fan-out nodes are aliases of the fan-out path's, tagged with their step
+        priority); across pipelines, the nodes of a function that takes no pipeline resource and no pool (the
+        joins). Node names, and so step keys, stay the pipeline's own.
+        """
+        node = self.node(name or fn.__name__)
+        tags = op_args.pop("tags", None)
+        definition = self._op_definition(fn, node, op_args)
+        invocation = definition if definition.name == node else definition.alias(node)
+        return invocation.tag(tags) if tags else invocation
+
+    @functools.cached_property
+    def _op_definitions(self) -> list[tuple[Callable, dict[str, Any], dg.OpDefinition]]:
+        return []
+
+    def _op_definition(self, fn: Callable, node: str, op_args: dict[str, Any]) -> dg.OpDefinition:
+        """The op definition of ``fn`` with ``op_args``: the pipeline's, or every pipeline's if nothing in it is theirs."""
+        shared = _SHARED_OPS if is_shared(fn, op_args) else self._op_definitions
+        for known_fn, known_args, definition in shared:
+            if known_fn is fn and known_args == op_args:
+                return definition
+        name = fn.__name__ if shared is _SHARED_OPS else node
+        if any(definition.name == name for _, _, definition in shared):  # same function, other arguments
+            shared, name = self._op_definitions, node
+        definition = dg.op(name=name, **op_args)(fn if shared is _SHARED_OPS else self.bind(fn))
+        shared.append((fn, dict(op_args), definition))
+        return definition
 
     def bind(self, fn: Callable) -> Callable:
         """``fn`` with its resource parameters renamed to this pipeline's resource keys, time rules applied."""
@@ -143,6 +171,21 @@ class PipelineBuild:
         if settings.rule:
             context.log.info(f"time rule {settings.rule!r} applies to hour {hour:%Y-%m-%d %H:00}")
         return settings.rule or NO_TIME_RULE
+
+
+# Op definitions every pipeline shares (functions of no pipeline resource, no pool), by function and arguments.
+_SHARED_OPS: list[tuple[Callable, dict[str, Any], dg.OpDefinition]] = []
+
+
+def is_shared(fn: Callable, op_args: dict[str, Any]) -> bool:
+    """Whether ``fn`` as an op with ``op_args`` is the same for every pipeline: no pipeline resource, pool or IO manager."""
+    outs = op_args.get("out", {})
+    outs = outs.values() if isinstance(outs, dict) else [outs]
+    return (
+        not set(inspect.signature(fn).parameters) & set(PIPELINE_RESOURCES)
+        and "pool" not in op_args
+        and all(out.io_manager_key == "io_manager" for out in outs)
+    )
 
 
 def field_values(resource: dg.ConfigurableResource) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 
@@ -21,6 +21,8 @@ from scalable_pipeline.sensors.late_hour_alerts import with_freshness
 from scalable_pipeline.sensors.pipeline_sensors import pipeline_sensors
 from scalable_pipeline.storage.io_manager import store_io_manager
 
+R = TypeVar("R", bound=dg.ConfigurableResource)
+
 
 @dataclass(frozen=True)
 class PipelineDefinitions:
@@ -31,6 +33,18 @@ class PipelineDefinitions:
     sensors: list[dg.SensorDefinition]
 
 
+# Resources by class and configuration: pipelines configured alike share one object (building one costs a few ms).
+_RESOURCES: dict[tuple, dg.ConfigurableResource] = {}
+
+
+def configured(resource: type[R], **values: Any) -> R:
+    """``resource(**values)``, built once per class and values (resources are immutable)."""
+    key = (resource, tuple(sorted((name, type(value), repr(value)) for name, value in values.items())))
+    if key not in _RESOURCES:
+        _RESOURCES[key] = resource(**values)
+    return cast(R, _RESOURCES[key])
+
+
 def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderSource]) -> dict:
     """The entry's own source, scaling, quality, data store and IO manager, under its resource keys."""
     spec = build.spec
@@ -38,11 +52,11 @@ def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderS
         source = default_source()
     else:
         settings = dict(spec.source)
-        source = SOURCE_KINDS[settings.pop("kind")](**settings)
+        source = configured(SOURCE_KINDS[settings.pop("kind")], **settings)
     resources = {
         "source": source,
-        "scaling": ScalingResource(**spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
-        "quality": QualityResource(**spec.quality),
+        "scaling": configured(ScalingResource, **spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
+        "quality": configured(QualityResource, **spec.quality),
         "data_store": DataStoreResource(pipeline=None if build.unprefixed else spec.name),
         "versioned_store_io_manager": store_io_manager(build.resource_key("data_store")),
     }

@@ -23,7 +23,7 @@ from scalable_pipeline.decisions.scaling import (
 )
 from scalable_pipeline.machine import Machine, Measured
 from scalable_pipeline.storage.cgroups import CGROUP_V2_DIR
-from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs
+from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs, pipeline_key_prefix
 
 CPU_SAMPLE_SECONDS = 0.2
 StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
@@ -112,10 +112,15 @@ class ScalingResource(dg.ConfigurableResource):
         return ResourceSnapshot(float(cpu), float(mem), int(total_memory.value), int(workers), int(queue), tuple(sources))
 
     def profile(self, context: StepContext) -> ExecutionProfile:
-        """Step overhead of this run's executor and chunk throughput, from earlier runs unless pinned."""
+        """Step overhead of this run's executor and chunk throughput, from the pipeline's earlier runs unless pinned."""
         executor = executor_kind(context.job_def.executor_def.name)
-        overheads = measured_step_overheads(context.instance, executor) if self.step_overhead_seconds is None else []
-        throughputs = measured_throughputs(context.instance) if self.throughput_records_per_second is None else []
+        prefix = pipeline_key_prefix(context)  # the pipeline's own history
+        overheads = (
+            measured_step_overheads(context.instance, executor, key_prefix=prefix) if self.step_overhead_seconds is None else []
+        )
+        throughputs = (
+            measured_throughputs(context.instance, key_prefix=prefix) if self.throughput_records_per_second is None else []
+        )
         measured = execution_profile(executor, overheads, throughputs)
         if self.step_overhead_seconds is not None:
             measured = replace(measured, step_overhead_seconds=self.step_overhead_seconds, step_overhead_source="pinned")
