@@ -5,7 +5,9 @@
 Every run is a fresh subprocess timed from start to exit (``wall``, Python start-up included) under a
 sampler that reads the whole process tree every 50 ms: ``peak`` is the largest sum of RSS over the tree
 (forked processes share pages, so it overstates a multiprocess run a little), ``cpu`` is user+sys of
-the tree. ``work`` is the time a run reports itself (the job's execution; the plain script after its
+the tree, ``sys`` its kernel part (on this VM mostly page faults, whose cost varies from run to run with
+how the host backs the guest's memory: the same plain script took 3.9-9.9 s of sys for the same ~127k
+faults). ``work`` is the time a run reports itself (the job's execution; the plain script after its
 imports). Ratios compare runs of the same invocation, alternated, medians of ``--repeats``.
 ``others_cores``: the CPU cores the rest of the machine used meanwhile; above ~0.3 on 2 cores the run shared
 the CPU with other work and its times are inflated.
@@ -14,7 +16,7 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 
 - ``stages``: the processing stages (chunk_partitions, processed_chunks, consolidated_output) against
   ``bench/plain_pandas.py`` on the same stored raw hour, per ``--sizes`` (synthetic ``--scale``; peak
-  hour 2026-01-05-10:00). raw_volume is materialized once; every measured run gets a fresh data root
+  hour 2026-01-17-10:00, 11,169 records at scale 1). raw_volume is materialized once; every measured run gets a fresh data root
   holding only the published raw hour (no checkpoints to reuse) and the same instance. Each output is
   checked to be identical, column by column, to the plain script's.
 - ``slope``: seconds per extra chunk step, least squares over pinned chunk counts, at the smallest size,
@@ -58,7 +60,8 @@ import pyarrow.dataset as ds
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 RESULTS = BENCH / "results"
-PARTITION = "2026-01-05-10:00"
+# The 2026 peak hour nearest the 11.1M records at --scale 1000 (11,169 at scale 1; hours vary by day).
+PARTITION = "2026-01-17-10:00"
 MB = 2**20
 GB = 2**30
 
@@ -67,6 +70,7 @@ GB = 2**30
 class Measured:
     wall: float
     cpu: float
+    sys: float  # of ``cpu``: kernel time, mostly page faults; on this VM it varies with how the host backs memory
     peak: int
     returncode: int
     stdout: str
@@ -108,6 +112,7 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
     )
     root = psutil.Process(process.pid)
     cpu: dict[int, float] = {}
+    kernel: dict[int, float] = {}
     peak, killed_at = 0, None
     done = threading.Event()
 
@@ -124,6 +129,7 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
                     rss += member.memory_info().rss
                     times = member.cpu_times()
                     cpu[member.pid] = times.user + times.system
+                    kernel[member.pid] = times.system
                 except psutil.Error:
                     pass
             peak = max(peak, rss)
@@ -143,8 +149,9 @@ def measure(command: list[str], env: dict, limit_bytes: int | None = None) -> Me
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     waited = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     tree_cpu = max(waited, sum(cpu.values()))
+    tree_sys = max(after.ru_stime - before.ru_stime, sum(kernel.values()))
     others = max(0.0, (busy_seconds() - machine_before - tree_cpu) / wall)
-    return Measured(wall, tree_cpu, peak, process.returncode, stdout, stderr, others, killed_at)
+    return Measured(wall, tree_cpu, tree_sys, peak, process.returncode, stdout, stderr, others, killed_at)
 
 
 def first_to_kill() -> None:
@@ -270,6 +277,7 @@ def summary(name: str, runs: list[Measured], **extra) -> dict:
         "wall_range_s": f"{min(walls):.2f}-{max(walls):.2f}",
         "work_s": round(statistics.median(works), 2) if works else None,
         "cpu_s": round(statistics.median(m.cpu for m in runs), 2),
+        "sys_s": round(statistics.median(m.sys for m in runs), 2),
         "peak_mb": round(statistics.median(m.peak for m in runs) / MB),
         "others_cores": round(statistics.median(m.others for m in runs), 1),
     }
