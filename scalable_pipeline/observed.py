@@ -140,9 +140,10 @@ def run_rate(records: float | None, run: dg.RunRecord | None) -> float | None:
     return records / (run.end_time - run.start_time)
 
 
-def end_to_end_rates(instance: dg.DagsterInstance, limit: int = 10) -> list[float]:
-    """End-to-end records/s of the runs behind the last ``limit`` outputs: their ``raw_records`` over the run's wall time."""
-    outputs = instance.fetch_materializations(dg.AssetKey("consolidated_output"), limit=limit).records
+def end_to_end_rates(instance: dg.DagsterInstance, key_prefix: Sequence[str] = (), limit: int = 10) -> list[float]:
+    """End-to-end records/s of the runs behind the pipeline's last ``limit`` outputs (its ``key_prefix``):
+    their ``raw_records`` over the run's wall time."""
+    outputs = instance.fetch_materializations(dg.AssetKey([*key_prefix, "consolidated_output"]), limit=limit).records
     if not outputs:
         return []
     runs = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[o.run_id for o in outputs]))}

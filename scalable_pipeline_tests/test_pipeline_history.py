@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.observed import end_to_end_rates
 from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs, step_overheads
 from scalable_pipeline_tests.conftest import materialization_metadata
 
@@ -69,3 +70,8 @@ def test_two_pipelines_histories_do_not_mix(tmp_path, instance):
         records = materialization_metadata(second, "raw_volume")["total_records"]
         assert materialization_metadata(second, "raw_volume")["estimated_processing_time"] == round(records / rates[name], 3)
     assert len(measured_throughputs(instance, key_prefix=("north",))) == 2
+    # End to end too: each pipeline's estimate uses its own outputs' runs only.
+    for name in ("north", "south"):
+        own = end_to_end_rates(instance, (name,))
+        assert len(own) == 2 and own != end_to_end_rates(instance, ("south" if name == "north" else "north",))
+    assert end_to_end_rates(instance) == []  # the unprefixed pipeline never ran

@@ -2,6 +2,7 @@
 unit and one meaning, the chunk plan as a table, and end-to-end throughput named apart from chunk compute."""
 
 import time
+from collections.abc import Sequence
 from statistics import median
 
 import dagster as dg
@@ -152,7 +153,7 @@ def end_to_end_records_per_second(instance: dg.DagsterInstance, run_id: str, rec
     return round(records / (time.time() - started), 1) if started and time.time() > started else None
 
 
-def end_to_end_estimate(instance: dg.DagsterInstance, records: int) -> float | None:
-    """End to end: ``records`` at the median end-to-end rate of recent finished runs; None before any."""
-    rates = end_to_end_rates(instance)
+def end_to_end_estimate(instance: dg.DagsterInstance, records: int, key_prefix: Sequence[str] = ()) -> float | None:
+    """End to end: ``records`` at the median end-to-end rate of the pipeline's recent finished runs; None before any."""
+    rates = end_to_end_rates(instance, key_prefix)
     return round(records / median(rates), 3) if rates else None

@@ -116,7 +116,7 @@ def raw_volume(
             "total_records": records,
             "peak_hour": is_peak_hour(hour_start),
             "estimated_processing_time": estimated_processing_seconds(context.instance, records, pipeline_key_prefix(context)),
-            "estimated_processing_seconds": end_to_end_estimate(context.instance, records),
+            "estimated_processing_seconds": end_to_end_estimate(context.instance, records, pipeline_key_prefix(context)),
             "source": source.describe(),
             "raw_digest": staged.raw_digest,
         },
