@@ -17,6 +17,7 @@ from scalable_pipeline.commands.metrics import serve
 from scalable_pipeline.constants import JOB_NAME
 from scalable_pipeline.dagster_home import ensure_dagster_home
 from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.observed import PIPELINE_ASSETS as ASSETS
 from scalable_pipeline.pipelines.config import CONFIG_ENV
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -34,7 +35,6 @@ pipelines:
 """
 BOTH = "2026-01-05-03:00"  # both pipelines published it
 EU_FAILED = "2026-01-05-05:00"  # only eu_orders ran it; its invalid_ratio gate failed (threshold 0): rolled back
-ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,6 @@ from scalable_pipeline.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.dagster_home import ensure_dagster_home
 from scalable_pipeline.executors import start_step_server
 
-SUMMARY_ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
-
 
 @dataclass(frozen=True)
 class HourOutcome:
