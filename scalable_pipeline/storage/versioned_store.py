@@ -37,7 +37,13 @@ ROW_GROUP_SIZE = 10_000
 
 # How every table is written: dictionary encoding only for the few-valued text columns (on ids it costs
 # time and falls back anyway): about half the write time of pyarrow's defaults and smaller files.
-PARQUET_OPTIONS = {"use_dictionary": ["region", "status", "rejection_reason"]}
+# Row-group statistics only where they prune: order_id (the plan's range sources, readers' lookups) and
+# event_time (rises with it); every row group holds every region, status and kind of amount or customer,
+# so their min/max skip nothing and cost 15% of the write time.
+PARQUET_OPTIONS = {
+    "use_dictionary": ["region", "status", "rejection_reason"],
+    "write_statistics": ["order_id", "event_time"],
+}
 
 # Retention defaults (the data_store resource's fields refer to these).
 KEEP_VERSIONS = 5
