@@ -31,10 +31,6 @@ PAGE_SIZE = 1000
 PARENT_RUN_TAG = "dagster/parent_run_id"  # set on re-executions (from failure, or of selected steps)
 
 
-class UnknownPipeline(ValueError):
-    """A pipeline name the pipelines file does not have."""
-
-
 @dataclass(frozen=True)
 class ObservedPipeline:
     """One pipeline of the pipelines file as it is read back: its asset keys, gates, data root and hours."""
@@ -58,14 +54,14 @@ def configured_pipelines(data_root: Path | str) -> list[ObservedPipeline]:
 
 def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
     """The pipeline named ``name`` in the pipelines file (``UnknownPipeline`` names the ones it has)."""
-    from scalable_pipeline.pipelines.config import config_path, load_pipelines
+    from scalable_pipeline.pipelines.config import UnknownPipeline, config_path, load_pipelines, spec_named
 
     path = config_path(os.environ)
     specs = load_pipelines(path).pipelines
-    for spec in specs:
-        if spec.name == name:
-            return observed_pipeline(spec, data_root)
-    raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
+    spec = spec_named(specs, name)
+    if spec is None:
+        raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
+    return observed_pipeline(spec, data_root)
 
 
 def observed_pipeline(spec: "PipelineSpec", data_root: Path | str) -> ObservedPipeline:

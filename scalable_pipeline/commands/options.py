@@ -120,7 +120,8 @@ def add_pipeline_option(parser: argparse.ArgumentParser, every: bool = False) ->
 
 def pipeline_named(name: str, data_root: Path) -> "ObservedPipeline":
     """The pipeline ``--pipeline`` names, read back under ``data_root``; an unknown name is a usage error."""
-    from scalable_pipeline.observed import UnknownPipeline, find_pipeline
+    from scalable_pipeline.observed import find_pipeline
+    from scalable_pipeline.pipelines.config import UnknownPipeline
 
     try:
         return find_pipeline(name, data_root)

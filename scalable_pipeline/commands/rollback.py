@@ -42,14 +42,13 @@ def previous_good_version(store: VersionedStore, asset: str, partition: str) -> 
 def rollback(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     from scalable_pipeline.jobs.rollback_partition import (
-        UnknownPipeline,
         asset_key,
         build_rollback_partition,
         require_hour,
         rollback_target,
         target_store,
     )
-    from scalable_pipeline.pipelines.config import config_path, load_pipelines
+    from scalable_pipeline.pipelines.config import UnknownPipeline, config_path, load_pipelines
     from scalable_pipeline.storage.paths import InvalidPartitionKey
 
     pipelines = load_pipelines(config_path(os.environ)).pipelines

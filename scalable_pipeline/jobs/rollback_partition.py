@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from scalable_pipeline.assets.gate_results import PIPELINE_STAGES
 from scalable_pipeline.decisions.partition_keys import partition_key_problem
-from scalable_pipeline.pipelines.config import PipelineSpec
+from scalable_pipeline.pipelines.config import PipelineSpec, UnknownPipeline, spec_named
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.rollbacks import record_rollback
 from scalable_pipeline.storage.paths import InvalidPartitionKey, require_partition_key
@@ -50,18 +50,14 @@ class RollbackConfig(dg.Config):
         return require_partition_key(partition)
 
 
-class UnknownPipeline(ValueError):
-    """A pipeline name that is not in the pipelines file."""
-
-
 def rollback_target(pipelines: Sequence[PipelineSpec], name: str | None) -> PipelineSpec | None:
     """The pipeline ``name``; unset, the unprefixed one (None when the file has none: the data root's own assets)."""
     if name is None:
         return next((spec for spec in pipelines if not spec.key_prefix), None)
-    for spec in pipelines:
-        if spec.name == name:
-            return spec
-    raise UnknownPipeline(f"unknown pipeline {name!r}; one of {', '.join(spec.name for spec in pipelines)}")
+    spec = spec_named(pipelines, name)
+    if spec is None:
+        raise UnknownPipeline(f"unknown pipeline {name!r}; one of {', '.join(spec.name for spec in pipelines)}")
+    return spec
 
 
 def require_hour(spec: PipelineSpec | None, partition: str) -> str:

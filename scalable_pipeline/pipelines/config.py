@@ -113,6 +113,15 @@ class PipelinesConfig:
         return pool_limits(self.pools, [spec.pool_use for spec in self.pipelines])
 
 
+class UnknownPipeline(ValueError):
+    """A pipeline name the pipelines file does not have."""
+
+
+def spec_named(pipelines: Sequence[PipelineSpec], name: str) -> PipelineSpec | None:
+    """The entry of ``pipelines`` named ``name`` (None when there is none)."""
+    return next((spec for spec in pipelines if spec.name == name), None)
+
+
 def config_path(environ: Mapping[str, str]) -> Path:
     """``$SCALABLE_PIPELINE_CONFIG``, else the shipped ``scalable_pipeline/pipelines.yaml``."""
     return Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else DEFAULT_CONFIG_PATH
