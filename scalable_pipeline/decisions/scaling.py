@@ -109,17 +109,13 @@ class RunEstimate:
     overhead_share: float
 
 
-def step_waves(chunk_count: int, parallel_tasks: int) -> int:
-    """Waves of mapped steps: one per wave of chunks when the chunk steps process the ranges too, else as
-    many again for the range steps (a range holds about a chunk's worth of rows)."""
-    waves = math.ceil(chunk_count / max(1, parallel_tasks))
-    return waves if ranges_inline(chunk_count, parallel_tasks) else 2 * waves
-
-
 def estimate_run(total_records: int, chunk_count: int, parallel_tasks: int, profile: ExecutionProfile) -> RunEstimate:
+    """Waves of chunks, each its step overhead and one chunk's compute; when the chunk steps do not process the
+    ranges themselves, as many waves of range steps again (a range holds about a chunk's worth of rows)."""
     waves = math.ceil(chunk_count / max(1, parallel_tasks))
+    step_waves = waves if ranges_inline(chunk_count, parallel_tasks) else 2 * waves
     compute = math.ceil(total_records / chunk_count) / profile.throughput_records_per_second
-    overhead = step_waves(chunk_count, parallel_tasks) * profile.step_overhead_seconds
+    overhead = step_waves * profile.step_overhead_seconds
     seconds = overhead + waves * compute
     return RunEstimate(seconds, overhead / seconds if seconds else 0.0)
 
