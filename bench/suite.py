@@ -437,12 +437,9 @@ def parallel_ceiling(args: argparse.Namespace) -> list[dict]:
 def failed_chunk_seconds(home: Path, run_id: str, failing: int) -> float:
     """Seconds the re-execution spent in the failed chunk's own step (start to end; its ranges run in it):
     the rest of the re-execution is what any restart costs, however little failed."""
-    import dagster as dg
     from timeline import step_marks
 
-    os.environ["DAGSTER_HOME"] = str(home)
-    with dg.DagsterInstance.get() as instance:
-        marks = step_marks(instance.all_logs(run_id))
+    marks = step_marks(run_logs(home, run_id))
     return sum(m["end"] - m["start"] for key, m in marks.items() if f"chunk_{failing:05d}" in key and "start" in m and "end" in m)
 
 
@@ -473,14 +470,18 @@ def overhead_share(entries: list) -> dict:
     }
 
 
-def last_run_overhead(home: Path) -> dict:
-    """The latest run's overhead share, and its records and chunk plan from its materialization metadata."""
+def run_logs(home: Path, run_id: str | None = None) -> list:
+    """The event log of run ``run_id`` (default: the latest) of the instance in ``home``."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
-        run = instance.get_runs(limit=1)[0]
-        entries = list(instance.all_logs(run.run_id))
+        return list(instance.all_logs(run_id or instance.get_runs(limit=1)[0].run_id))
+
+
+def last_run_overhead(home: Path) -> dict:
+    """The latest run's overhead share, and its records and chunk plan from its materialization metadata."""
+    entries = run_logs(home)
     metadata = {
         materialization.asset_key.path[-1]: {key: value.value for key, value in materialization.metadata.items()}
         for materialization in (entry.asset_materialization for entry in entries)
