@@ -1,8 +1,10 @@
 import dagster as dg
 import pytest
 
+from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline_tests.webhook_receiver import Receiver
 
 PEAK_PARTITION = "2026-01-05-10:00"
 OFF_PEAK_PARTITION = "2026-01-05-03:00"
@@ -22,6 +24,15 @@ def instance():
     """An in-memory instance: fast (no SQLite fsync per event); persistence tests make their own."""
     with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    """A local webhook that the alert sensors post to (``$SCALABLE_PIPELINE_ALERT_WEBHOOK``)."""
+    server = Receiver()
+    monkeypatch.setenv(WEBHOOK_ENV, server.url)
+    yield server
+    server.close()
 
 
 def pipeline_assets():

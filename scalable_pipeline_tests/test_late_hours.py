@@ -9,14 +9,13 @@ import pytest
 
 from scalable_pipeline.alerts.alert_log import alerts_log_path
 from scalable_pipeline.alerts.outbox import DELIVERED, Outbox
-from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.decisions.freshness import Due, due_hours, late
 from scalable_pipeline.definitions import build_definitions, defs
 from scalable_pipeline.pipelines.config import PipelineConfigError
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.late_hour_alerts import build_late_hour_alerts, freshness_policy
 from scalable_pipeline.storage.jsonl import read_records
-from scalable_pipeline_tests.test_quality_gate_alerts import Clock, Receiver
+from scalable_pipeline_tests.test_quality_gate_alerts import Clock
 
 KEY = dg.AssetKey("consolidated_output")
 H = 3600.0
@@ -41,14 +40,6 @@ def test_the_freshness_policy_follows_the_deadline():
         freshness_policy(0)
     spec = defs.get_assets_def("consolidated_output").specs_by_key[KEY]
     assert spec.freshness_policy == freshness_policy(30)
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    server = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, server.url)
-    yield server
-    server.close()
 
 
 def tick(sensor, instance, cursor):

@@ -1,6 +1,5 @@
 """quality_gate_alerts: one alert per failed check evaluation, delivered once, through a durable outbox."""
 
-import json
 import logging
 import os
 import socket
@@ -8,7 +7,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -31,9 +29,9 @@ from scalable_pipeline.sensors.quality_gate_alerts import build_quality_gate_ale
 from scalable_pipeline.storage.atomic import atomic_write_json
 from scalable_pipeline.storage.jsonl import read_records
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
+from scalable_pipeline_tests.webhook_receiver import SECRET_PATH
 
 PARTS = dg.StaticPartitionsDefinition(["good", "bad"])
-SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSecretToken"
 TINY_CHECK = dg.AssetCheckKey(dg.AssetKey("tiny_orders"), "invalid_ratio")
 POLICY = DeliveryPolicy(backoff_base_seconds=1, backoff_cap_seconds=10, budget_seconds=5, claim_timeout_seconds=60)
 # Held by a test while a run of ``held_orders`` is inside its op, between planning and evaluating its check.
@@ -66,43 +64,6 @@ def broken_orders():
 TEST_REPOSITORY = dg.Definitions(assets=[tiny_orders, held_orders, broken_orders]).get_repository_def()
 
 
-class Receiver:
-    """A local webhook: records every POST body; answers with ``status``."""
-
-    def __init__(self):
-        self.status = 200
-        self.bodies: list[dict] = []  # bodies answered with 2xx
-        self.attempts = 0
-        lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    receiver.attempts += 1
-                    if 200 <= receiver.status < 300:
-                        receiver.bodies.append(body)
-                self.send_response(receiver.status)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def texts(self) -> list[str]:
-        return [body["text"] for body in self.bodies]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class Clock:
     """The sensor's injected clock."""
 
@@ -118,14 +79,6 @@ def sqlite_instance():
     """A SQLite-backed instance (run-sharded event log), as a deployment has."""
     with dg.instance_for_test() as instance:
         yield instance
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    server = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, server.url)
-    yield server
-    server.close()
 
 
 def closed_port_url() -> str:

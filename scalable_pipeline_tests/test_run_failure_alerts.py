@@ -15,7 +15,7 @@ from scalable_pipeline.decisions.run_alerts import ALERT, AUTO_RETRY_RUN_ID_TAG,
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.storage.jsonl import read_records
-from scalable_pipeline_tests.test_quality_gate_alerts import Clock, Receiver, closed_port_url, run_at_once
+from scalable_pipeline_tests.test_quality_gate_alerts import Clock, closed_port_url, run_at_once
 
 PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])
 ATTEMPTS: Counter = Counter()
@@ -46,14 +46,6 @@ def never_recovers():
 
 DEFINITIONS = dg.Definitions(assets=[flaky_orders, crashing_orders, recovers_on_retry, never_recovers])
 REPOSITORY = DEFINITIONS.get_repository_def()
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    server = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, server.url)
-    yield server
-    server.close()
 
 
 @pytest.fixture
