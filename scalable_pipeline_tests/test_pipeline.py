@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 import pytest
 
 from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
@@ -53,7 +54,12 @@ def test_full_run_matches_independent_computation(partition_key, peak, instance,
     assert (8_000 <= len(raw) <= 12_000) if peak else (1_000 <= len(raw) <= 3_000)
     assert expected["duplicates"] > 0 and expected["invalid"] > 0  # the source really injected defects
     pd.testing.assert_frame_equal(output, expected["valid"], check_dtype=False)
-    assert list(output.columns) == list(raw.columns)
+    assert output.dtypes.equals(raw.dtypes)
+    processed = defs.load_asset_value("processed_chunks", partition_key=partition_key, instance=instance)
+    assert len(processed) == len(raw) and processed[list(raw.columns)].dtypes.equals(raw.dtypes)
+    for asset, rows in (("processed_chunks", len(raw)), ("consolidated_output", len(output))):  # the README's batch read
+        pointer = json.loads((data_dir / "tables" / asset / partition_key.replace(":", "") / "published.json").read_text())
+        assert ds.dataset(pointer["path"], format="parquet").count_rows() == rows
 
     raw_meta = materialization_metadata(result, "raw_volume")
     assert raw_meta["total_records"] == len(raw) and raw_meta["peak_hour"] is peak

@@ -58,8 +58,9 @@ GATES = [
 CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 # The shuffle carries each row's validity code (see order_rules.REASONS); the range step turns it into the reason.
 CODE_COLUMN = "reason_code"
-# The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's parts).
-VALID_VIEW = "valid"
+# The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's
+# parts). Its leading "_" keeps dataset readers (pyarrow.dataset, DuckDB's globs) from reading it as more rows.
+VALID_VIEW = "_valid"
 Task = ChunkTask | RangeTask
 
 
@@ -116,6 +117,14 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     return parts, result
 
 
+def decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with its dictionary columns (text read as dictionaries) back in ``schema``'s types."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type) and field.name in schema.names:
+            table = table.set_column(index, field.name, table[field.name].cast(schema.field(field.name).type))
+    return table
+
+
 def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, RangeResult]:
     """Sort the range by (order_id, raw row), mark repeats as duplicates, count and total it; also its valid
     rows in the raw record's columns and types."""
@@ -127,7 +136,9 @@ def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, R
     repeated = repeats_of_previous(ids)
     codes = np.where(repeated, np.int8(DUPLICATE_CODE), table[CODE_COLUMN].to_numpy()).astype(np.int8)
     table = table.drop_columns([CODE_COLUMN]).append_column(REASON_COLUMN, reason_names(codes))
-    valid = table.filter(pa.array(codes == 0)).select(ORDER_COLUMNS).cast(pq.read_schema(task.raw_path))
+    raw_schema = pq.read_schema(task.raw_path)
+    valid = decoded(table.filter(pa.array(codes == 0)).select(ORDER_COLUMNS), raw_schema).cast(raw_schema)
+    table = decoded(table, raw_schema)
     duplicates = int(np.count_nonzero(repeated))
     result = RangeResult(
         index=task.index,
