@@ -3,6 +3,7 @@ errors for options that do not apply, status and rollback of an hour, failed run
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shlex
@@ -38,6 +39,10 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
     assert (home / "dagster.yaml").exists()  # the embedded default instance was set up
     assert "DEBUG" not in captured.out + captured.err and "STEP_START" not in captured.out + captured.err  # no Dagster log lines
     assert "chunks" in captured.err and "3/3" in captured.err  # the progress display, on stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # the shipped dagster.yaml records log lines from INFO
+        records = instance.all_logs(instance.get_runs(limit=1)[0].run_id)
+    levels = {record.level for record in records if record.dagster_event is None}
+    assert logging.INFO in levels and logging.DEBUG not in levels
 
     store = VersionedStore(data_dir)
     processed = store.read_published_table("processed_chunks", HOUR)
