@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import pyarrow.compute as pc
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.assets.gate_history import volume_gate
@@ -45,15 +45,24 @@ class ValidPart:
     order_problems: list[str]
 
 
+def text_totals(column: pa.ChunkedArray, weights: np.ndarray | None = None) -> dict[str | None, tuple[int, float]]:
+    """Rows and the sum of ``weights`` per value of a text column read as a dictionary (nulls under None)."""
+    array = column.unify_dictionaries().combine_chunks()
+    names = [*array.dictionary.to_pylist(), None]
+    codes = array.indices.fill_null(len(names) - 1).to_numpy()
+    counts = np.bincount(codes, minlength=len(names))
+    sums = np.bincount(codes, weights=weights, minlength=len(names)) if weights is not None else np.zeros(len(names))
+    return {name: (int(count), float(total)) for name, count, total in zip(names, counts, sums, strict=True) if count}
+
+
 def summarize_valid(path: Path) -> ValidPart:
-    kept = pq.read_table(path, columns=["order_id", "region", "amount"])
-    ids = kept["order_id"].to_numpy()
-    grouped = kept.group_by("region").aggregate([("order_id", "count"), ("amount", "sum")]).to_pylist()
+    kept = pq.read_table(path, columns=["order_id", "region", "amount"], read_dictionary=["region"])
+    ids, amounts = kept["order_id"].to_numpy(), kept["amount"].to_numpy()
     return ValidPart(
         path=path,
         rows=len(kept),
-        revenue=pc.sum(kept["amount"]).as_py() or 0.0,
-        region_totals={str(row["region"]): (row["order_id_count"], row["amount_sum"] or 0.0) for row in grouped},
+        revenue=float(amounts.sum()),
+        region_totals={str(region): totals for region, totals in text_totals(kept["region"], amounts).items()},
         first_id=int(ids[0]) if len(ids) else None,
         last_id=int(ids[-1]) if len(ids) else None,
         order_problems=unique_ascending_problems(ids, None),
@@ -80,9 +89,9 @@ def combine_valid_parts(parts: list[ValidPart]) -> tuple[int, float, dict[str, l
 
 def count_rejected(path: Path) -> tuple[int, int]:
     """(duplicates, invalid) rows of one processed part, from its rejection_reason column."""
-    reasons = pq.read_table(path, columns=[REASON_COLUMN])[REASON_COLUMN]
-    duplicates = pc.sum(pc.equal(reasons, DUPLICATE)).as_py() or 0
-    return duplicates, len(reasons) - reasons.null_count - duplicates
+    reasons = text_totals(pq.read_table(path, columns=[REASON_COLUMN], read_dictionary=[REASON_COLUMN])[REASON_COLUMN])
+    duplicates = reasons.get(DUPLICATE, (0, 0.0))[0]
+    return duplicates, sum(rows for reason, (rows, _) in reasons.items() if reason is not None) - duplicates
 
 
 def reconciliation_problems(raw_records: int, valid: int, invalid: int, duplicates: int) -> list[str]:
