@@ -1,22 +1,28 @@
 """The shuffle's arithmetic, without Dagster: cut points, the split, duplicates and order in a sorted range."""
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scalable_pipeline.assets import processed_chunks
 from scalable_pipeline.assets.consolidated_output import ValidPart, combine_valid_parts, summarize_valid
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.ranges import (
+    RANGES_PER_INLINE_CHUNK,
     bounds_problems,
     inline_ranges,
     range_bounds,
+    range_count,
     range_sources,
     range_split,
     ready_ranges,
     repeats_of_previous,
     unique_ascending_problems,
 )
+from scalable_pipeline.storage.checkpoints import RangeTask
 
 RNG = np.random.default_rng(7)
 
@@ -73,6 +79,42 @@ def test_chunk_steps_take_local_ranges_only_with_two_chunks_per_slot():
     sources = ((0,), (0, 1), (1, 2, 3), (0, 1, 2, 3))
     assert inline_ranges(sources, chunk_count=4, parallel_tasks=2) == (0, 1, 2)  # range 3 has 4 sources
     assert inline_ranges(sources, chunk_count=3, parallel_tasks=2) == ()  # the last chunk would do them alone
+
+
+def test_plans_whose_chunk_steps_process_the_ranges_cut_several_ranges_per_chunk():
+    assert range_count(chunk_count=4, parallel_tasks=2) == 4 * RANGES_PER_INLINE_CHUNK > 4  # two waves: inline
+    assert range_count(chunk_count=3, parallel_tasks=2) == 3  # one wave: one range step per range
+
+
+class WritingCheckpoints:
+    """Records, for each range written, whether the next range was judged while it was being written."""
+
+    def __init__(self, judged: dict[int, threading.Event], fail_on: int | None = None):
+        self.judged, self.fail_on, self.saved = judged, fail_on, []
+
+    def read_range_parts(self, task):
+        return task.index
+
+    def save_range(self, task, *_judged):
+        if task.index == self.fail_on:
+            raise OSError(f"disk full writing range {task.index}")
+        following = self.judged.get(task.index + 1)
+        self.saved.append((task.index, following is None or following.wait(timeout=20)))
+        return task.index
+
+
+def test_a_chunk_step_judges_the_next_range_while_it_writes_one(monkeypatch):
+    tasks = [RangeTask("2026-01-05-10:00", "plan", index, (0,), "raw.parquet") for index in range(3)]
+    judged = {task.index: threading.Event() for task in tasks}
+    monkeypatch.setattr(processed_chunks, "judge_range", lambda parts, task: (judged[task.index].set(), None, parts))
+    checkpoints = WritingCheckpoints(judged)
+    assert processed_chunks.judge_and_save_ranges(checkpoints, tasks) == [0, 1, 2]  # results in range order
+    assert checkpoints.saved == [(0, True), (1, True), (2, True)]
+
+    failing = WritingCheckpoints({}, fail_on=1)
+    with pytest.raises(OSError, match="range 1"):  # a failed write fails the step
+        processed_chunks.judge_and_save_ranges(failing, tasks)
+    assert failing.saved == [(0, True)]
 
 
 def test_a_range_is_ready_for_the_chunk_that_completes_its_sources():

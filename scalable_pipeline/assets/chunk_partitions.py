@@ -8,7 +8,7 @@ from scalable_pipeline.assets.gate_results import LINEAGE_GATE_DESCRIPTION, audi
 from scalable_pipeline.assets.presentation import CHUNK_PARTITIONS, chunk_plan_table
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.gates import all_true
-from scalable_pipeline.decisions.ranges import inline_ranges, range_sources
+from scalable_pipeline.decisions.ranges import inline_ranges, range_count, range_sources
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.quality import QualityResource
@@ -90,7 +90,7 @@ def chunk_partitions(
     row_bytes = bytes_per_record(parquet.metadata)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
     chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
-    cuts = range_cuts(order_id_sample(parquet), len(chunks))
+    cuts = range_cuts(order_id_sample(parquet), range_count(len(chunks), strategy.parallel_tasks))
     sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
     inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
     plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)

@@ -12,6 +12,7 @@ same range, so de-duplication inside a range is de-duplication across the hour.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import dagster as dg
@@ -208,6 +209,22 @@ def compute_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult
     return checkpoints.load_range(task) or judge_and_save_range(checkpoints, task)
 
 
+def judge_and_save_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
+    """Judge each range while the previous one is written (Parquet encoding releases the GIL), so one step
+    keeps two cores busy and holds at most two ranges."""
+    results: list[RangeResult] = []
+    with ThreadPoolExecutor(1) as writer:
+        writing: Future[RangeResult] | None = None
+        for task in tasks:
+            judged = judge_range(checkpoints.read_range_parts(task), task)
+            if writing is not None:
+                results.append(writing.result())
+            writing = writer.submit(checkpoints.save_range, task, *judged)
+        if writing is not None:
+            results.append(writing.result())
+    return results
+
+
 def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
     """Process the chunk's inline ranges whose source chunks are now all done, each claimed first: a range
     is processed by one chunk step, or (claim left by a crashed step) by the range fan-out."""
@@ -215,11 +232,12 @@ def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpo
     wanted = {chunk for chunks in sources.values() for chunk in chunks} - {task.index}
     done = checkpoints.chunks_done(task.partition_key, task.plan_fingerprint, wanted)
     ready = set(ready_ranges(task.index, sources, done))
-    return [
-        judge_and_save_range(checkpoints, r)  # not checkpointed: checked just before the claim
+    claimed = [  # not checkpointed: checked just before the claim
+        r
         for r in task.inline
         if r.index in ready and checkpoints.load_range(r) is None and checkpoints.claim_range(r, context.run.run_id)
     ]
+    return judge_and_save_ranges(checkpoints, claimed)
 
 
 def process_chunk(

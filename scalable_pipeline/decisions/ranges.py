@@ -32,6 +32,17 @@ LOCAL_SOURCES = 3
 INLINE_WAVES = 2
 
 
+# When chunk steps process the ranges, each chunk's share of the ids is cut into this many ranges: a step
+# judges one range while it writes the previous one, and holds a fraction of a chunk per range.
+RANGES_PER_INLINE_CHUNK = 4
+
+
+def range_count(chunk_count: int, parallel_tasks: int) -> int:
+    """How many order_id ranges a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots cuts the hour
+    into: one per chunk for a range fan-out (one step each), more when chunk steps process them."""
+    return chunk_count * (RANGES_PER_INLINE_CHUNK if ranges_inline(chunk_count, parallel_tasks) else 1)
+
+
 def ranges_inline(chunk_count: int, parallel_tasks: int) -> bool:
     """Whether a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots has its chunk steps process the
     order_id ranges (when ids arrive roughly in order), instead of a second fan-out of range steps."""
