@@ -22,8 +22,7 @@ from scalable_pipeline.decisions.ranges import (
     repeats_of_previous,
     unique_ascending_problems,
 )
-from scalable_pipeline.storage import checkpoints as checkpoints_module
-from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
+from scalable_pipeline.storage.checkpoints import RangeTask
 
 RNG = np.random.default_rng(7)
 
@@ -143,22 +142,3 @@ def test_output_parts_must_ascend_across_part_boundaries(tmp_path):
     assert combine_valid_parts([first, second]) == (5, 5.0, {"EU": [5, 5.0]}, [])
     assert combine_valid_parts([first, overlapping])[3] == ["order_id 5 appears more than once"]
     assert combine_valid_parts([second, first])[3] == ["order_id 1 is out of order"]
-
-
-def test_a_steps_reported_seconds_include_writing_its_checkpoints(tmp_path, monkeypatch):
-    """Throughput and the step-overhead estimate read these seconds: writes are the step's work, not Dagster's."""
-    ticks = iter([10.0, 11.5, 20.0, 23.5])  # an injected clock: the chunk's writes take 1.5 s, the range's 3.5 s
-    monkeypatch.setattr(checkpoints_module, "perf_counter", lambda: next(ticks))
-    checkpoints = ChunkCheckpoints(tmp_path)
-    table = pa.table({"order_id": [1, 2]})
-    chunk = ChunkTask("2026-01-05-10:00", "plan", "raw.parquet", 0, 0, 2, ())
-    split = ChunkResult(index=0, plan_fingerprint="plan", rows_in=1000, invalid=0, seconds=0.5, records_per_second=2000.0)
-    saved_chunk = checkpoints.save_chunk(chunk, [table], split)
-    assert (saved_chunk.seconds, saved_chunk.records_per_second) == (2.0, 500.0)
-    assert checkpoints.load_chunk(chunk).seconds == 2.0
-    task = RangeTask("2026-01-05-10:00", "plan", 0, (0,), "raw.parquet")
-    judged = RangeResult(
-        index=0, plan_fingerprint="plan", path="", valid_path="", rows_in=2, valid=2, invalid=0, duplicates=0, seconds=0.25
-    )
-    assert checkpoints.save_range(task, table, table, judged).seconds == 3.75
-    assert checkpoints.load_range(task).seconds == 3.75

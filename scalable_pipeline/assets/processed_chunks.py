@@ -250,10 +250,8 @@ def process_chunk(
     try:
         faults.before_chunk(context, task.index)
         result = checkpoints.load_chunk(task) or checkpoints.save_chunk(task, *split_chunk(task))
-        started = time.perf_counter()
         ranges = ranges_after_chunk(context, checkpoints, task)
-        seconds = round(time.perf_counter() - started, 6) if ranges else 0.0  # wall: ranges overlap their writes
-        result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=seconds)
+        result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
     except Exception as error:
         what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
@@ -355,7 +353,7 @@ def collect_ranges(
     computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
     computed_seconds = sum(r.seconds for r in computed)
     fresh = {r.index for r in range_results} | {index for r in chunk_results for index in r.ranges_done}
-    range_seconds = sum(r.range_seconds for r in chunk_results) + sum(r.seconds for r in range_results if not r.reused)
+    range_seconds = sum(r.seconds for r in ranges if r.index in fresh)
     compute_seconds = computed_seconds + range_seconds
     metadata = {
         "rows_in": rows,

@@ -19,9 +19,8 @@ shuffle files of its plan and every checkpoint of the partition's other plans ar
 import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from time import perf_counter
 
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -147,13 +146,11 @@ class ChunkCheckpoints:
         return {i for i in indexes if self._chunk_summary(partition_key, plan_fingerprint, i) is not None}
 
     def save_chunk(self, task: ChunkTask, parts: list[pa.Table], result: ChunkResult) -> ChunkResult:
-        """Write the chunk's rows of each range (``parts[r]``), then its summary (its seconds include the writes)."""
-        started, sizes = perf_counter(), []
+        """Write the chunk's rows of each range (``parts[r]``), then its summary."""
+        sizes = []
         for range_index, part in enumerate(parts):
             path = self.shuffle_file(task.partition_key, task.plan_fingerprint, task.index, range_index)
             sizes.append(atomic_write(path, feather_writer(part), durable=False).stat().st_size)
-        seconds = result.seconds + perf_counter() - started
-        result = replace(result, seconds=round(seconds, 6), records_per_second=round(result.rows_in / seconds, 1))
         document = {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result), "shuffle_bytes": sizes}
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index), document)
         return result
@@ -179,14 +176,12 @@ class ChunkCheckpoints:
         return RangeResult(**{**summary, "reused": True})
 
     def save_range(self, task: RangeTask, table: pa.Table, valid: pa.Table, result: RangeResult) -> RangeResult:
-        """Write the processed range and its valid rows as Parquet, then its summary (its seconds include the writes)."""
-        started = perf_counter()
+        """Write the processed range and its valid rows as Parquet, then its summary."""
         base = self.plan_dir(task.partition_key, task.plan_fingerprint) / f"range-{task.index:05d}"
         path, valid_path = base.with_suffix(".parquet"), base.with_suffix(".valid.parquet")
         with ThreadPoolExecutor(2) as pool:  # Parquet encoding releases the GIL: both files at once
             list(pool.map(atomic_write, [path, valid_path], [parquet_writer(table), parquet_writer(valid)]))
-        seconds = round(result.seconds + perf_counter() - started, 6)
-        result = replace(result, path=str(path), valid_path=str(valid_path), seconds=seconds)
+        result = RangeResult(**{**asdict(result), "path": str(path), "valid_path": str(valid_path)})
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "range", task.index), asdict(result))
         return result
 
