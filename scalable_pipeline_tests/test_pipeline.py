@@ -14,6 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
+from scalable_pipeline.decisions import ranges
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.resources.scaling import ScalingResource
@@ -102,6 +103,18 @@ def test_same_output_whatever_the_chunking(instance, data_dir):
         outputs[chunks] = defs.load_asset_value("consolidated_output", partition_key=PEAK_PARTITION, instance=instance)
     pd.testing.assert_frame_equal(outputs[1], outputs[3])
     pd.testing.assert_frame_equal(outputs[1], outputs[17])
+
+
+def test_same_output_when_chunk_steps_cut_their_rows_into_several_ranges(instance, data_dir, monkeypatch):
+    monkeypatch.setattr(ranges, "MIN_SPLIT_RANGE_ROWS", 500)  # big-hour behaviour on a small hour: 4 ranges per chunk
+    # about 500,000 records in 10 raw row groups, no late resends: each range comes from one or two chunks
+    in_order = SyntheticOrderSource(scale=45, duplicate_rate=0.0)
+    result = materialize_hour(PEAK_PARTITION, instance, scaling=ScalingResource(chunk_count=4), source=in_order)
+    plan = materialization_metadata(result, "chunk_partitions")
+    assert plan["range_count"] == 4 * ranges.RANGES_PER_INLINE_CHUNK and plan["ranges_in_chunk_steps"] > 0
+    raw = defs.load_asset_value("raw_volume", partition_key=PEAK_PARTITION, instance=instance)
+    output = defs.load_asset_value("consolidated_output", partition_key=PEAK_PARTITION, instance=instance)
+    pd.testing.assert_frame_equal(output, expected_from_raw(raw, PEAK_PARTITION)["valid"], check_dtype=False)
 
 
 def test_duplicates_across_chunks_are_caught(instance):

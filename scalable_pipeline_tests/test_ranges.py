@@ -11,6 +11,7 @@ from scalable_pipeline.assets import processed_chunks
 from scalable_pipeline.assets.consolidated_output import ValidPart, combine_valid_parts, summarize_valid
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.decisions.ranges import (
+    MIN_SPLIT_RANGE_ROWS,
     RANGES_PER_INLINE_CHUNK,
     bounds_problems,
     inline_ranges,
@@ -82,8 +83,12 @@ def test_chunk_steps_take_local_ranges_only_with_two_chunks_per_slot():
 
 
 def test_plans_whose_chunk_steps_process_the_ranges_cut_several_ranges_per_chunk():
-    assert range_count(chunk_count=4, parallel_tasks=2) == 4 * RANGES_PER_INLINE_CHUNK > 4  # two waves: inline
-    assert range_count(chunk_count=3, parallel_tasks=2) == 3  # one wave: one range step per range
+    big = 4 * RANGES_PER_INLINE_CHUNK * MIN_SPLIT_RANGE_ROWS  # chunks big enough for every range split
+    assert range_count(big, chunk_count=4, parallel_tasks=2) == 4 * RANGES_PER_INLINE_CHUNK > 4  # two waves: inline
+    assert range_count(10 * big, chunk_count=4, parallel_tasks=2) == 4 * RANGES_PER_INLINE_CHUNK  # at most four each
+    assert range_count(big // 2, chunk_count=4, parallel_tasks=2) == 4 * RANGES_PER_INLINE_CHUNK // 2  # no tiny ranges
+    assert range_count(10_000, chunk_count=4, parallel_tasks=2) == 4  # a small hour: one range per chunk
+    assert range_count(big, chunk_count=3, parallel_tasks=2) == 3  # one wave: one range step per range
 
 
 class WritingCheckpoints:

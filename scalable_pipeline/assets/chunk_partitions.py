@@ -90,7 +90,7 @@ def chunk_partitions(
     row_bytes = bytes_per_record(parquet.metadata)
     strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
     chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
-    cuts = range_cuts(order_id_sample(parquet), range_count(len(chunks), strategy.parallel_tasks))
+    cuts = range_cuts(order_id_sample(parquet), range_count(total_records, len(chunks), strategy.parallel_tasks))
     sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
     inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
     plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)

@@ -32,15 +32,20 @@ LOCAL_SOURCES = 3
 INLINE_WAVES = 2
 
 
-# When chunk steps process the ranges, each chunk's share of the ids is cut into this many ranges: a step
-# judges one range while it writes the previous one, and holds a fraction of a chunk per range.
+# When chunk steps process the ranges, each chunk's share of the ids is cut into up to this many ranges of at
+# least MIN_SPLIT_RANGE_ROWS: a step judges one range while it writes the previous one, and holds a fraction
+# of a chunk per range (smaller ranges would only add files and per-range costs).
 RANGES_PER_INLINE_CHUNK = 4
+MIN_SPLIT_RANGE_ROWS = 250_000
 
 
-def range_count(chunk_count: int, parallel_tasks: int) -> int:
+def range_count(total_records: int, chunk_count: int, parallel_tasks: int) -> int:
     """How many order_id ranges a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots cuts the hour
-    into: one per chunk for a range fan-out (one step each), more when chunk steps process them."""
-    return chunk_count * (RANGES_PER_INLINE_CHUNK if ranges_inline(chunk_count, parallel_tasks) else 1)
+    into: one per chunk for a range fan-out (one step each), up to four per chunk when chunk steps process them."""
+    if not ranges_inline(chunk_count, parallel_tasks):
+        return chunk_count
+    per_chunk = total_records // max(1, chunk_count) // MIN_SPLIT_RANGE_ROWS
+    return chunk_count * min(RANGES_PER_INLINE_CHUNK, max(1, per_chunk))
 
 
 def ranges_inline(chunk_count: int, parallel_tasks: int) -> bool:
