@@ -201,14 +201,6 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
     yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
 
 
-def judge_and_save_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult:
-    return checkpoints.save_range(task, *judge_range(checkpoints.read_range_parts(task), task))
-
-
-def compute_range(checkpoints: ChunkCheckpoints, task: RangeTask) -> RangeResult:
-    return checkpoints.load_range(task) or judge_and_save_range(checkpoints, task)
-
-
 def judge_and_save_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
     """Judge each range while the previous one is written (Parquet encoding releases the GIL), so one step
     keeps two cores busy and holds at most two ranges."""
@@ -223,6 +215,14 @@ def judge_and_save_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTa
         if writing is not None:
             results.append(writing.result())
     return results
+
+
+def compute_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
+    """Each range's checkpoint, or the range judged and saved (``judge_and_save_ranges``), in ``tasks``' order."""
+    results = {task.index: checkpoints.load_range(task) for task in tasks}
+    fresh = judge_and_save_ranges(checkpoints, [task for task in tasks if results[task.index] is None])
+    results.update((result.index, result) for result in fresh)
+    return [result for result in results.values() if result is not None]
 
 
 def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
@@ -273,7 +273,7 @@ def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: D
     data_store.hold_partition(context, task.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
-        result = compute_range(checkpoints, task)
+        (result,) = compute_ranges(checkpoints, [task])
     except Exception as error:
         plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
         raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error

@@ -25,7 +25,7 @@ from scalable_pipeline.assets.processed_chunks import (
     PathResults,
     chunk_tasks,
     collect_ranges,
-    compute_range,
+    compute_ranges,
     fan_out_chunks,
     fan_out_ranges,
     final_attempt,
@@ -68,7 +68,7 @@ def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_sto
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
         chunks = [checkpoints.load_chunk(t) or checkpoints.save_chunk(t, *split_chunk(t)) for t in chunk_tasks(chunk_plan)]
-        ranges = [compute_range(checkpoints, t) for t in range_tasks(chunk_plan)]
+        ranges = compute_ranges(checkpoints, range_tasks(chunk_plan))
     except Exception as error:
         plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
         raise final_attempt(context, "the single step", partition, error, plan_dir) from error
