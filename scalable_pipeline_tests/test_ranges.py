@@ -1,9 +1,12 @@
 """The shuffle's arithmetic, without Dagster: cut points, the split, duplicates and order in a sorted range."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,7 +26,8 @@ from scalable_pipeline.decisions.ranges import (
     repeats_of_previous,
     unique_ascending_problems,
 )
-from scalable_pipeline.storage.checkpoints import RangeTask
+from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkTask, RangeTask
 
 RNG = np.random.default_rng(7)
 
@@ -147,3 +151,32 @@ def test_output_parts_must_ascend_across_part_boundaries(tmp_path):
     assert combine_valid_parts([first, second]) == (5, 5.0, {"EU": [5, 5.0]}, [])
     assert combine_valid_parts([first, overlapping])[3] == ["order_id 5 appears more than once"]
     assert combine_valid_parts([second, first])[3] == ["order_id 1 is out of order"]
+
+
+def test_a_chunk_step_writes_no_shuffle_file_for_the_ranges_it_alone_feeds(tmp_path):
+    """Ranges fed only by this chunk are judged from memory and checkpointed before the chunk's summary; a done
+    chunk whose unwritten part's range is gone is computed again (nothing a later range needs is lost)."""
+    hour = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+    raw = pa.Table.from_pandas(pd.concat(SyntheticOrderSource(scale=2).iter_hour(hour)), preserve_index=False)
+    raw_path = tmp_path / "raw.parquet"
+    pq.write_table(raw, raw_path, row_group_size=5_000)
+    cuts = range_cuts(raw["order_id"].to_numpy(), 3)
+    tasks = [RangeTask("2026-01-05-10:00", "plan", r, (0,) if r < 2 else (0, 1), str(raw_path)) for r in range(3)]
+    chunk = ChunkTask("2026-01-05-10:00", "plan", str(raw_path), 0, 0, len(raw), cuts, tuple(tasks))
+    checkpoints = ChunkCheckpoints(tmp_path / "data")
+
+    result, own = processed_chunks.shuffle_chunk(checkpoints, chunk)
+    assert [r.index for r in own] == [0, 1] and sum(r.rows_in for r in own) + result.range_rows[2] == len(raw)
+    written = {r for r in range(3) if checkpoints.shuffle_file("2026-01-05-10:00", "plan", 0, r).exists()}
+    assert written == {2}  # only the part range 2 also needs from chunk 1
+    assert feather.read_table(checkpoints.shuffle_file("2026-01-05-10:00", "plan", 0, 2)).num_rows == result.range_rows[2]
+    assert checkpoints.load_chunk(chunk) is not None and processed_chunks.shuffle_chunk(checkpoints, chunk)[1] == []
+
+    Path(own[1].valid_path).unlink()  # range 1's output lost: its rows exist nowhere else
+    assert checkpoints.load_chunk(chunk) is None
+    rerun, redone = processed_chunks.shuffle_chunk(checkpoints, chunk)
+    assert (
+        rerun.range_rows == result.range_rows
+        and [r.index for r in redone] == [1]
+        and (redone[0].rows_in, redone[0].valid) == (own[1].rows_in, own[1].valid)
+    )

@@ -201,14 +201,17 @@ def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_s
     yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
 
 
-def judge_and_save_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
-    """Judge each range while the previous one is written (Parquet encoding releases the GIL), so one step
-    keeps two cores busy and holds at most two ranges."""
+def judge_and_save_ranges(
+    checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask], read: Callable[[RangeTask], pa.Table] | None = None
+) -> list[RangeResult]:
+    """Judge each range (its rows from ``read``, by default its shuffle files) while the previous one is
+    written (Parquet encoding releases the GIL), so one step keeps two cores busy and holds at most two ranges."""
+    read = read or checkpoints.read_range_parts
     results: list[RangeResult] = []
     with ThreadPoolExecutor(1) as writer:
         writing: Future[RangeResult] | None = None
         for task in tasks:
-            judged = judge_range(checkpoints.read_range_parts(task), task)
+            judged = judge_range(read(task), task)
             if writing is not None:
                 results.append(writing.result())
             writing = writer.submit(checkpoints.save_range, task, *judged)
@@ -223,6 +226,19 @@ def compute_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) ->
     fresh = judge_and_save_ranges(checkpoints, [task for task in tasks if results[task.index] is None])
     results.update((result.index, result) for result in fresh)
     return [result for result in results.values() if result is not None]
+
+
+def shuffle_chunk(checkpoints: ChunkCheckpoints, task: ChunkTask) -> tuple[ChunkResult, list[RangeResult]]:
+    """The chunk's checkpoint, or: split the chunk by range, judge and save straight from memory the inline
+    ranges it alone feeds (no shuffle file written and read back), then checkpoint its parts of the others.
+    Those ranges are saved before the chunk's checkpoint, so a done chunk never lacks a part still needed."""
+    done = checkpoints.load_chunk(task)
+    if done is not None:
+        return done, []
+    parts, result = split_chunk(task)
+    own = [r for r in task.inline if r.sources == (task.index,)]
+    ranges = judge_and_save_ranges(checkpoints, [r for r in own if checkpoints.load_range(r) is None], lambda r: parts[r.index])
+    return checkpoints.save_chunk(task, parts, result, kept={r.index for r in own}), ranges
 
 
 def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
@@ -249,8 +265,8 @@ def process_chunk(
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
         faults.before_chunk(context, task.index)
-        result = checkpoints.load_chunk(task) or checkpoints.save_chunk(task, *split_chunk(task))
-        ranges = ranges_after_chunk(context, checkpoints, task)
+        result, own = shuffle_chunk(checkpoints, task)
+        ranges = own + ranges_after_chunk(context, checkpoints, task)
         result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
     except Exception as error:
         what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"

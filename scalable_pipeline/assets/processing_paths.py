@@ -33,7 +33,7 @@ from scalable_pipeline.assets.processed_chunks import (
     process_chunk,
     process_range,
     range_tasks,
-    split_chunk,
+    shuffle_chunk,
 )
 from scalable_pipeline.decisions.chunk_plan import ChunkPlan
 from scalable_pipeline.decisions.pools import (
@@ -67,8 +67,11 @@ def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_sto
     partition = data_store.hold_partition(context, chunk_plan.partition_key)
     checkpoints = ChunkCheckpoints(data_store.root)
     try:
-        chunks = [checkpoints.load_chunk(t) or checkpoints.save_chunk(t, *split_chunk(t)) for t in chunk_tasks(chunk_plan)]
-        ranges = compute_ranges(checkpoints, range_tasks(chunk_plan))
+        shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
+        own = [result for _, results in shuffled for result in results]
+        done = {result.index for result in own}
+        ranges = own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
+        chunks = [chunk for chunk, _ in shuffled]
     except Exception as error:
         plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
         raise final_attempt(context, "the single step", partition, error, plan_dir) from error

@@ -2,12 +2,14 @@
 
 Layout under ``checkpoints/<partition>/<plan fingerprint>/``::
 
-    chunk-<k>/range-<r>.arrow   the chunk's rows that fall in order_id range r (Arrow IPC, the shuffle)
+    chunk-<k>/range-<r>.arrow   the chunk's rows that fall in order_id range r (Arrow IPC, the shuffle); not
+                                written for a range the chunk alone feeds when its step processes it (the
+                                range's checkpoint is then saved before the chunk's summary)
     chunk-<k>.json              the chunk's summary: written last, the commit marker of the chunk
     range-<r>.parquet           range r processed: its rows de-duplicated and judged, sorted by order_id
     range-<r>.valid.parquet     its valid rows, in the raw record's columns and types
     range-<r>.json              the range's summary: written last, the commit marker of the range
-    range-<r>.claim.json        a chunk step that processes range r itself claims it first (one taker)
+    range-<r>.claim.json        a chunk step that processes range r (fed by several chunks) claims it first
 
 A step counts as done only when its summary exists. The shuffle files are scratch, derived from the raw
 version: they are renamed into place without fsync (a process killed at any point leaves whole files) and
@@ -17,7 +19,7 @@ shuffle files of its plan and every checkpoint of the partition's other plans ar
 """
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -129,6 +131,10 @@ class ChunkCheckpoints:
         if summary is None:
             return None
         for range_index, size in enumerate(summary.get("shuffle_bytes", [])):
+            if size is None:  # processed by the chunk's step, not written: its range must be done
+                if self._range_summary(partition_key, plan_fingerprint, range_index) is None:
+                    return None
+                continue
             shuffle = self.shuffle_file(partition_key, plan_fingerprint, index, range_index)
             if not shuffle.exists() or shuffle.stat().st_size != size:
                 return None
@@ -145,12 +151,14 @@ class ChunkCheckpoints:
     def chunks_done(self, partition_key: str, plan_fingerprint: str, indexes: Iterable[int]) -> set[int]:
         return {i for i in indexes if self._chunk_summary(partition_key, plan_fingerprint, i) is not None}
 
-    def save_chunk(self, task: ChunkTask, parts: list[pa.Table], result: ChunkResult) -> ChunkResult:
-        """Write the chunk's rows of each range (``parts[r]``), then its summary."""
-        sizes = []
+    def save_chunk(self, task: ChunkTask, parts: list[pa.Table], result: ChunkResult, kept: Collection[int] = ()) -> ChunkResult:
+        """Write the chunk's rows of each range (``parts[r]``), but those of the ranges in ``kept`` (already
+        processed and saved from memory), then its summary."""
+        sizes: list[int | None] = []
         for range_index, part in enumerate(parts):
             path = self.shuffle_file(task.partition_key, task.plan_fingerprint, task.index, range_index)
-            sizes.append(atomic_write(path, feather_writer(part), durable=False).stat().st_size)
+            written = None if range_index in kept else atomic_write(path, feather_writer(part), durable=False)
+            sizes.append(None if written is None else written.stat().st_size)
         document = {"start_row": task.start_row, "stop_row": task.stop_row, "result": asdict(result), "shuffle_bytes": sizes}
         atomic_write_json(self._summary(task.partition_key, task.plan_fingerprint, "chunk", task.index), document)
         return result
@@ -168,12 +176,17 @@ class ChunkCheckpoints:
         ]
         return pa.concat_tables(parts)
 
-    def load_range(self, task: RangeTask) -> RangeResult | None:
-        path = self._summary(task.partition_key, task.plan_fingerprint, "range", task.index)
+    def _range_summary(self, partition_key: str, plan_fingerprint: str, index: int) -> dict | None:
+        """The range's summary if the range is done and both its files are there."""
+        path = self._summary(partition_key, plan_fingerprint, "range", index)
         summary = read_json(path) if path.exists() else None
         if summary is None or not (Path(summary["path"]).exists() and Path(summary["valid_path"]).exists()):
             return None
-        return RangeResult(**{**summary, "reused": True})
+        return summary
+
+    def load_range(self, task: RangeTask) -> RangeResult | None:
+        summary = self._range_summary(task.partition_key, task.plan_fingerprint, task.index)
+        return None if summary is None else RangeResult(**{**summary, "reused": True})
 
     def save_range(self, task: RangeTask, table: pa.Table, valid: pa.Table, result: RangeResult) -> RangeResult:
         """Write the processed range and its valid rows as Parquet, then its summary."""
