@@ -16,7 +16,8 @@ from scalable_pipeline.metadata import metadata_number
 
 HISTORY_RUNS = 10
 THROUGHPUT_KEY = "records_per_second"
-EXECUTOR_KEY = "executor"  # chunk_partitions metadata: the executor kind the run planned for
+EXECUTOR_KEY = "executor"  # chunk_partitions and processed_chunks metadata: the run's executor kind
+OVERHEAD_KEY = "chunk_step_overhead_seconds"  # processed_chunks metadata: its run's median (run_step_overhead)
 CHUNK_STEP_OP = "process_chunk"  # its output metadata reports the chunk's compute `seconds` and `reused`
 STEP_EVENTS = {
     dg.DagsterEventType.STEP_WORKER_STARTING,  # out-of-process executors: the process start counts as overhead
@@ -86,19 +87,20 @@ def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
 def measured_step_overheads(
     instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()
 ) -> list[float]:
-    """The median chunk-step overhead of each of the pipeline's last ``limit`` runs that planned chunks for
-    ``executor`` and ran chunk steps, newest first."""
-    plans = instance.fetch_materializations(dg.AssetKey([*key_prefix, "chunk_partitions"]), limit=limit * 3).records
+    """The median chunk-step overhead (``OVERHEAD_KEY``, recorded by processed_chunks from its run's events) of
+    the pipeline's last ``limit`` materializations of processed_chunks under ``executor`` that ran chunk steps,
+    newest first: one query, however many runs the history holds."""
+    records = instance.fetch_materializations(dg.AssetKey([*key_prefix, "processed_chunks"]), limit=limit * 3).records
     values: list[float] = []
-    seen: set[str] = set()
-    for record in plans:
-        kind = record.asset_materialization.metadata.get(EXECUTOR_KEY) if record.asset_materialization else None
-        if kind is None or kind.value != executor or record.run_id in seen:
-            continue
-        seen.add(record.run_id)
-        overheads = step_overheads(instance, record.run_id)
-        if overheads:
-            values.append(median(overheads))
-        if len(values) == limit:
-            break
-    return values
+    for record in records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        kind, overhead = metadata.get(EXECUTOR_KEY), metadata_number(metadata, OVERHEAD_KEY)
+        if kind is not None and kind.value == executor and overhead is not None:
+            values.append(overhead)
+    return values[:limit]
+
+
+def run_step_overhead(instance: dg.DagsterInstance, run_id: str) -> float | None:
+    """The median overhead of the run's chunk steps so far (None when it ran none in one attempt)."""
+    overheads = step_overheads(instance, run_id)
+    return median(overheads) if overheads else None

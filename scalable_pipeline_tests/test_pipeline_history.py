@@ -55,6 +55,9 @@ def test_two_pipelines_histories_do_not_mix(tmp_path, instance):
     }
     overheads = {name: step_overheads(instance, result.run_id) for name, result in (("north", north), ("south", south))}
     assert (len(overheads["north"]), len(overheads["south"])) == (3, 2)  # its prefixed chunk steps count
+    for name, result in (("north", north), ("south", south)):  # each run records its own steps' overhead
+        recorded = materialization_metadata(result, "processed_chunks")
+        assert (recorded["executor"], recorded["chunk_step_overhead_seconds"]) == ("in_process", median(overheads[name]))
     for name in ("north", "south"):
         assert measured_throughputs(instance, key_prefix=(name,)) == [rates[name]]
         assert measured_step_overheads(instance, "in_process", key_prefix=(name,)) == [pytest.approx(median(overheads[name]))]

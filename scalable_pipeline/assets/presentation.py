@@ -105,6 +105,12 @@ PROCESSED_CHUNKS = describe(
         ("collect_seconds", "seconds", "wall time of the collecting step (audit and publish)"),
         ("plan_fingerprint", "hash", "the plan these rows were processed under"),
         ("records_per_second", "records/s", "**chunk compute**: rows / (chunk + range compute seconds); not end to end"),
+        ("executor", "text", "the executor this run's steps ran under"),
+        (
+            "chunk_step_overhead_seconds",
+            "seconds",
+            "median of this run's chunk steps: step wall minus compute (the next plans' step overhead)",
+        ),
     ],
 )
 

@@ -34,11 +34,13 @@ from scalable_pipeline.decisions.order_rules import (
     validity_codes,
 )
 from scalable_pipeline.decisions.ranges import bounds_problems, range_split, ready_ranges, repeats_of_previous
+from scalable_pipeline.decisions.scaling import executor_kind
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.resources.faults import FaultInjectionResource
 from scalable_pipeline.resources.quality import QualityResource
 from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
 from scalable_pipeline.storage.versioned_store import read_row_range
+from scalable_pipeline.throughput import EXECUTOR_KEY, OVERHEAD_KEY, run_step_overhead
 
 ASSET = "processed_chunks"
 GATES = [
@@ -387,6 +389,8 @@ def collect_ranges(
         "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
         "plan_fingerprint": chunk_plan.fingerprint,
         "processing_path": processing_path,
+        EXECUTOR_KEY: executor_kind(context.job_def.executor_def.name),
+        OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
     }
     yield from audit_then_publish(context, store, staged, verdicts, quality)
     yield dg.Output(staged, "result", metadata=metadata)
