@@ -6,7 +6,7 @@ unprefixed pipeline), so pipelines on different sources, scales or pools never p
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import median
 
 import dagster as dg
@@ -15,6 +15,9 @@ from scalable_pipeline.constants import StepContext
 from scalable_pipeline.metadata import metadata_number
 
 HISTORY_RUNS = 10
+# Step overheads come from the newest HISTORY_RUNS runs under the executor in use, among this many times as
+# many materializations (runs under other executors are skipped).
+OVERHEAD_LOOKBACK = 3
 THROUGHPUT_KEY = "records_per_second"
 EXECUTOR_KEY = "executor"  # chunk_partitions and processed_chunks metadata: the run's executor kind
 OVERHEAD_KEY = "chunk_step_overhead_seconds"  # processed_chunks metadata: its run's median (run_step_overhead)
@@ -33,16 +36,20 @@ def pipeline_key_prefix(context: StepContext) -> tuple[str, ...]:
     return tuple(next(iter(context.assets_def.keys)).path[:-1]) if context.has_assets_def else ()
 
 
+def processed_history(instance: dg.DagsterInstance, limit: int, key_prefix: Sequence[str] = ()) -> list[Mapping]:
+    """Metadata of the pipeline's last ``limit`` processed_chunks materializations, newest first (one query)."""
+    records = instance.fetch_materializations(dg.AssetKey([*key_prefix, "processed_chunks"]), limit=limit).records
+    return [record.asset_materialization.metadata if record.asset_materialization else {} for record in records]
+
+
+def throughputs_in(history: Sequence[Mapping], limit: int = HISTORY_RUNS) -> list[float]:
+    """records/s of the newest ``limit`` materializations of ``history``."""
+    return [value for metadata in history[:limit] if (value := metadata_number(metadata, THROUGHPUT_KEY))]
+
+
 def measured_throughputs(instance: dg.DagsterInstance, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()) -> list[float]:
     """records/s of the last ``limit`` materializations of the pipeline's processed_chunks, newest first."""
-    records = instance.fetch_materializations(dg.AssetKey([*key_prefix, "processed_chunks"]), limit=limit).records
-    values = []
-    for record in records:
-        materialization = record.asset_materialization
-        value = metadata_number(materialization.metadata, THROUGHPUT_KEY) if materialization else None
-        if value:
-            values.append(value)
-    return values
+    return throughputs_in(processed_history(instance, limit, key_prefix), limit)
 
 
 def estimated_processing_seconds(
@@ -84,20 +91,22 @@ def step_overheads(instance: dg.DagsterInstance, run_id: str) -> list[float]:
     return overheads
 
 
-def measured_step_overheads(
-    instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()
-) -> list[float]:
+def step_overheads_in(history: Sequence[Mapping], executor: str, limit: int = HISTORY_RUNS) -> list[float]:
     """The median chunk-step overhead (``OVERHEAD_KEY``, recorded by processed_chunks from its run's events) of
-    the pipeline's last ``limit`` materializations of processed_chunks under ``executor`` that ran chunk steps,
-    newest first: one query, however many runs the history holds."""
-    records = instance.fetch_materializations(dg.AssetKey([*key_prefix, "processed_chunks"]), limit=limit * 3).records
-    values: list[float] = []
-    for record in records:
-        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+    the newest ``limit`` materializations of ``history`` under ``executor`` that ran chunk steps."""
+    values = []
+    for metadata in history:
         kind, overhead = metadata.get(EXECUTOR_KEY), metadata_number(metadata, OVERHEAD_KEY)
         if kind is not None and kind.value == executor and overhead is not None:
             values.append(overhead)
     return values[:limit]
+
+
+def measured_step_overheads(
+    instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()
+) -> list[float]:
+    """``step_overheads_in`` the pipeline's last ``OVERHEAD_LOOKBACK * limit`` processed_chunks materializations."""
+    return step_overheads_in(processed_history(instance, OVERHEAD_LOOKBACK * limit, key_prefix), executor, limit)
 
 
 def run_step_overhead(instance: dg.DagsterInstance, run_id: str) -> float | None:

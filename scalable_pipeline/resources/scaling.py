@@ -23,7 +23,14 @@ from scalable_pipeline.decisions.scaling import (
 )
 from scalable_pipeline.machine import Machine, Measured
 from scalable_pipeline.storage.cgroups import CGROUP_V2_DIR
-from scalable_pipeline.throughput import measured_step_overheads, measured_throughputs, pipeline_key_prefix
+from scalable_pipeline.throughput import (
+    HISTORY_RUNS,
+    OVERHEAD_LOOKBACK,
+    pipeline_key_prefix,
+    processed_history,
+    step_overheads_in,
+    throughputs_in,
+)
 
 CPU_SAMPLE_SECONDS = 0.2
 StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
@@ -115,12 +122,10 @@ class ScalingResource(dg.ConfigurableResource):
         """Step overhead of this run's executor and chunk throughput, from the pipeline's earlier runs unless pinned."""
         executor = executor_kind(context.job_def.executor_def.name)
         prefix = pipeline_key_prefix(context)  # the pipeline's own history
-        overheads = (
-            measured_step_overheads(context.instance, executor, key_prefix=prefix) if self.step_overhead_seconds is None else []
-        )
-        throughputs = (
-            measured_throughputs(context.instance, key_prefix=prefix) if self.throughput_records_per_second is None else []
-        )
+        pinned = self.step_overhead_seconds is not None and self.throughput_records_per_second is not None
+        history = [] if pinned else processed_history(context.instance, OVERHEAD_LOOKBACK * HISTORY_RUNS, prefix)
+        overheads = step_overheads_in(history, executor) if self.step_overhead_seconds is None else []
+        throughputs = throughputs_in(history) if self.throughput_records_per_second is None else []
         measured = execution_profile(executor, overheads, throughputs)
         if self.step_overhead_seconds is not None:
             measured = replace(measured, step_overhead_seconds=self.step_overhead_seconds, step_overhead_source="pinned")
