@@ -96,15 +96,20 @@ def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
 
 
 def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
-    """Read only the chunk's rows, judge each by the validity rules, split them by order_id range."""
+    """Read only the chunk's rows, judge each by the validity rules, split them by order_id range.
+
+    The rules are judged on a second thread while this one groups the rows by range (Arrow's kernels
+    release the GIL): a chunk step keeps both cores busy here too."""
     started = time.perf_counter()
     table = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    codes = validity_codes(table, *hour_window(task.partition_key))
-    table = table.append_column(RAW_ROW_COLUMN, pa.array(np.arange(task.start_row, task.stop_row, dtype=np.int64))).append_column(
-        CODE_COLUMN, pa.array(codes)
+    with ThreadPoolExecutor(1) as judge:
+        judging = judge.submit(validity_codes, table, *hour_window(task.partition_key))
+        order, counts = range_split(table["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
+        grouped = table.take(pa.array(order))
+        codes = judging.result()
+    grouped = grouped.append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row)).append_column(
+        CODE_COLUMN, pa.array(codes[order])
     )
-    order, counts = range_split(table["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
-    grouped = table.take(pa.array(order))
     offsets = np.concatenate([[0], np.cumsum(counts)])
     parts = [grouped.slice(int(offsets[r]), int(counts[r])) for r in range(len(counts))]
     seconds = time.perf_counter() - started
