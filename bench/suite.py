@@ -22,8 +22,10 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 - ``slope``: seconds per extra chunk step, least squares over pinned chunk counts, at the smallest size,
   in process, under Dagster's stock multiprocess executor (spawn) and under the job's own executor.
 - ``restart``: after chunk 8 of 16 fails, the re-execution from failure as a share of a full run (job
-  executor, largest size); the restarted output must equal the full run's. ``failed_chunk_step_s``: the
-  seconds of the re-execution spent in the failed chunk's own step (from its event log, ``bench/timeline.py``).
+  executor, largest size); the restarted output must equal the full run's. The re-execution's wall is split
+  (``restart_breakdown``, from its event log as ``bench/timeline.py`` reads it) into start-up, run creation,
+  seconds with no step running, the failed chunk's own step and the other steps; ``fixed_share`` is the first
+  three over the full run: the share a restart costs however little failed.
 - ``tuning``: ``--runs`` CLI runs (default strategy, in process) of fresh partitions on one instance at the
   largest size; per run the orchestration overhead share from the event log (defined in ``overhead_share``).
 - ``huge``: the CLI run and the plain script on the 100M-record hour (``--scale 9000``) under a memory cap.
@@ -379,7 +381,7 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
     """A full run, and (on a fresh data root, same instance) a run whose chunk ``failing`` fails, then its re-execution."""
     scale = max(args.sizes)
     options = ("--assets", "all", "--executor", "job", "--scale", str(scale), "--chunks", str(chunks))
-    full, failed, resumed, output, failed_work = [], [], [], "", []
+    full, failed, resumed, output, breakdowns = [], [], [], "", []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             workspace = Workspace(Path(tmp))
@@ -391,7 +393,7 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
             )
             reexecute = ("--fail-chunk", str(failing), "--reexecute", failed[-1].report["run_id"])
             resumed.append(measure(run_stages(*options, *reexecute), workspace.env(restart_data)).require_success("re-execution"))
-            failed_work.append(failed_chunk_seconds(workspace.home, resumed[-1].report["run_id"], failing))
+            breakdowns.append(restart_breakdown(workspace.home, resumed[-1], failing))
             output = checked(
                 published_path(workspace.data, "consolidated_output"), published_path(restart_data, "consolidated_output")
             )
@@ -404,12 +406,14 @@ def restart_cost(args: argparse.Namespace, chunks: int = 16, failing: int = 8) -
             resumed,
             records=records,
             output=f"vs full run: {output}",
-            failed_chunk_step_s=round(statistics.median(failed_work), 2),
+            **{key: round(statistics.median(b[key] for b in breakdowns), 2) for key in breakdowns[0]},
         ),
     ]
     for row in rows:
         row["wall_share"] = round(row["wall_s"] / rows[0]["wall_s"], 3)
         row["work_share"] = round(row["work_s"] / rows[0]["work_s"], 3)
+    fixed = sum(rows[2][key] for key in ("startup_s", "run_creation_s", "no_step_running_s"))
+    rows[2]["fixed_share"] = round(fixed / rows[0]["wall_s"], 3)  # the part of the share no less failing work removes
     return rows
 
 
@@ -434,13 +438,25 @@ def parallel_ceiling(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def failed_chunk_seconds(home: Path, run_id: str, failing: int) -> float:
-    """Seconds the re-execution spent in the failed chunk's own step (start to end; its ranges run in it):
-    the rest of the re-execution is what any restart costs, however little failed."""
-    from timeline import step_marks
+def restart_breakdown(home: Path, run: Measured, failing: int) -> dict[str, float]:
+    """Where a re-execution's wall goes: the process's start-up (imports, definitions, instance) before the
+    job is called, creating the run before its first event, the seconds of its span in which no step was
+    running (step processes starting, gaps), the failed chunk's own step (its ranges run in it), and the
+    other steps' own time. The first three are what any restart costs, however little failed."""
+    from timeline import no_step_running, step_marks
 
-    marks = step_marks(run_logs(home, run_id))
-    return sum(m["end"] - m["start"] for key, m in marks.items() if f"chunk_{failing:05d}" in key and "start" in m and "end" in m)
+    entries = run_logs(home, run.report["run_id"])
+    marks = step_marks(entries)
+    span = entries[-1].timestamp - entries[0].timestamp
+    own = {key: m["end"] - m["start"] for key, m in marks.items() if "start" in m and "end" in m}
+    failed = sum(seconds for key, seconds in own.items() if f"chunk_{failing:05d}" in key)
+    return {
+        "startup_s": run.wall - run.report["seconds"],
+        "run_creation_s": run.report["seconds"] - span,
+        "no_step_running_s": no_step_running(marks, span),
+        "failed_chunk_step_s": failed,
+        "other_steps_s": sum(own.values()) - failed,
+    }
 
 
 def overhead_share(entries: list) -> dict:

@@ -30,6 +30,16 @@ def step_marks(entries: list) -> dict[str, dict[str, float]]:
     return steps
 
 
+def no_step_running(steps: dict[str, dict[str, float]], finished: float) -> float:
+    """Seconds of the run's span (0 to ``finished``) in which no step was between its start and its end."""
+    spans = sorted((m["start"], m["end"]) for m in steps.values() if "start" in m and "end" in m)
+    idle, reached = 0.0, 0.0
+    for start, end in spans:
+        idle += max(0.0, start - reached)
+        reached = max(reached, end)
+    return idle + max(0.0, finished - reached)
+
+
 def main() -> None:
     with dg.DagsterInstance.get() as instance:
         run_id = sys.argv[1] if len(sys.argv) > 1 else instance.get_run_records(limit=1)[0].dagster_run.run_id
@@ -43,12 +53,7 @@ def main() -> None:
         own = f"{end - start:6.2f}" if start is not None and end is not None else "     -"
         cells = [f"{marks[m]:7.2f}" if m in marks else "      -" for m in ("launch", "start", "end")]
         print(f"{key[:48]:48} {' '.join(cells)} {own}")
-    spans = sorted((m["start"], m["end"]) for m in steps.values() if "start" in m and "end" in m)
-    idle, reached = 0.0, 0.0
-    for start, end in spans:
-        idle += max(0.0, start - reached)
-        reached = max(reached, end)
-    print(f"no step running: {idle + max(0.0, finished - reached):.2f} s")
+    print(f"no step running: {no_step_running(steps, finished):.2f} s")
 
 
 if __name__ == "__main__":
