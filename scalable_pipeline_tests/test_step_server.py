@@ -76,3 +76,13 @@ def test_no_step_server_for_other_executors():
         env = {**os.environ, "SCALABLE_PIPELINE_EXECUTOR": choice}
         done = subprocess.run([sys.executable, "-c", probe], check=False, env=env, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout.strip()) == (0, "0"), done.stderr[-2000:]
+
+
+def test_loading_the_definitions_leaves_the_postgresql_client_unloaded():
+    """psycopg2 takes 0.1 s to load; every run, step server and code location would pay it for a source
+    most deployments do not use. It loads when a PostgreSQL source or its sensor reads."""
+    probe = "import sys, scalable_pipeline.definitions; print(sorted(m for m in sys.modules if m.startswith('psycopg2')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+    probe = "import sys; from scalable_pipeline.sources.postgres_orders import connect; print('psycopg2' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from scalable_pipeline.decisions.settings import from_fields
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN, FILE_TYPES, check_pattern, landing_blocks, landing_path
-from scalable_pipeline.sources.postgres_orders import BATCH_ROWS, check_table_name, connect, hour_rows
+from scalable_pipeline.sources.postgres_tables import BATCH_ROWS, check_table_name
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec, hour_volume, order_blocks
 
 
@@ -123,7 +123,11 @@ class PostgresOrderSource(OrderSource):
         return f"PostgreSQL table {self.table}"
 
     def check_available(self) -> None:
+        from scalable_pipeline.sources.postgres_orders import connect  # psycopg2 loads only for this source
+
         connect(self.url).close()
 
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
+        from scalable_pipeline.sources.postgres_orders import hour_rows
+
         return hour_rows(self.url, self.table, hour_start, self.batch_rows)

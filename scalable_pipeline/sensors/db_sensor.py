@@ -19,7 +19,7 @@ from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.markers import parse_marker_cursor, take_markers
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
-from scalable_pipeline.sources.postgres_orders import Marker, check_table_name, markers_after
+from scalable_pipeline.sources.postgres_tables import Marker, check_table_name
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 
 READY_AT_TAG = "scalable_pipeline/ready_at"
@@ -63,6 +63,8 @@ def build_db_sensor(
         description="One run per new load marker (<table>_ready row) of the PostgreSQL source.",
     )
     def db_sensor(context: dg.SensorEvaluationContext, **_resources) -> dg.SensorResult:
+        from scalable_pipeline.sources.postgres_orders import markers_after  # psycopg2 loads only when a tick reads
+
         data_store, circuit_breaker = pipeline_resources(context, data_store_key)
         url = os.environ.get(url_env)
         if not url:

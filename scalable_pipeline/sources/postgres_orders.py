@@ -12,7 +12,6 @@ the server's own first line of error.
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -23,41 +22,13 @@ from psycopg2 import sql
 from scalable_pipeline.constants import ORDER_COLUMNS
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import order_records, whole_int64
+from scalable_pipeline.sources.postgres_tables import BATCH_ROWS, READY_SUFFIX, Marker, check_table_name
 
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names
-READY_SUFFIX = "_ready"
-BATCH_ROWS = 50_000
 CONNECT_TIMEOUT_SECONDS = 10
 
 
 class IncompleteLoadError(ValueError):
     """The hour's rows do not match its marker (or it has none): bad data, not an outage."""
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A row of ``<table>_ready``: the loader finished an hour."""
-
-    delivered_hour: datetime
-    row_count: int
-    ready_at: datetime
-
-    @property
-    def key(self) -> str:
-        """The run key of the hour's load: a reload (new ``ready_at``) runs again."""
-        return f"{self.delivered_hour.isoformat()}@{self.ready_at.isoformat()}"
-
-
-def check_table_name(name: str) -> str:
-    """``name`` if it is ``table`` or ``schema.table`` of plain identifiers that leave room for ``_ready``;
-    else ValueError (a name is never pasted into SQL)."""
-    parts = name.split(".")
-    if len(parts) > 2 or not all(IDENTIFIER.fullmatch(part) for part in parts):
-        raise ValueError(f"table {name!r} is not allowed: use table or schema.table of letters, digits and '_'")
-    if len(parts[-1]) + len(READY_SUFFIX) > MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"table {name!r} is too long: {parts[-1]}{READY_SUFFIX} must fit {MAX_IDENTIFIER_BYTES} characters")
-    return name
 
 
 def table_sql(name: str, suffix: str = "") -> sql.Composable:
