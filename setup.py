@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+CELERY = ["dagster-celery==0.29.27", "redis>=5,<9"]
+
 setup(
     name="scalable_pipeline",
     version="0.1.0",
@@ -21,10 +23,13 @@ setup(
         "PyYAML>=6,<7",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "playwright>=1.40,<2"],
-        "lint": ["ruff==0.17.6", "mypy==2.4.1", "pandas-stubs==3.1.0.261029"],
-        # Celery workers (README "Past one machine"): RabbitMQ through amqp, a celery dependency; Redis via redis.
-        "celery": ["dagster-celery==0.29.27", "redis>=5,<9"],
+        # The test extra installs every import of the suite, the Celery extra's included (its settings tests
+        # need no broker); tests of services and the browser skip with their reason when none is configured.
+        "test": ["pytest>=8,<10", "playwright>=1.40,<2", *CELERY],
+        "lint": ["ruff==0.17.6", "mypy==2.4.1", "pandas-stubs==3.1.0.261029", "import-linter==2.16", "vulture==2.16"],
+        "docs": ["mkdocs-material==9.8.2"],
+        # Celery workers (docs: deployment): RabbitMQ through amqp, a celery dependency; Redis via redis.
+        "celery": CELERY,
     },
     entry_points={"console_scripts": ["scalable-pipeline=scalable_pipeline.cli:main"]},
 )

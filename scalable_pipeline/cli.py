@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from scalable_pipeline.commands import land, metrics, report, rollback, run, status
 from scalable_pipeline.commands.options import CliError, Parser
 from scalable_pipeline.pipelines import pool_limits
+from scalable_pipeline.pipelines.config import PipelineConfigError
 from scalable_pipeline.worker import add_worker_parser
 
 PROG = "scalable-pipeline"
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         return args.handler(args)
-    except CliError as error:
-        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+    except (CliError, PipelineConfigError) as error:  # a broken pipelines file is a usage error too
+        print(f"{PROG} {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except Exception as error:
         if getattr(args, "debug", False):

@@ -42,7 +42,10 @@ DEPLOY_DAGSTER_YAML = Path(__file__).parents[1] / "deploy" / "dagster.yaml"
 TIMEOUT = 300  # seconds; every wait ends early on the event it waits for
 CHUNK_STEP = "processed_chunks.process_chunk["
 
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (Celery tests off)")
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (Celery tests off)"),
+]
 
 
 def broker_param(name: str):

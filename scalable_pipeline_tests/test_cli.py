@@ -17,6 +17,8 @@ import pytest
 
 from scalable_pipeline.cli import main, parser
 from scalable_pipeline.commands.progress import FOLLOWED_EVENTS, ProgressDisplay, RunView
+from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
 from scalable_pipeline.storage.rollback_log import read_rollbacks
 from scalable_pipeline.storage.versioned_store import VersionedStore
 
@@ -33,6 +35,7 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+@pytest.mark.slow
 def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_rollback(home, capsys, data_dir):
     assert main(["run", "--partition", HOUR, "--chunks", "3"]) == 0
     captured = capsys.readouterr()
@@ -100,6 +103,20 @@ def test_bad_options_are_one_line_errors(home, capsys, argv, message):
     assert captured.out == ""
 
 
+def test_a_typo_in_the_pipelines_file_is_a_one_line_usage_error_with_the_field_it_meant(home, capsys, tmp_path, monkeypatch):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text("pipelines:\n  - name: eu_orders\n    schedul: '0 * * * *'\n")
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    message = f"{path}: pipeline entry 1 ('eu_orders'): field 'schedul': unknown field; did you mean 'schedule'?"
+    with pytest.raises(PipelineConfigError) as loading:  # as the definitions load (dagster definitions validate, the UI)
+        build_definitions(path)
+    assert str(loading.value) == message
+    for argv in (["report"], ["status", "--partition", HOUR], ["pools"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("", f"scalable-pipeline {argv[0]}: error: {message}\n")
+
+
 def test_scale_and_seed_are_errors_with_a_landing_source(home, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SCALABLE_PIPELINE_LANDING_DIR", str(tmp_path / "landing"))
     for option in (["--scale", "2"], ["--seed", "1"]):
@@ -116,6 +133,7 @@ def test_version_and_help_with_defaults(capsys):
     assert "(default: 127.0.0.1)" in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.slow
 def test_range_runs_one_run_per_hour_and_verbose_shows_dagster_events(home, capsys, data_dir):
     assert main(["run", "--from", "2026-01-05-02:00", "--to", "2026-01-05-03:00", "--chunks", "1", "--verbose"]) == 0
     captured = capsys.readouterr()
@@ -130,6 +148,7 @@ def test_range_runs_one_run_per_hour_and_verbose_shows_dagster_events(home, caps
     assert len(set(run_ids)) == 2
 
 
+@pytest.mark.slow
 def test_progress_follows_step_processes_of_the_multiprocess_executor(home, capfd, data_dir, monkeypatch):
     """With --multiprocess the chunk and range steps run in other processes: the display follows their events in
     the instance and ends at the plan's chunk and range counts; their stderr stays off the terminal."""
@@ -171,6 +190,7 @@ def python_m(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_land_then_run_on_the_landing_files_and_a_missing_file_says_why(tmp_path, data_dir):
     """As a user would: the source is chosen when the definitions load, so run the CLI as a new process."""
     landing = tmp_path / "landing"

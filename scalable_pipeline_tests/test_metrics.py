@@ -47,6 +47,7 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+@pytest.mark.slow
 def test_records_chunks_and_throughput_per_partition(scraped):
     samples, data_dir = scraped
     store = VersionedStore(data_dir)

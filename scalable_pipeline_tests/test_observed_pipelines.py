@@ -86,6 +86,7 @@ def entered(world, monkeypatch):
     return world
 
 
+@pytest.mark.slow
 def test_the_two_pipelines_stored_different_hours(world):
     assert world.raw_records(EU, BOTH) != world.raw_records(JOB_NAME, BOTH)
     assert world.store(EU).published("processed_chunks", EU_FAILED) is None  # rolled back

@@ -93,6 +93,7 @@ def test_raw_volume_is_stored_in_raw_order_and_reproducible(instance):
     pd.testing.assert_frame_equal(raw, regenerated)
 
 
+@pytest.mark.slow
 def test_same_output_whatever_the_chunking(instance, data_dir):
     outputs = {}
     for chunks in (1, 3, 17):
@@ -187,6 +188,7 @@ def test_estimated_processing_time_comes_from_measured_throughput(instance):
     )
 
 
+@pytest.mark.slow
 def test_definitions_validate(tmp_path):
     shutil.copyfile(PROJECT_DAGSTER_YAML, tmp_path / "dagster.yaml")
     completed = subprocess.run(

@@ -36,6 +36,8 @@ RUN_TIMEOUT_SECONDS = 900
 RUN_JOB = f"""
 import sys
 import dagster as dg
+
+pytestmark = pytest.mark.slow
 with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
     job = dg.build_reconstructable_job("{__name__}", "configured_job", reconstructable_args=(sys.argv[2],))
     result = dg.execute_job(job, instance=instance, tags={{"dagster/partition": "{MEDIUM}"}})

@@ -179,6 +179,7 @@ def path_runs(tmp_path_factory):
         yield runs, outputs, raws
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job, path", [("single", SINGLE_STEP), ("fan", FAN_OUT), ("priority", FAN_OUT_PRIORITY)])
 @pytest.mark.parametrize("hour", [SMALL, MEDIUM, LARGE])
 def test_every_path_publishes_the_whole_hour_result(path_runs, job, path, hour):
@@ -228,6 +229,7 @@ def test_a_mistake_in_the_file_fails_loading_the_definitions(tmp_path):
         definitions(tmp_path, TWO_PIPELINES.replace('"15 * * * *"', '"15 * * *"'))
 
 
+@pytest.mark.slow
 def test_dagster_definitions_validate_shows_the_mistake(tmp_path):
     path = tmp_path / "pipelines.yaml"
     path.write_text(textwrap.dedent(TWO_PIPELINES.replace("priority: 5", "priority: high")))

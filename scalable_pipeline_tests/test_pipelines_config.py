@@ -87,8 +87,20 @@ def entry(extra: str) -> str:
 @pytest.mark.parametrize(
     "text, field, words",
     [
-        (entry("    colour: blue\n"), "field 'colour'", "Extra inputs"),  # unknown key
-        (entry("    scaling: {max_chunkz: 3}\n"), "field 'scaling.max_chunkz'", "unknown key"),
+        (entry("    colour: blue\n"), "field 'colour'", "unknown field; use one of name, key_prefix, source,"),  # none close
+        (entry("    schedul: '0 * * * *'\n"), "field 'schedul'", "unknown field; did you mean 'schedule'?"),
+        (
+            entry("    freshness: {deadline_minute: 30}\n"),
+            "field 'freshness.deadline_minute'",
+            "did you mean 'deadline_minutes'?",
+        ),
+        (
+            entry("    time_rules: [{name: w, hours: '0-6', dayz: [mon]}]\n"),
+            "field 'time_rules.0.dayz'",
+            "unknown field; did you mean 'days'?",  # the time rule's own fields, not the entry's
+        ),
+        (entry("    scaling: {max_chunkz: 3}\n"), "field 'scaling.max_chunkz'", "unknown field; did you mean 'max_chunks'?"),
+        (entry("    scaling: {pol: 3}\n"), "field 'scaling.pol'", "unknown field; use one of cpu_usage_percent,"),  # not pool
         (entry("    quality: {max_invalid_ratio: 2}\n"), "field 'quality.max_invalid_ratio'", "less than or equal"),
         (entry("    schedule: '61 * * * *'\n"), "field 'schedule'", "not a valid cron"),
         (entry("    start: '2026-13-01-00:00'\n"), "field 'start'", "not an hour"),
@@ -99,7 +111,7 @@ def entry(extra: str) -> str:
         (entry("    reserved_slots: -1\n"), "field 'reserved_slots'", "greater than or equal"),
         (entry("    scaling: {chunk_count: many}\n"), "field 'scaling.chunk_count'", "valid integer"),
         (entry("    source: {kind: kafka}\n"), "field 'source.kind'", "not a source kind"),
-        (entry("    source: {kind: synthetic, scael: 2}\n"), "field 'source.scael'", "unknown key"),
+        (entry("    source: {kind: synthetic, scael: 2}\n"), "field 'source.scael'", "unknown field; did you mean 'scale'?"),
         (entry("    scaling: {pool: other}\n"), "field 'scaling.pool'", "set by the pipeline entry"),
         (entry("    pool: 'eu-chunks'\n"), "field 'pool'", "not a valid Dagster name"),
         (entry("    time_rules: [{name: nights, hours: '22-30'}]\n"), "field 'time_rules.0.hours'", "0-24"),
@@ -133,7 +145,7 @@ def test_a_mistake_names_the_file_the_entry_and_the_field(tmp_path, text, field,
         ),
         ("pipelines:\n  - key_prefix: [x]\n", "pipeline entry 1: field 'name': Field required"),
         ("pipelines: []\n", "field 'pipelines'"),
-        ("pipeline: []\n", "field 'pipeline': Extra inputs"),
+        ("pipeline: []\n", "field 'pipeline': unknown field; did you mean 'pipelines'?"),
         ("pools: {chunk_processing: 0}\npipelines:\n  - name: a\n", "field 'pools.chunk_processing'"),
     ],
 )

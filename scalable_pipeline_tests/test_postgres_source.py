@@ -23,7 +23,10 @@ from scalable_pipeline.sources.postgres_orders import IncompleteLoadError, check
 from scalable_pipeline.storage.versioned_store import VersionedStore
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)")
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)"),
+]
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 NOW = pd.Timestamp("2026-03-06 12:00", tz="UTC").timestamp()

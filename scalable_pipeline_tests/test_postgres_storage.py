@@ -15,7 +15,10 @@ from sqlalchemy.engine import make_url
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
 
 POSTGRES_URL = os.environ.get("SCALABLE_PIPELINE_TEST_POSTGRES_URL")
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)")
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)"),
+]
 
 
 def connect(url: str):

@@ -5,6 +5,7 @@ import re
 from statistics import median
 
 import dagster as dg
+import pytest
 
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.storage.versioned_store import VersionedStore
@@ -17,6 +18,7 @@ def documented_keys(asset: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `([^`]+)` \| ([^|]+?) \|", description, re.MULTILINE))
 
 
+@pytest.mark.slow
 def test_metadata_is_documented_the_plan_is_a_table_and_throughputs_are_named_apart(tmp_path, data_dir):
     home = tmp_path / "home"
     home.mkdir()

@@ -360,6 +360,7 @@ def test_concurrent_ticks_send_and_log_each_alert_once(sqlite_instance, data_dir
     assert Counter(logged_ids(data_dir)) == dict.fromkeys(expected, 1)
 
 
+@pytest.mark.services
 @pytest.mark.skipif(not POSTGRES_URL, reason="SCALABLE_PIPELINE_TEST_POSTGRES_URL is not set (PostgreSQL tests off)")
 def test_alerts_from_a_postgres_instance(postgres_database, data_dir, receiver):  # noqa: F811
     """The same public reads on PostgreSQL storage: each failed evaluation alerted once, with its partition."""

@@ -130,6 +130,7 @@ print(json.dumps(runs))
 """
 
 
+@pytest.mark.slow
 def test_raw_volume_memory_is_flat_in_the_size_of_the_hour(data_dir):
     """Peak memory (RSS) of raw_volume for a 2M-record hour, after a 570k-record hour (three blocks) in the same process:
     3.5 times the records need little more memory (holding the hour would need about 60 bytes a record). The

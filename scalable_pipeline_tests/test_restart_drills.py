@@ -20,6 +20,8 @@ from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
 from scalable_pipeline.storage.partition_lease import PartitionLeases
 from scalable_pipeline_tests import drills
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def clean_tables(tmp_path_factory):

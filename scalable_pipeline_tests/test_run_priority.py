@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from scalable_pipeline.pipelines.config import CONFIG_ENV
+
+pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parent.parent
 PIPELINES = """

@@ -97,6 +97,7 @@ def execute(instance, config: dict, parent_run_id: str | None = None) -> dg.JobE
     )
 
 
+@pytest.mark.slow
 def test_reexecution_never_publishes_an_output_mixed_from_two_runs(data_dir):
     with dg.instance_for_test() as instance:
         run_a = execute(instance, run_config(faults={"fail_chunks": [1]}))

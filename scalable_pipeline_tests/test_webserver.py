@@ -23,6 +23,8 @@ from scalable_pipeline.constants import HOURLY_PARTITIONS
 from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
 
+pytestmark = pytest.mark.slow
+
 PROJECT_ROOT = PROJECT_DAGSTER_YAML.parent
 CHROMIUM = os.environ.get("SCALABLE_PIPELINE_TEST_CHROMIUM") or shutil.which("chromium")
 CHROMIUM_FLAGS = [
@@ -140,6 +142,7 @@ def wait_for_run(port: int, partition: str) -> str:
     raise AssertionError(f"the run of {partition} launched from the UI did not end within {UI_RUN_SECONDS} s")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="no Chromium (install Debian's `chromium` or set SCALABLE_PIPELINE_TEST_CHROMIUM)")
 def test_materialize_from_the_ui_then_see_assets_checks_and_plots(dagster_dev, artifacts):
     sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed").sync_playwright

@@ -3,13 +3,14 @@
 Every mistake fails loading with one ``PipelineConfigError``; ``dagster definitions validate`` shows it.
 """
 
+import difflib
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dagster as dg
 import yaml  # type: ignore[import-untyped]
@@ -142,7 +143,9 @@ def parse_pipelines(raw: object, path: Path) -> PipelinesConfig:
         parsed = PipelinesFile.model_validate(raw)
     except ValidationError as error:
         first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")  # an unknown key explains the rest
-        raise _error(path, raw, tuple(first["loc"]), first["msg"]) from error
+        loc = tuple(first["loc"])
+        message = _unknown_field(loc[-1], _model_at(loc).model_fields) if first["type"] == "extra_forbidden" else first["msg"]
+        raise _error(path, raw, loc, message) from error
     specs = []
     for index, entry in enumerate(parsed.pipelines):
         try:
@@ -174,6 +177,25 @@ def _error(path: Path, raw: object, loc: tuple, message: str) -> PipelineConfigE
     return PipelineConfigError(f"{path}: {where}field {field!r}: {message}")
 
 
+def _model_at(loc: tuple) -> type[BaseModel]:
+    """The model of the file that holds the field at ``loc`` (list indexes stay in the list's model)."""
+    model: type[BaseModel] = PipelinesFile
+    for part in loc[:-1]:
+        if isinstance(part, str):
+            annotation = model.model_fields[part].annotation
+            model = next(
+                arg for arg in get_args(annotation) or (annotation,) if isinstance(arg, type) and issubclass(arg, BaseModel)
+            )
+    return model
+
+
+def _unknown_field(name: str | int, fields: Iterable[str]) -> str:
+    """The problem of the unknown field ``name`` where ``fields`` are valid: the closest one, else all of them."""
+    valid = list(fields)
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    return f"unknown field; did you mean {close[0]!r}?" if close else f"unknown field; use one of {', '.join(valid)}"
+
+
 def _dagster_name(field: Sequence[str | int], value: str) -> str:
     if not DAGSTER_NAME.match(value):
         raise _FieldProblem(field, f"{value!r} is not a valid Dagster name (letters, digits and _ only)")
@@ -194,7 +216,8 @@ def _settings(field: Sequence[str | int], resource: type[dg.ConfigurableResource
         raise _FieldProblem([*field, from_entry[0]], "set by the pipeline entry (pool, reserved_slots), not under scaling")
     unknown = sorted(set(values) - set(resource.model_fields))
     if unknown:
-        raise _FieldProblem([*field, unknown[0]], f"unknown key; {resource.__name__} takes {', '.join(resource.model_fields)}")
+        settable = [name for name in resource.model_fields if resource is not ScalingResource or name not in ENTRY_SCALING_FIELDS]
+        raise _FieldProblem([*field, unknown[0]], _unknown_field(unknown[0], settable))
     try:
         _fields_of(resource).model_validate(values)
     except ValidationError as error:
