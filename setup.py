@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
+        "dagster-dg-cli==1.13.27",  # `dg dev`, the successor of `dagster dev`
         "dagster-postgres==0.29.27",
         "psycopg2-binary>=2.9,<3",
         "pandas>=2.2,<4",

@@ -214,16 +214,19 @@ def test_land_then_run_on_the_landing_files_and_a_missing_file_says_why(tmp_path
 
 
 def readme_commands() -> list[str]:
-    """Every `python -m scalable_pipeline ...` line of the README's shell blocks, without comments and `&`."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
-    lines = [line.split("#")[0].strip().rstrip("&").strip() for block in blocks for line in block.splitlines()]
+    """Every `python -m scalable_pipeline ...` line of the shell blocks of the README and the docs, without comments and `&`."""
+    root = Path(__file__).parent.parent
+    text = "\n".join(page.read_text() for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+    lines = [
+        line.split("#")[0].strip().rstrip("&").strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()
+    ]
     return [line[line.index("python -m scalable_pipeline") :] for line in lines if "python -m scalable_pipeline" in line]
 
 
 def test_every_readme_command_is_valid():
     commands = readme_commands()
-    assert len(commands) >= 6
+    assert len(commands) >= 10
     for command in commands:
         argv = shlex.split(command.replace("$HOUR", HOUR))[3:]
         args = parser().parse_args(argv)  # exits (fails the test) on any option the command line does not take

@@ -19,6 +19,7 @@ from scalable_pipeline.decisions.deferral import LAUNCH, OutageMode
 from scalable_pipeline.decisions.markers import parse_marker_cursor, take_markers
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
+from scalable_pipeline.sensors.tick_log import log_tick
 from scalable_pipeline.sources.postgres_tables import Marker, check_table_name
 from scalable_pipeline.storage.circuit_breaker import CircuitOpenError
 
@@ -81,9 +82,7 @@ def build_db_sensor(
         ended = list(itertools.takewhile(lambda marker: hour_ended(marker, now), read))
         new, after = take_markers(cursor, ended, MAX_RUNS_PER_TICK)
         if decision.action != LAUNCH:
-            message = f"{len(new)} hour(s) deferred: {decision.reason}"
-            context.log.info(message)
-            return dg.SensorResult(skip_reason=message, cursor=context.cursor)
+            return dg.SensorResult(skip_reason=f"{len(new)} hour(s) deferred: {decision.reason}", cursor=context.cursor)
         requests = []
         for marker in new:
             partition = partition_of(marker, first_hour)
@@ -98,7 +97,7 @@ def build_db_sensor(
                 )
             )
         summary = f"{len(read)} markers read, {len(requests)} runs requested"
-        context.log.info(summary)
+        log_tick(context.log, summary, acted=bool(requests))
         return dg.SensorResult(run_requests=requests, skip_reason=None if requests else summary, cursor=after.to_json())
 
     return db_sensor

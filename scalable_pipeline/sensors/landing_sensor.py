@@ -31,6 +31,7 @@ from scalable_pipeline.decisions.landing_watch import LAUNCHED, READY, REJECTED,
 from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.resources.source import LandingFileSource
 from scalable_pipeline.sensors.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
+from scalable_pipeline.sensors.tick_log import log_tick
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import (
     LandingFileError,
@@ -203,7 +204,7 @@ def build_landing_sensor(
             if decision.action == LAUNCH
             else f"{len(ready)} hour(s) deferred: {decision.reason}"
         )
-        context.log.info(summary)
+        log_tick(context.log, summary, acted=bool(requests or rejected))
         return dg.SensorResult(run_requests=requests, skip_reason=None if requests else summary, cursor=files_cursor(files))
 
     return landing_sensor

@@ -25,6 +25,7 @@ from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.quality_gate_alerts import CLAIM_TIMEOUT_SECONDS, DEFAULT_INTERVAL_SECONDS, DELIVERY_BUDGET_SECONDS
 from scalable_pipeline.sensors.source_outage import DEFAULT_FIRST_HOUR
+from scalable_pipeline.sensors.tick_log import delivery_acted, log_tick
 
 DEFAULT_DEADLINE_MINUTES = 30
 # The first tick (no cursor) judges the hours due in this many hours before it, not the whole history.
@@ -102,8 +103,9 @@ def build_late_hour_alerts(
             for h in missing
         )
         summary = f"{len(due)} hours due, {len(missing)} late {[partition_key(h.hour_start) for h in missing][:5]}, {added} new alerts; "
-        summary += deliver(outbox, now, policy)
-        context.log.info(summary)
+        delivery, delivered = deliver(outbox, now, policy)
+        summary += delivered
+        log_tick(context.log, summary, acted=added > 0 or delivery_acted(delivery), failed=delivery.failed > 0)
         cursor = json.dumps({"judged_until": max([judged_until, *(h.deadline for h in due)])})
         return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=cursor)
 

@@ -6,7 +6,7 @@ Dagster OSS sends no alert when a check fails and run-failure sensors do not fir
 deliver what is due. Ticks may overlap (``dagster sensor preview`` while the daemon ticks): the outbox
 delivers each alert once whatever the number of tickers. It launches no runs and only writes under the
 data root, so it is on by default (RUNNING); without ``SCALABLE_PIPELINE_ALERT_WEBHOOK`` it writes the
-alerts log only.
+alerts log only. A tick that alerts nothing logs nothing: its summary is the skip reason (``tick_log.py``).
 """
 
 import os
@@ -20,6 +20,7 @@ from scalable_pipeline.alerts.delivery import deliver
 from scalable_pipeline.alerts.evaluations import failed_alerts, repository_check_keys, scan_executions
 from scalable_pipeline.alerts.outbox import DeliveryPolicy, Outbox
 from scalable_pipeline.resources.data_store import DataStoreResource
+from scalable_pipeline.sensors.tick_log import delivery_acted, log_tick
 
 SENSOR_NAME = "quality_gate_alerts"
 INTERVAL_ENV = "SCALABLE_PIPELINE_ALERT_INTERVAL_SECONDS"
@@ -62,8 +63,9 @@ def build_quality_gate_alerts(
             alerts = [alert for alert in alerts if alert.evaluation_key not in known]
         added = sum(outbox.add(alert, now) for alert in alerts)
 
-        summary = f"{len(scan.evaluated)} evaluations read, {added} new alerts; {deliver(outbox, now, policy)}"
-        context.log.info(summary)
+        delivery, delivered = deliver(outbox, now, policy)
+        summary = f"{len(scan.evaluated)} evaluations read, {added} new alerts; {delivered}"
+        log_tick(context.log, summary, acted=added > 0 or delivery_acted(delivery), failed=delivery.failed > 0)
         return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=scan.cursor.to_json())
 
     return quality_gate_alerts

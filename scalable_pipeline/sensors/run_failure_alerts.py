@@ -3,7 +3,8 @@
 Each tick reads the failed runs updated since its cursor (``alerts/run_failures.py``), skips attempts
 that Dagster will retry (``decisions/run_alerts.py``), puts one alert per remaining run in the outbox
 (id ``run-failure-<run id>``: any number of tickers add it once) and delivers what is due, retrying
-through a webhook outage. It launches no runs, so it is on by default.
+through a webhook outage. It launches no runs, so it is on by default. A tick that alerts nothing logs
+nothing: its summary is the skip reason (``tick_log.py``).
 """
 
 import time
@@ -24,6 +25,7 @@ from scalable_pipeline.alerts.run_failures import (
 from scalable_pipeline.decisions.run_alerts import ALERT, WAIT, retry_verdict
 from scalable_pipeline.resources.data_store import DataStoreResource
 from scalable_pipeline.sensors.quality_gate_alerts import CLAIM_TIMEOUT_SECONDS, DEFAULT_INTERVAL_SECONDS, DELIVERY_BUDGET_SECONDS
+from scalable_pipeline.sensors.tick_log import delivery_acted, log_tick
 
 SENSOR_NAME = "run_failure_alerts"
 # How long a failed run whose retry is due may wait for it before its failure alerts after all.
@@ -78,8 +80,9 @@ def build_run_failure_alerts(
             ]
             if stamp > after - LAG_SECONDS
         }
-        summary = f"{len(records)} failed runs read, {added} new alerts, {len(waiting)} waiting for a retry; {deliver(outbox, now, policy)}"
-        context.log.info(summary)
+        delivery, delivered = deliver(outbox, now, policy)
+        summary = f"{len(records)} failed runs read, {added} new alerts, {len(waiting)} waiting for a retry; {delivered}"
+        log_tick(context.log, summary, acted=added > 0 or delivery_acted(delivery), failed=delivery.failed > 0)
         return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=RunCursor(after, recent, waiting).to_json())
 
     return run_failure_alerts
