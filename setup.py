@@ -32,5 +32,5 @@ setup(
         # Celery workers (docs: deployment): RabbitMQ through amqp, a celery dependency; Redis via redis.
         "celery": CELERY,
     },
-    entry_points={"console_scripts": ["scalable-pipeline=scalable_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["scalable-pipeline=scalable_pipeline.cli.main:main"]},
 )

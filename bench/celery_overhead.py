@@ -93,7 +93,7 @@ def deployment(pg_server: str, broker: str, executor: str, workers: tuple[int, .
 
 def run_figures(env: dict, run_id: str) -> dict:
     """Steps that ran, and the median in-step overhead of the chunk steps."""
-    from scalable_pipeline.throughput import step_overheads
+    from scalable_pipeline.scaling.history import step_overheads
 
     os.environ["DAGSTER_PG_URL"] = env["DAGSTER_PG_URL"]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

@@ -21,11 +21,11 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 ASSET = "consolidated_output"
 PARTITION = "2026-01-06-10:00"

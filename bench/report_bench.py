@@ -17,12 +17,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.commands.metrics import serve
-from scalable_pipeline.commands.options import hours_before, hours_between
-from scalable_pipeline.commands.report import write_report
-from scalable_pipeline.constants import HOURLY_PARTITIONS, JOB_NAME
-from scalable_pipeline.observed import check_keys
-from scalable_pipeline.storage.rollback_log import RollbackRecord, append_rollback
+from scalable_pipeline.cli.metrics import serve
+from scalable_pipeline.cli.options import hours_before, hours_between
+from scalable_pipeline.cli.report import write_report
+from scalable_pipeline.core.constants import HOURLY_PARTITIONS, JOB_NAME
+from scalable_pipeline.observing.read_model import check_keys
+from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
 
 
 def stand_in_assets(gates: list[dg.AssetCheckKey]) -> list[dg.AssetsDefinition]:

@@ -62,7 +62,7 @@ def main() -> int:
     parser.add_argument("--reexecute", metavar="RUN_ID", help="re-execute this run from failure (job or spawn executor)")
     args = parser.parse_args()
     if args.executor == "job":  # as the CLI's --multiprocess does: boot the step server while loading the project
-        from scalable_pipeline.executors import start_step_server
+        from scalable_pipeline.execution.executors import start_step_server
 
         start_step_server()
     selection = [dg.AssetKey(name) for name in ASSETS[args.assets]]

@@ -1,5 +1,5 @@
 import sys
 
-from scalable_pipeline.cli import main
+from scalable_pipeline.cli.main import main
 
 sys.exit(main())

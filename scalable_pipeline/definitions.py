@@ -5,20 +5,20 @@ from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.constants import JOB_NAME, LANDING_DIR_ENV
-from scalable_pipeline.executors import pipeline_executor
-from scalable_pipeline.jobs.rollback_partition import build_rollback_partition
+from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
+from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
+from scalable_pipeline.execution.executors import pipeline_executor
+from scalable_pipeline.faults.resource import FaultInjectionResource
 from scalable_pipeline.pipelines.config import config_path, load_pipelines
 from scalable_pipeline.pipelines.factory import build_pipeline
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.faults import FaultInjectionResource
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import LandingFileSource, OrderSource, SyntheticOrderSource
-from scalable_pipeline.sensors.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
-from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
-from scalable_pipeline.storage.io_manager import versioned_store_io_manager
+from scalable_pipeline.publishing.io_manager import versioned_store_io_manager
+from scalable_pipeline.publishing.rollback_partition import build_rollback_partition
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, SyntheticOrderSource
 
 
 def build_source() -> OrderSource:

@@ -1,9 +1,9 @@
 import dagster as dg
 import pytest
 
-from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.events.webhook import WEBHOOK_ENV
+from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline_tests.webhook_receiver import Receiver
 
 PEAK_PARTITION = "2026-01-05-10:00"

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 PARTITION = "2026-01-05-10:00"
 CHUNKS = 4

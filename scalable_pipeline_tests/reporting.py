@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from scalable_pipeline.resources.quality import QualityResource
+from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline_tests.conftest import materialize_hour
 
 PUBLISHED_HOURS = ("2026-01-05-02:00", "2026-01-05-03:00")

@@ -5,11 +5,11 @@ from statistics import fmean, pstdev
 import dagster as dg
 import pytest
 
-from scalable_pipeline.decisions.gates import GATE_NAMES, Severity
-from scalable_pipeline.decisions.thresholds import GatePolicy, derive_threshold
-from scalable_pipeline.decisions.volume_anomaly import DEFAULT_VOLUME_POLICY, same_hour_partition_keys, volume_anomaly
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.resources.quality import GateSettings, QualityResource
+from scalable_pipeline.quality.gates import GATE_NAMES, Severity
+from scalable_pipeline.quality.resource import GateSettings, QualityResource
+from scalable_pipeline.quality.thresholds import GatePolicy, derive_threshold
+from scalable_pipeline.quality.volume_anomaly import DEFAULT_VOLUME_POLICY, same_hour_partition_keys, volume_anomaly
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 ADAPTIVE = GatePolicy(adaptive=True, k=2.0, min_history=3)

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from scalable_pipeline.cli import main
-from scalable_pipeline.executors import (
+from scalable_pipeline.cli.main import main
+from scalable_pipeline.execution.executors import (
     BACKEND_ENV,
     BROKER_ENV,
     EXECUTOR_ENV,
@@ -17,7 +17,7 @@ from scalable_pipeline.executors import (
     executor_choice,
     pipeline_executor,
 )
-from scalable_pipeline.worker import WorkerRefused, check_broker, redacted, worker_argv
+from scalable_pipeline.execution.worker import WorkerRefused, check_broker, redacted, worker_argv
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import multiprocessing
 import threading
 from pathlib import Path
 
-from scalable_pipeline.storage.file_lock import file_lock
-from scalable_pipeline.storage.jsonl import append_record, read_records
+from scalable_pipeline.core.file_lock import file_lock
+from scalable_pipeline.core.jsonl import append_record, read_records
 
 ROUNDS = 200
 

@@ -26,9 +26,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from scalable_pipeline.constants import PARTITION_TAG
+from scalable_pipeline.core.constants import PARTITION_TAG
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.executors import BROKER_ENV, EXECUTOR_ENV, QUEUE_ENV
+from scalable_pipeline.execution.executors import BROKER_ENV, EXECUTOR_ENV, QUEUE_ENV
 from scalable_pipeline_tests import drills
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401  (fixture)

@@ -7,7 +7,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.decisions.circuit_breaker import (
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.definitions import build_resources, defs
+from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.sources.circuit_breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -17,13 +20,10 @@ from scalable_pipeline.decisions.circuit_breaker import (
     record_failure,
     record_success,
 )
-from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.faults import FaultInjectionResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.circuit_breaker_store import CircuitOpenError, DurableCircuitBreaker
 from scalable_pipeline.sources.errors import SourceUnavailableError
-from scalable_pipeline.storage.circuit_breaker import CircuitOpenError, DurableCircuitBreaker
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import PEAK_PARTITION
 
 SETTINGS = BreakerSettings(failure_threshold=3, window_seconds=60, cooldown_seconds=30)

@@ -4,10 +4,10 @@ container, and the source recorded in the chunk plan's resource snapshot."""
 import psutil
 import pytest
 
-from scalable_pipeline.decisions.scaling import CHUNK_MEMORY_OVERHEAD
-from scalable_pipeline.machine import HostMemory, Machine, cgroup_cpu_percent, effective_cpus, effective_memory
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.storage.cgroups import CgroupV2, parse_bytes, parse_cpu_max
+from scalable_pipeline.scaling.cgroups import CgroupV2, parse_bytes, parse_cpu_max
+from scalable_pipeline.scaling.decision import CHUNK_MEMORY_OVERHEAD
+from scalable_pipeline.scaling.machine import HostMemory, Machine, cgroup_cpu_percent, effective_cpus, effective_memory
+from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
 
 GIB = 1024**3

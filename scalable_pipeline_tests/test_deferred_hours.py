@@ -7,12 +7,12 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
-from scalable_pipeline.sensors.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
+from scalable_pipeline.sources.deferred_hours_store import DeferredHours
 from scalable_pipeline.sources.errors import SourceUnavailableError
-from scalable_pipeline.storage.deferred_hours import DeferredHours
+from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
 
 NOW = datetime(2026, 3, 6, 12, 0, 5, tzinfo=timezone.utc).timestamp()
 

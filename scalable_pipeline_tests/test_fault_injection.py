@@ -5,13 +5,13 @@ import shutil
 import dagster as dg
 import pytest
 
-from scalable_pipeline.assets.processed_chunks import CHUNK_RETRY_POLICY
-from scalable_pipeline.decisions.faults import FaultPlan, chunk_fault_fires
-from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
+from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints
 from scalable_pipeline.definitions import scalable_data_processing_job
-from scalable_pipeline.resources.faults import FaultInjectionResource
-from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.events.retry import RetryLimits, retry_delay
+from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.faults.rules import FaultPlan, chunk_fault_fires
+from scalable_pipeline.processing.chunk_steps import CHUNK_RETRY_POLICY
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
 
 

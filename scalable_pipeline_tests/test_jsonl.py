@@ -1,6 +1,6 @@
 """JSON-lines logs survive a torn last line (a crash in the middle of an append)."""
 
-from scalable_pipeline.storage.jsonl import append_record, read_records
+from scalable_pipeline.core.jsonl import append_record, read_records
 
 
 def test_torn_last_line_is_skipped_and_the_next_append_starts_a_new_line(tmp_path):

@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.decisions.order_rules import classify
 from scalable_pipeline.definitions import build_resources, build_source, defs
-from scalable_pipeline.resources.source import LandingFileSource, SyntheticOrderSource
+from scalable_pipeline.processing.order_rules import classify
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.sources import landing_files
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import LandingFileError
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
 from scalable_pipeline_tests.conftest import materialize_hour
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")

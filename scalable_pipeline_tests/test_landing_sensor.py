@@ -13,14 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import LandingFileSource, PostgresOrderSource, SyntheticOrderSource
-from scalable_pipeline.sensors.landing_sensor import DIGEST_TAG, FILE_TAG, LandingRules, build_landing_sensor
-from scalable_pipeline.sensors.pipeline_sensors import source_sensors
-from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.circuit_breaker_store import DurableCircuitBreaker
+from scalable_pipeline.sources.landing_sensor import DIGEST_TAG, FILE_TAG, LandingRules, build_landing_sensor
+from scalable_pipeline.sources.resource import LandingFileSource, PostgresOrderSource, SyntheticOrderSource
+from scalable_pipeline.sources.sensors import source_sensors
 
 NOW = pd.Timestamp("2026-03-06 12:00", tz="UTC").timestamp()
 HEADER = "order_id,event_time,customer_id,region,amount,status\n"

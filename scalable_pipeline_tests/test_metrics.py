@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scalable_pipeline.alerts.messages import Alert
-from scalable_pipeline.alerts.outbox import Outbox
-from scalable_pipeline.commands.metrics import serve
-from scalable_pipeline.constants import JOB_NAME
-from scalable_pipeline.decisions.circuit_breaker import BreakerSettings
-from scalable_pipeline.storage.circuit_breaker import DurableCircuitBreaker
-from scalable_pipeline.storage.rollback_log import read_rollbacks
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.cli.metrics import serve
+from scalable_pipeline.core.constants import JOB_NAME
+from scalable_pipeline.events.messages import Alert
+from scalable_pipeline.events.outbox import Outbox
+from scalable_pipeline.publishing.rollback_log import read_rollbacks
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.sources.circuit_breaker import BreakerSettings
+from scalable_pipeline.sources.circuit_breaker_store import DurableCircuitBreaker
 from scalable_pipeline_tests.reporting import FAILED_HOUR, HOURS, PUBLISHED_HOURS, reported_instance
 
 

@@ -12,15 +12,15 @@ import dagster as dg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scalable_pipeline.cli import main
-from scalable_pipeline.commands.metrics import serve
-from scalable_pipeline.constants import JOB_NAME
-from scalable_pipeline.dagster_home import ensure_dagster_home
+from scalable_pipeline.cli.main import main
+from scalable_pipeline.cli.metrics import serve
+from scalable_pipeline.core.constants import JOB_NAME
+from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.definitions import build_definitions
-from scalable_pipeline.observed import PIPELINE_ASSETS as ASSETS
+from scalable_pipeline.observing.read_model import PIPELINE_ASSETS as ASSETS
 from scalable_pipeline.pipelines.config import CONFIG_ENV
-from scalable_pipeline.storage.rollback_log import read_rollbacks
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.rollback_log import read_rollbacks
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 EU = "eu_orders"
 PINNED = "cpu_usage_percent: 10, memory_usage_percent: 10, available_workers: 2, queue_length: 0"

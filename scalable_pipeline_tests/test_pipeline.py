@@ -13,13 +13,13 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
-from scalable_pipeline.decisions import ranges
+from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.processing import ranges
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
 
 VALID = {"placed", "paid", "shipped", "cancelled"}

@@ -12,11 +12,14 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
-from scalable_pipeline.pipelines.pool_limits import apply_pool_limits
+from scalable_pipeline.scaling.pool_limits import apply_pool_limits
 from scalable_pipeline_tests.test_pipelines import MEDIUM, PINNED, START
+
+pytestmark = pytest.mark.slow
 
 POOLS = f"""
 pools: {{chunk_processing: 2}}
@@ -37,7 +40,6 @@ RUN_JOB = f"""
 import sys
 import dagster as dg
 
-pytestmark = pytest.mark.slow
 with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
     job = dg.build_reconstructable_job("{__name__}", "configured_job", reconstructable_args=(sys.argv[2],))
     result = dg.execute_job(job, instance=instance, tags={{"dagster/partition": "{MEDIUM}"}})

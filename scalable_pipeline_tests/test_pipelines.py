@@ -10,13 +10,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.decisions.pools import FAN_OUT, FAN_OUT_PRIORITY, SINGLE_STEP
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.scaling.pools import FAN_OUT, FAN_OUT_PRIORITY, SINGLE_STEP
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import materialization_metadata
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 

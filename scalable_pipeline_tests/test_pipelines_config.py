@@ -6,8 +6,16 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
-from scalable_pipeline.cli import main
-from scalable_pipeline.decisions.pools import (
+from scalable_pipeline.cli.main import main
+from scalable_pipeline.pipelines.config import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_START,
+    PipelineConfigError,
+    config_path,
+    load_pipelines,
+)
+from scalable_pipeline.pipelines.time_rules import TimeRule, resolve
+from scalable_pipeline.scaling.pools import (
     FAN_OUT,
     FAN_OUT_PRIORITY,
     SINGLE_STEP,
@@ -16,15 +24,7 @@ from scalable_pipeline.decisions.pools import (
     pool_limits,
     processing_path,
 )
-from scalable_pipeline.decisions.time_rules import TimeRule, resolve
-from scalable_pipeline.pipelines.config import (
-    DEFAULT_CONFIG_PATH,
-    DEFAULT_START,
-    PipelineConfigError,
-    config_path,
-    load_pipelines,
-)
-from scalable_pipeline.resources.scaling import ScalingResource
+from scalable_pipeline.scaling.resource import ScalingResource
 
 TWO_PIPELINES = """
 pools: {chunk_processing: 6}

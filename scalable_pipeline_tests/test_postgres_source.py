@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg2 import sql
 
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import PostgresOrderSource
-from scalable_pipeline.sensors.db_sensor import READY_AT_TAG, build_db_sensor
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.db_sensor import READY_AT_TAG, build_db_sensor
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.postgres_orders import IncompleteLoadError, check_table_name, hour_rows, libpq_url
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.sources.resource import PostgresOrderSource
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
 
 pytestmark = [

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PIPELINE_ASSETS, materialization_metadata, materialize_hour
 
 

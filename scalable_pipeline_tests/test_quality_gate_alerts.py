@@ -12,22 +12,22 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from scalable_pipeline.alerts import outbox as outbox_module
-from scalable_pipeline.alerts.alert_log import alerts_log_path
-from scalable_pipeline.alerts.cursor import ExecutionCursor, parse_cursor
-from scalable_pipeline.alerts.evaluations import evaluation_of, failed_alerts, scan_executions
-from scalable_pipeline.alerts.messages import Alert, alert_id, alert_text
-from scalable_pipeline.alerts.outbox import CLAIMS, DELIVERED, PENDING, DeliveryPolicy, Outbox
-from scalable_pipeline.alerts.webhook import WEBHOOK_ENV, WebhookError, post_json, redact
-from scalable_pipeline.assets.gate_results import check_result
-from scalable_pipeline.decisions.gates import ratio_at_most
-from scalable_pipeline.decisions.retry import RetryLimits, retry_delay
+from scalable_pipeline.core.atomic import atomic_write_json
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.core.jsonl import read_records
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.sensors.quality_gate_alerts import build_quality_gate_alerts, quality_gate_alerts
-from scalable_pipeline.storage.atomic import atomic_write_json
-from scalable_pipeline.storage.jsonl import read_records
+from scalable_pipeline.events import outbox as outbox_module
+from scalable_pipeline.events.alert_log import alerts_log_path
+from scalable_pipeline.events.cursor import ExecutionCursor, parse_cursor
+from scalable_pipeline.events.evaluations import evaluation_of, failed_alerts, scan_executions
+from scalable_pipeline.events.messages import Alert, alert_id, alert_text
+from scalable_pipeline.events.outbox import CLAIMS, DELIVERED, PENDING, DeliveryPolicy, Outbox
+from scalable_pipeline.events.quality_gate_alerts import build_quality_gate_alerts, quality_gate_alerts
+from scalable_pipeline.events.retry import RetryLimits, retry_delay
+from scalable_pipeline.events.webhook import WEBHOOK_ENV, WebhookError, post_json, redact
+from scalable_pipeline.quality.gate_results import check_result
+from scalable_pipeline.quality.gates import ratio_at_most
+from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
 from scalable_pipeline_tests.webhook_receiver import SECRET_PATH
 
@@ -420,7 +420,7 @@ def test_concurrent_rounds_deliver_and_log_each_alert_exactly_once(data_dir, sta
 
 CRASHING_TICKER = """
 import os, sys
-from scalable_pipeline.alerts.outbox import DeliveryPolicy, Outbox
+from scalable_pipeline.events.outbox import DeliveryPolicy, Outbox
 
 def send(payload):
     os._exit(3)  # the process dies during the POST: it holds the entry's and the log's claims

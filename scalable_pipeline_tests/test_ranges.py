@@ -10,10 +10,11 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.assets import processed_chunks
-from scalable_pipeline.assets.consolidated_output import ValidPart, combine_valid_parts, summarize_valid
-from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
-from scalable_pipeline.decisions.ranges import (
+from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkTask, RangeTask
+from scalable_pipeline.processing import chunk_steps as processed_chunks
+from scalable_pipeline.processing.chunk_plan import ChunkPlan, coverage_problems, range_cuts, split_rows
+from scalable_pipeline.processing.consolidated_output import ValidPart, combine_valid_parts, summarize_valid
+from scalable_pipeline.processing.ranges import (
     MIN_SPLIT_RANGE_ROWS,
     RANGES_PER_INLINE_CHUNK,
     bounds_problems,
@@ -26,8 +27,7 @@ from scalable_pipeline.decisions.ranges import (
     repeats_of_previous,
     unique_ascending_problems,
 )
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.checkpoints import ChunkCheckpoints, ChunkTask, RangeTask
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 RNG = np.random.default_rng(7)
 

@@ -14,14 +14,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.assets.raw_volume import RAW_ROW_GROUP_SIZE
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.processing.raw_volume import RAW_ROW_GROUP_SIZE
+from scalable_pipeline.publishing.versioned_store import TableStage, VersionedStore
 from scalable_pipeline.sources import synthetic_orders
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.errors import SourceUnavailableError
-from scalable_pipeline.storage.versioned_store import TableStage, VersionedStore
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
@@ -117,7 +117,7 @@ MEASURE_RAW_VOLUME = """
 import json, resource, sys
 import dagster as dg
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 runs = []
 with dg.DagsterInstance.ephemeral() as instance:

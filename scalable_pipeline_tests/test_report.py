@@ -4,13 +4,13 @@ import re
 
 import pytest
 
-from scalable_pipeline.cli import main
-from scalable_pipeline.commands.report import write_report
-from scalable_pipeline.constants import JOB_NAME
-from scalable_pipeline.observed import check_keys, observe_hours
-from scalable_pipeline.report import charts
-from scalable_pipeline.storage.rollback_log import read_rollbacks
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.cli.main import main
+from scalable_pipeline.cli.report import write_report
+from scalable_pipeline.core.constants import JOB_NAME
+from scalable_pipeline.observing import charts
+from scalable_pipeline.observing.read_model import check_keys, observe_hours
+from scalable_pipeline.publishing.rollback_log import read_rollbacks
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.reporting import FAILED_HOUR, HOURS, PUBLISHED_HOURS, reported_instance
 
 EXTERNAL = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)

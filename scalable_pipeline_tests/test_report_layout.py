@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from scalable_pipeline.observed import GateResult, HourRecord, Materialized
-from scalable_pipeline.report import charts
+from scalable_pipeline.observing import charts
+from scalable_pipeline.observing.read_model import GateResult, HourRecord, Materialized
 
 START = datetime(2026, 1, 5)
 HOUR = timedelta(hours=1)

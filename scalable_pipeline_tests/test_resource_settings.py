@@ -4,12 +4,12 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from scalable_pipeline.decisions.circuit_breaker import BreakerSettings
-from scalable_pipeline.decisions.faults import FaultPlan
-from scalable_pipeline.decisions.settings import from_fields
-from scalable_pipeline.resources.circuit_breaker import CircuitBreakerResource
-from scalable_pipeline.resources.faults import FaultInjectionResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.core.settings import from_fields
+from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.faults.rules import FaultPlan
+from scalable_pipeline.sources.circuit_breaker import BreakerSettings
+from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline.sources.synthetic_orders import SyntheticOrdersSpec
 
 MIRRORS = [

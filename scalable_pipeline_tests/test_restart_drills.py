@@ -10,14 +10,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.decisions.chunk_plan import ChunkPlan
-from scalable_pipeline.decisions.partition_lease import BUSY, HOLD, TAKE_OVER, lease_decision
+from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints
+from scalable_pipeline.checkpoints.lease_rules import BUSY, HOLD, TAKE_OVER, lease_decision
+from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
+from scalable_pipeline.core.atomic import read_json
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.atomic import read_json
-from scalable_pipeline.storage.checkpoints import ChunkCheckpoints
-from scalable_pipeline.storage.partition_lease import PartitionLeases
+from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests import drills
 
 pytestmark = pytest.mark.slow

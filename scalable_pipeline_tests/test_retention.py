@@ -5,11 +5,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalable_pipeline.decisions.retention import versions_to_delete
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.storage import versioned_store
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.publishing import versioned_store
+from scalable_pipeline.publishing.retention import versions_to_delete
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 ASSET = "consolidated_output"

@@ -6,16 +6,16 @@ from datetime import datetime, timedelta
 import dagster as dg
 import pytest
 
-from scalable_pipeline.assets.gate_results import PIPELINE_STAGES
-from scalable_pipeline.decisions.gates import Severity
-from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.quality import GateSettings, QualityResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.partition_lease import PartitionLeases
-from scalable_pipeline.storage.rollback_log import read_rollbacks, rollback_log_path
-from scalable_pipeline.storage.versioned_store import VersionedStore, dataset_parts
+from scalable_pipeline.publishing.rollback_log import read_rollbacks, rollback_log_path
+from scalable_pipeline.publishing.versioned_store import VersionedStore, dataset_parts
+from scalable_pipeline.quality.gate_results import PIPELINE_STAGES
+from scalable_pipeline.quality.gates import Severity
+from scalable_pipeline.quality.resource import GateSettings, QualityResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
 
 PARTITION = OFF_PEAK_PARTITION

@@ -7,14 +7,14 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from scalable_pipeline.alerts.alert_log import alerts_log_path
-from scalable_pipeline.alerts.outbox import DELIVERED, PENDING, Outbox
-from scalable_pipeline.alerts.webhook import WEBHOOK_ENV
-from scalable_pipeline.constants import PIPELINE_TAG
-from scalable_pipeline.decisions.run_alerts import ALERT, AUTO_RETRY_RUN_ID_TAG, RETRIED, WAIT, WILL_RETRY_TAG, retry_verdict
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.sensors.run_failure_alerts import build_run_failure_alerts
-from scalable_pipeline.storage.jsonl import read_records
+from scalable_pipeline.core.constants import PIPELINE_TAG
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.core.jsonl import read_records
+from scalable_pipeline.events.alert_log import alerts_log_path
+from scalable_pipeline.events.outbox import DELIVERED, PENDING, Outbox
+from scalable_pipeline.events.run_alerts import ALERT, AUTO_RETRY_RUN_ID_TAG, RETRIED, WAIT, WILL_RETRY_TAG, retry_verdict
+from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
+from scalable_pipeline.events.webhook import WEBHOOK_ENV
 from scalable_pipeline_tests.test_quality_gate_alerts import Clock, closed_port_url, run_at_once
 
 PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])

@@ -8,9 +8,9 @@ import math
 import dagster as dg
 import pytest
 
-from scalable_pipeline.decisions.chunk_plan import ChunkPlan, coverage_problems, split_rows
-from scalable_pipeline.decisions.ranges import INLINE_WAVES
-from scalable_pipeline.decisions.scaling import (
+from scalable_pipeline.processing.chunk_plan import ChunkPlan, coverage_problems, split_rows
+from scalable_pipeline.processing.ranges import INLINE_WAVES
+from scalable_pipeline.scaling.decision import (
     CHUNK_MEMORY_OVERHEAD,
     DEFAULT_STEP_OVERHEAD_SECONDS,
     DEFAULT_THROUGHPUT_RECORDS_PER_SECOND,
@@ -26,7 +26,7 @@ from scalable_pipeline.decisions.scaling import (
     smallest_efficient_chunk,
     worker_slots,
 )
-from scalable_pipeline.resources.scaling import ScalingResource, chunk_pool_limit
+from scalable_pipeline.scaling.resource import ScalingResource, chunk_pool_limit
 
 GIB = 1024**3
 
@@ -145,7 +145,7 @@ def test_coverage_problems_are_named():
 
 
 def test_fingerprint_changes_with_content_boundaries_and_rules_version(monkeypatch):
-    import scalable_pipeline.decisions.chunk_plan as chunk_plan_module
+    import scalable_pipeline.processing.chunk_plan as chunk_plan_module
 
     plan = ChunkPlan("p", "v1", "path", 10, split_rows(10, 2), raw_digest="abc")
     same_content_new_version = ChunkPlan("p", "v2", "other", 10, split_rows(10, 2), raw_digest="abc")

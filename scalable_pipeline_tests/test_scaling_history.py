@@ -8,15 +8,15 @@ from statistics import median
 import dagster as dg
 import pytest
 
-from scalable_pipeline.decisions.scaling import (
+from scalable_pipeline.scaling.decision import (
     ResourceSnapshot,
     ScalingLimits,
     decide_strategy,
     estimate_run,
     execution_profile,
 )
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.throughput import measured_step_overheads, step_overheads
+from scalable_pipeline.scaling.history import measured_step_overheads, step_overheads
+from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
 
 PINNED_MACHINE = {"cpu_usage_percent": 10.0, "memory_usage_percent": 20.0, "queue_length": 0}

@@ -16,7 +16,7 @@ JOB_MODULE = textwrap.dedent(
     """
     import os
     import dagster as dg
-    from scalable_pipeline.executors import parallel_executor
+    from scalable_pipeline.execution.executors import parallel_executor
 
     @dg.op
     def where() -> int:
@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     import json
     import dagster as dg
     import psutil
-    from scalable_pipeline.executors import start_step_server
+    from scalable_pipeline.execution.executors import start_step_server
     from probe_job import job
 
     def servers():
@@ -69,14 +69,14 @@ def test_steps_fork_from_the_server_started_before_the_run(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "forkserver" in " ".join(report["server_command"])
-    assert "scalable_pipeline.step_process" in " ".join(report["server_command"])  # the project is preloaded
+    assert "scalable_pipeline.execution.step_process" in " ".join(report["server_command"])  # the project is preloaded
     assert report["step_parent_pid"] == report["server_pid"]  # the executor reused it: no second boot
     assert report["servers_after"] == [report["server_pid"]]
 
 
 def test_no_step_server_for_other_executors():
     for choice in ("in_process", "celery"):
-        probe = "import psutil; from scalable_pipeline.executors import start_step_server; start_step_server(); print(len(psutil.Process().children()))"
+        probe = "import psutil; from scalable_pipeline.execution.executors import start_step_server; start_step_server(); print(len(psutil.Process().children()))"
         env = {**os.environ, "SCALABLE_PIPELINE_EXECUTOR": choice}
         done = subprocess.run([sys.executable, "-c", probe], check=False, env=env, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout.strip()) == (0, "0"), done.stderr[-2000:]

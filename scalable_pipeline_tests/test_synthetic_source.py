@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalable_pipeline.constants import ORDER_COLUMNS, REGIONS, VALID_STATUSES
-from scalable_pipeline.resources.source import SyntheticOrderSource
+from scalable_pipeline.core.constants import ORDER_COLUMNS, REGIONS, VALID_STATUSES
 from scalable_pipeline.sources import synthetic_orders
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 PEAK = pd.Timestamp("2026-03-10 14:00", tz="UTC")
 OFF_PEAK = pd.Timestamp("2026-03-10 22:00", tz="UTC")

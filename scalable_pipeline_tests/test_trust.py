@@ -4,14 +4,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.cli import main
+from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
+from scalable_pipeline.cli.main import main
+from scalable_pipeline.core.paths import InvalidPartitionKey, UnsafeName, partition_dirname, under_root
 from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.jobs.rollback_partition import ROLLBACK_JOB_NAME
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.source import SyntheticOrderSource
-from scalable_pipeline.storage.partition_lease import PartitionLeases
-from scalable_pipeline.storage.paths import InvalidPartitionKey, UnsafeName, partition_dirname, under_root
-from scalable_pipeline.storage.versioned_store import VersionedStore
+from scalable_pipeline.publishing.rollback_partition import ROLLBACK_JOB_NAME
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PIPELINE_ASSETS, materialization_metadata, materialize_hour
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 

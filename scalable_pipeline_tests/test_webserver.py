@@ -19,8 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from scalable_pipeline.constants import HOURLY_PARTITIONS
-from scalable_pipeline.dagster_home import PROJECT_DAGSTER_YAML
+from scalable_pipeline.core.constants import HOURLY_PARTITIONS
+from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
 
 pytestmark = pytest.mark.slow

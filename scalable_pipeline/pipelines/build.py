@@ -16,10 +16,10 @@ from typing import Any
 
 import dagster as dg
 
-from scalable_pipeline.constants import StepContext
-from scalable_pipeline.decisions.pools import reserved_pool
-from scalable_pipeline.decisions.time_rules import resolve
+from scalable_pipeline.core.constants import StepContext
 from scalable_pipeline.pipelines.config import PipelineSpec
+from scalable_pipeline.pipelines.time_rules import resolve
+from scalable_pipeline.scaling.pools import reserved_pool
 
 # Resources each pipeline has its own of (under "<name>__<key>" unless it is the unprefixed pipeline).
 PIPELINE_RESOURCES = ("source", "scaling", "quality", "data_store", "versioned_store_io_manager")

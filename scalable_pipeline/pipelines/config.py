@@ -16,13 +16,13 @@ import dagster as dg
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scalable_pipeline.constants import CHUNK_POOL, FIRST_HOUR, HOURLY_PARTITIONS
-from scalable_pipeline.decisions.partition_keys import PARTITION_FORMAT
-from scalable_pipeline.decisions.pools import PoolUse, pool_limits
-from scalable_pipeline.decisions.time_rules import WEEKDAYS, TimeRule
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import LandingFileSource, OrderSource, PostgresOrderSource, SyntheticOrderSource
+from scalable_pipeline.core.constants import CHUNK_POOL, FIRST_HOUR, HOURLY_PARTITIONS
+from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.pipelines.time_rules import WEEKDAYS, TimeRule
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.pools import PoolUse, pool_limits
+from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, PostgresOrderSource, SyntheticOrderSource
 
 CONFIG_ENV = "SCALABLE_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"

@@ -6,20 +6,20 @@ from typing import Any, TypeVar, cast
 
 import dagster as dg
 
-from scalable_pipeline.assets.chunk_partitions import build_chunk_partitions
-from scalable_pipeline.assets.consolidated_output import build_consolidated_output
-from scalable_pipeline.assets.processing_paths import build_processed_chunks
-from scalable_pipeline.assets.raw_volume import build_raw_volume
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.events.late_hour_alerts import with_freshness
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.pipelines.config import SOURCE_KINDS, PipelineSpec
-from scalable_pipeline.resources.data_store import DataStoreResource
-from scalable_pipeline.resources.quality import QualityResource
-from scalable_pipeline.resources.scaling import ScalingResource
-from scalable_pipeline.resources.source import OrderSource
-from scalable_pipeline.sensors.deferred_hours import build_deferring_schedule
-from scalable_pipeline.sensors.late_hour_alerts import with_freshness
-from scalable_pipeline.sensors.pipeline_sensors import pipeline_sensors
-from scalable_pipeline.storage.io_manager import store_io_manager
+from scalable_pipeline.processing.chunk_partitions import build_chunk_partitions
+from scalable_pipeline.processing.consolidated_output import build_consolidated_output
+from scalable_pipeline.processing.processed_chunks import build_processed_chunks
+from scalable_pipeline.processing.raw_volume import build_raw_volume
+from scalable_pipeline.publishing.io_manager import store_io_manager
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.sources.deferred_hours import build_deferring_schedule
+from scalable_pipeline.sources.resource import OrderSource
+from scalable_pipeline.sources.sensors import pipeline_sensors
 
 R = TypeVar("R", bound=dg.ConfigurableResource)
 

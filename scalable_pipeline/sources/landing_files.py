@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from scalable_pipeline.constants import ORDER_COLUMNS
+from scalable_pipeline.core.constants import ORDER_COLUMNS
+from scalable_pipeline.core.regular_file import open_regular_file
 from scalable_pipeline.sources.errors import SourceUnavailableError
-from scalable_pipeline.storage.regular_file import open_regular_file
 
 DEFAULT_PATTERN = "{date}/{hour:02d}.parquet"
 FILE_TYPES = (".csv", ".parquet")

@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from scalable_pipeline.constants import ORDER_COLUMNS
+from scalable_pipeline.core.constants import ORDER_COLUMNS
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import order_records, whole_int64
 from scalable_pipeline.sources.postgres_tables import BATCH_ROWS, READY_SUFFIX, Marker, check_table_name

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalable_pipeline.constants import PEAK_HOURS, REGIONS, VALID_STATUSES
+from scalable_pipeline.core.constants import PEAK_HOURS, REGIONS, VALID_STATUSES
 
 PEAK_VOLUME = (8_000, 12_000)
 OFF_PEAK_VOLUME = (1_000, 3_000)

@@ -1,1 +1,0 @@
-"""The command line's subcommands, one module each; ``cli.py`` assembles them (each module's ``register``)."""

@@ -1,0 +1,69 @@
+"""The data root: where every table, checkpoint and log of the pipeline lives, and who may write a partition."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from scalable_pipeline.checkpoints.partition_lease import PartitionBusyError, PartitionLeases
+from scalable_pipeline.core.constants import DATA_DIR_ENV, StepContext
+from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
+from scalable_pipeline.publishing.versioned_store import KEEP_VERSIONS, STAGING_GRACE_SECONDS, VersionedStore
+
+
+def default_data_dir() -> Path:
+    """``$SCALABLE_PIPELINE_DATA_DIR``, else ``$DAGSTER_HOME/scalable_pipeline_data``."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    dagster_home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
+    return Path(dagster_home) / "scalable_pipeline_data"
+
+
+class DataStoreResource(dg.ConfigurableResource):
+    """Versioned tables under one root directory (default from the environment, see README)."""
+
+    data_dir: str | None = None
+    pipeline: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="A configured pipeline's own folder under the data root (pipelines/<name>); unset: the root itself.",
+    )
+    keep_versions: int = Field(
+        default=KEEP_VERSIONS, ge=1, description="Published-good versions kept per asset partition (the published one included)."
+    )
+    staging_grace_seconds: float = Field(
+        default=STAGING_GRACE_SECONDS,
+        ge=0,
+        description="Age after which a never-published (staged) version counts as abandoned and is deleted.",
+    )
+
+    @property
+    def root(self) -> Path:
+        base = Path(self.data_dir) if self.data_dir else default_data_dir()
+        return base / "pipelines" / self.pipeline if self.pipeline else base
+
+    def store(self) -> VersionedStore:
+        return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
+
+    def hold_partition(self, context: StepContext, partition: str) -> str:
+        """Check ``partition`` is an hourly partition key and take (or keep) its lease for this run.
+
+        Every step that writes under a partition calls this first: a bad key, or a partition another
+        active run is writing, fails the step before anything is written (no retry would help).
+        """
+        try:
+            require_partition_key(partition)
+            PartitionLeases(self.root).acquire(partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id))
+        except (InvalidPartitionKey, PartitionBusyError) as error:
+            raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
+        return partition
+
+    def release_partition(self, context: StepContext, partition: str) -> None:
+        """Give the partition's lease back once this run has written its last output."""
+        PartitionLeases(self.root).release(partition, context.run.run_id)
+
+
+def run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    run = instance.get_run_by_id(run_id)
+    return run.status.value if run else None

@@ -1,1 +1,0 @@
-"""Pure decision functions: no Dagster, no I/O, tested on their own."""

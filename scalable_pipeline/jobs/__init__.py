@@ -1,1 +1,0 @@
-"""Op jobs that are not asset materializations (operations on stored data)."""

@@ -1,0 +1,116 @@
+"""chunk_partitions: the chunk plan for the hour, sized by the scaling resource."""
+
+import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
+
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.pipelines.build import PipelineBuild
+from scalable_pipeline.processing.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
+from scalable_pipeline.processing.descriptions import CHUNK_PARTITIONS, chunk_plan_table
+from scalable_pipeline.processing.ranges import inline_ranges, range_count, range_sources
+from scalable_pipeline.publishing.versioned_store import StoredVersion
+from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.quality.gates import all_true
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.resource import ScalingResource
+
+# Row groups whose order_ids are read to place the range cut points (32 x 50,000 ids at most).
+SAMPLE_ROW_GROUPS = 32
+
+
+def bytes_per_record(metadata: pq.FileMetaData) -> float:
+    """Uncompressed in-memory bytes per row, read from the Parquet footer (no data loaded)."""
+    total = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    return total / metadata.num_rows if metadata.num_rows else 0.0
+
+
+def order_id_sample(parquet: pq.ParquetFile, max_groups: int = SAMPLE_ROW_GROUPS) -> np.ndarray:
+    """The order_ids of up to ``max_groups`` row groups spread evenly over the file (one column, a few MB)."""
+    groups = parquet.metadata.num_row_groups
+    picks = min(groups, max_groups)
+    chosen = sorted({(i * groups) // picks for i in range(picks)})
+    return parquet.read_row_groups(chosen, columns=["order_id"])["order_id"].to_numpy() if chosen else np.array([], np.int64)
+
+
+def raw_row_group_rows(metadata: pq.FileMetaData) -> int:
+    return metadata.row_group(0).num_rows if metadata.num_row_groups else 1
+
+
+def chunk_id_bounds(metadata: pq.FileMetaData, chunks: tuple[ChunkSpec, ...]) -> list[tuple[int, int] | None]:
+    """Each chunk's smallest and largest order_id, from the statistics of the row groups it reads (footer
+    only); None where a row group has no statistics."""
+    column = metadata.schema.to_arrow_schema().get_field_index("order_id")
+    groups, first_row = [], 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        stats = group.column(column).statistics
+        groups.append((first_row, first_row + group.num_rows, (stats.min, stats.max) if stats and stats.has_min_max else None))
+        first_row += group.num_rows
+    bounds: list[tuple[int, int] | None] = []
+    for chunk in chunks:
+        overlapping = [b for start, stop, b in groups if start < chunk.stop_row and stop > chunk.start_row]
+        known = [b for b in overlapping if b is not None]
+        if len(known) < len(overlapping):
+            bounds.append(None)
+        else:
+            bounds.append((min(b[0] for b in known), max(b[1] for b in known)) if known else (1, 0))
+    return bounds
+
+
+CHECKS = [
+    gate_spec("chunk_partitions", "chunk_plan_covers_raw", "Chunks cover every raw record exactly once."),
+    gate_spec("chunk_partitions", "plan_lineage", LINEAGE_GATE_DESCRIPTION),
+]
+
+
+def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
+    return pipeline.asset(
+        chunk_partitions,
+        ins=["raw_volume"],
+        kinds={"python"},
+        description=CHUNK_PARTITIONS,
+        check_specs=pipeline.check_specs(CHECKS),
+    )
+
+
+def chunk_partitions(
+    context: dg.AssetExecutionContext,
+    raw_volume: StoredVersion,
+    scaling: ScalingResource,
+    data_store: DataStoreResource,
+    quality: QualityResource,
+):
+    """Measure the machine, decide the strategy, split the raw hour this run produced into row ranges."""
+    partition = data_store.hold_partition(context, context.partition_key)
+    store = data_store.store()
+    raw = raw_volume
+    parquet = pq.ParquetFile(raw.path)  # its footer, read once, serves every figure below
+    total_records = parquet.metadata.num_rows
+    row_bytes = bytes_per_record(parquet.metadata)
+    strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
+    chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
+    cuts = range_cuts(order_id_sample(parquet), range_count(total_records, len(chunks), strategy.parallel_tasks))
+    sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
+    inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
+    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)
+    staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
+    verdicts = [
+        all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
+        lineage_gate("plan_lineage", store, staged),
+    ]
+    yield from audit_then_publish(context, store, staged, verdicts, quality)
+    yield dg.Output(
+        staged,
+        metadata={
+            **strategy.as_metadata(),
+            "chunk_count": len(plan.chunks),
+            "chunk_plan": chunk_plan_table(plan),
+            "range_count": plan.range_count,
+            "ranges_in_chunk_steps": len(plan.inline_ranges),
+            "bytes_per_record": round(row_bytes, 2),
+            "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),
+            "plan_fingerprint": plan.fingerprint,
+            "raw_version": raw.version,
+        },
+    )

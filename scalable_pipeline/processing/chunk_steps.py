@@ -1,0 +1,403 @@
+"""processed_chunks: two fan-outs over the hour, no step holding more than its own share of it.
+
+1. A chunk step reads its row range of the raw version, judges every row by the validity rules and
+   splits the rows by the plan's order_id ranges (the shuffle), checkpointing one Arrow file per range.
+2. A range step reads its range from every chunk, sorts it by (order_id, raw row), marks later rows of
+   an id as duplicates (first in raw order wins) and checkpoints the range as Parquet.
+3. The collector audits the counts and publishes the ranges, in order, as one dataset version.
+
+The result equals the whole-hour computation whatever the chunking: every row of an id lands in the
+same range, so de-duplication inside a range is de-duplication across the hour.
+"""
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
+from scalable_pipeline.core.constants import HOURLY_PARTITIONS, ORDER_COLUMNS
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.processing.order_rules import (
+    DUPLICATE_CODE,
+    RAW_ROW_COLUMN,
+    REASON_COLUMN,
+    reason_names,
+    validity_codes,
+)
+from scalable_pipeline.processing.ranges import bounds_problems, range_split, ready_ranges, repeats_of_previous
+from scalable_pipeline.publishing.versioned_store import read_row_range
+from scalable_pipeline.quality.gate_history import ratio_gate
+from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
+from scalable_pipeline.quality.gates import all_true
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.decision import executor_kind
+from scalable_pipeline.scaling.history import EXECUTOR_KEY, OVERHEAD_KEY, run_step_overhead
+
+ASSET = "processed_chunks"
+GATES = [
+    gate_spec(
+        ASSET, "invalid_ratio", "Share of de-duplicated rows that break a validity rule, at most quality.max_invalid_ratio."
+    ),
+    gate_spec(
+        ASSET, "duplicate_ratio", "Share of raw rows that repeat an earlier order_id, at most quality.max_duplicate_ratio."
+    ),
+    gate_spec(
+        ASSET,
+        "chunks_complete",
+        "Every chunk and range of the plan processed, under the plan's fingerprint; rows in = raw rows; ranges hold only their ids.",
+    ),
+    gate_spec(ASSET, "chunks_lineage", LINEAGE_GATE_DESCRIPTION),
+]
+# Transient errors in a chunk or range step are retried by Dagster, with exponential backoff and jitter.
+CHUNK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# The shuffle carries each row's validity code (see order_rules.REASONS); the range step turns it into the reason.
+CODE_COLUMN = "reason_code"
+# The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's
+# parts). Its leading "_" keeps dataset readers (pyarrow.dataset, DuckDB's globs) from reading it as more rows.
+VALID_VIEW = "_valid"
+Task = ChunkTask | RangeTask
+
+
+def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    window = HOURLY_PARTITIONS.time_window_for_partition_key(partition_key)
+    return pd.Timestamp(window.start), pd.Timestamp(window.end)
+
+
+def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
+    return [
+        RangeTask(plan.partition_key, plan.fingerprint, r, plan.sources_of(r), plan.raw_path) for r in range(plan.range_count)
+    ]
+
+
+def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
+    ranges = range_tasks(plan)
+    return [
+        ChunkTask(
+            plan.partition_key,
+            plan.fingerprint,
+            plan.raw_path,
+            c.index,
+            c.start_row,
+            c.stop_row,
+            plan.range_cuts,
+            tuple(ranges[r] for r in plan.inline_ranges if c.index in ranges[r].sources),
+        )
+        for c in plan.chunks
+    ]
+
+
+def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
+    """Read only the chunk's rows, judge each by the validity rules, split them by order_id range.
+
+    The rules are judged on a second thread while this one groups the rows by range (Arrow's kernels
+    release the GIL): a chunk step keeps both cores busy here too."""
+    started = time.perf_counter()
+    table = read_row_range(task.raw_path, task.start_row, task.stop_row)
+    with ThreadPoolExecutor(1) as judge:
+        judging = judge.submit(validity_codes, table, *hour_window(task.partition_key))
+        order, counts = range_split(table["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
+        grouped = table.take(pa.array(order))
+        codes = judging.result()
+    grouped = grouped.append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row)).append_column(
+        CODE_COLUMN, pa.array(codes[order])
+    )
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    parts = [grouped.slice(int(offsets[r]), int(counts[r])) for r in range(len(counts))]
+    seconds = time.perf_counter() - started
+    result = ChunkResult(
+        index=task.index,
+        plan_fingerprint=task.plan_fingerprint,
+        rows_in=len(table),
+        invalid=int(np.count_nonzero(codes)),
+        seconds=round(seconds, 6),
+        records_per_second=round(len(table) / seconds, 1) if seconds else 0.0,
+        range_rows=tuple(int(count) for count in counts),
+    )
+    return parts, result
+
+
+def decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with its dictionary columns (text read as dictionaries) back in ``schema``'s types."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type) and field.name in schema.names:
+            table = table.set_column(index, field.name, table[field.name].cast(schema.field(field.name).type))
+    return table
+
+
+def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, RangeResult]:
+    """Sort the range by (order_id, raw row), mark repeats as duplicates, count and total it; also its valid
+    rows in the raw record's columns and types."""
+    started = time.perf_counter()
+    # The parts arrive in chunk order, each in raw order, so a stable sort by id keeps raw order within an id.
+    # (numpy's stable sort is a merge of runs: fast when the ids arrive mostly in order, as hours usually do)
+    table = table.take(pa.array(np.argsort(table["order_id"].to_numpy(), kind="stable")))
+    ids = table["order_id"].to_numpy()
+    repeated = repeats_of_previous(ids)
+    codes = np.where(repeated, np.int8(DUPLICATE_CODE), table[CODE_COLUMN].to_numpy()).astype(np.int8)
+    table = table.drop_columns([CODE_COLUMN]).append_column(REASON_COLUMN, reason_names(codes))
+    raw_schema = pq.read_schema(task.raw_path)
+    valid = decoded(table.filter(pa.array(codes == 0)).select(ORDER_COLUMNS), raw_schema).cast(raw_schema)
+    table = decoded(table, raw_schema)
+    duplicates = int(np.count_nonzero(repeated))
+    result = RangeResult(
+        index=task.index,
+        plan_fingerprint=task.plan_fingerprint,
+        path="",
+        valid_path="",
+        rows_in=len(table),
+        valid=len(valid),
+        invalid=len(table) - len(valid) - duplicates,
+        duplicates=duplicates,
+        seconds=round(time.perf_counter() - started, 6),
+        min_order_id=int(ids[0]) if len(ids) else None,
+        max_order_id=int(ids[-1]) if len(ids) else None,
+    )
+    return table, valid, result
+
+
+def chunk_failure_message(what: str, partition: str, attempts: int, error: Exception, checkpoint_dir: str) -> str:
+    return (
+        f"{what} of partition {partition} failed after {attempts} attempt(s): {type(error).__name__}: {error}. "
+        f"The other steps are not affected: they finish and are checkpointed under {checkpoint_dir}; nothing is "
+        "published for this hour until every chunk and range succeeds. Resume: re-execute this run from failure "
+        "(UI: Re-execute > From failure; Python: dg.ReexecutionOptions.from_failure), which re-runs only the failed "
+        f"steps and what follows them, or launch a new run of partition {partition}, which reuses every finished step."
+    )
+
+
+def final_attempt(context: dg.OpExecutionContext, what: str, partition: str, error: Exception, checkpoint_dir: str) -> Exception:
+    """The error to raise: the original one while RetryPolicy has attempts left, else a descriptive Failure."""
+    if context.retry_number < CHUNK_RETRY_POLICY.max_retries:
+        return error
+    attempts = context.retry_number + 1
+    return dg.Failure(
+        description=chunk_failure_message(what, partition, attempts, error, checkpoint_dir),
+        metadata={"step": what, "attempts": attempts, "checkpoints": checkpoint_dir},
+        allow_retries=False,
+    )
+
+
+def pending_steps(
+    context: dg.OpExecutionContext,
+    data_store: DataStoreResource,
+    partition: str,
+    tasks: Sequence[Task],
+    load: Callable,
+    kind: str,
+) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per task still to compute; tasks already checkpointed for this plan start no step."""
+    data_store.hold_partition(context, partition)
+    pending = [task for task in tasks if load(task) is None]
+    context.log.info(f"{len(pending)} of {len(tasks)} {kind} steps to compute; the rest are checkpointed")
+    for task in pending:
+        yield dg.DynamicOutput(task, mapping_key=f"{kind}_{task.index:05d}")
+
+
+def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
+    """One dynamic output per chunk still to compute."""
+    load = ChunkCheckpoints(data_store.root).load_chunk
+    yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
+
+
+def judge_and_save_ranges(
+    checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask], read: Callable[[RangeTask], pa.Table] | None = None
+) -> list[RangeResult]:
+    """Judge each range (its rows from ``read``, by default its shuffle files) while the previous one is
+    written (Parquet encoding releases the GIL), so one step keeps two cores busy and holds at most two ranges."""
+    read = read or checkpoints.read_range_parts
+    results: list[RangeResult] = []
+    with ThreadPoolExecutor(1) as writer:
+        writing: Future[RangeResult] | None = None
+        for task in tasks:
+            judged = judge_range(read(task), task)
+            if writing is not None:
+                results.append(writing.result())
+            writing = writer.submit(checkpoints.save_range, task, *judged)
+        if writing is not None:
+            results.append(writing.result())
+    return results
+
+
+def compute_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
+    """Each range's checkpoint, or the range judged and saved (``judge_and_save_ranges``), in ``tasks``' order."""
+    results = {task.index: checkpoints.load_range(task) for task in tasks}
+    fresh = judge_and_save_ranges(checkpoints, [task for task in tasks if results[task.index] is None])
+    results.update((result.index, result) for result in fresh)
+    return [result for result in results.values() if result is not None]
+
+
+def shuffle_chunk(checkpoints: ChunkCheckpoints, task: ChunkTask) -> tuple[ChunkResult, list[RangeResult]]:
+    """The chunk's checkpoint, or: split the chunk by range, judge and save straight from memory the inline
+    ranges it alone feeds (no shuffle file written and read back), then checkpoint its parts of the others.
+    Those ranges are saved before the chunk's checkpoint, so a done chunk never lacks a part still needed."""
+    done = checkpoints.load_chunk(task)
+    if done is not None:
+        return done, []
+    parts, result = split_chunk(task)
+    own = [r for r in task.inline if r.sources == (task.index,)]
+    ranges = judge_and_save_ranges(checkpoints, [r for r in own if checkpoints.load_range(r) is None], lambda r: parts[r.index])
+    return checkpoints.save_chunk(task, parts, result, kept={r.index for r in own}), ranges
+
+
+def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpoints, task: ChunkTask) -> list[RangeResult]:
+    """Process the chunk's inline ranges whose source chunks are now all done, each claimed first: a range
+    is processed by one chunk step, or (claim left by a crashed step) by the range fan-out."""
+    sources = {r.index: r.sources for r in task.inline}
+    wanted = {chunk for chunks in sources.values() for chunk in chunks} - {task.index}
+    done = checkpoints.chunks_done(task.partition_key, task.plan_fingerprint, wanted)
+    ready = set(ready_ranges(task.index, sources, done))
+    claimed = [  # not checkpointed: checked just before the claim
+        r
+        for r in task.inline
+        if r.index in ready and checkpoints.load_range(r) is None and checkpoints.claim_range(r, context.run.run_id)
+    ]
+    return judge_and_save_ranges(checkpoints, claimed)
+
+
+def process_chunk(
+    context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
+) -> ChunkResult:
+    """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint); then process the
+    ranges it completes, when the plan lets chunk steps do so."""
+    data_store.hold_partition(context, task.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    try:
+        faults.before_chunk(context, task.index)
+        result, own = shuffle_chunk(checkpoints, task)
+        ranges = own + ranges_after_chunk(context, checkpoints, task)
+        result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
+    except Exception as error:
+        what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
+        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+        raise final_attempt(context, what, task.partition_key, error, plan_dir) from error
+    context.add_output_metadata(result.as_metadata())
+    return result
+
+
+def fan_out_ranges(
+    context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult], data_store: DataStoreResource
+):
+    """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
+    load = ChunkCheckpoints(data_store.root).load_range
+    yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
+
+
+def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: DataStoreResource) -> RangeResult:
+    """De-duplicate and sort one order_id range of the hour (or reuse its checkpoint)."""
+    data_store.hold_partition(context, task.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    try:
+        (result,) = compute_ranges(checkpoints, [task])
+    except Exception as error:
+        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+        raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error
+    context.add_output_metadata(result.as_metadata())
+    return result
+
+
+def completeness_problems(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeResult]) -> list[str]:
+    """What is missing, foreign or inconsistent among the plan's chunk and range results."""
+    problems = []
+    for kind, results, expected in (("chunks", chunks, len(plan.chunks)), ("ranges", ranges, plan.range_count)):
+        missing = sorted(set(range(expected)) - {r.index for r in results})
+        if missing:
+            problems.append(f"{kind} {missing} have no result")
+        foreign = [r.index for r in results if r.plan_fingerprint != plan.fingerprint]
+        if foreign:
+            problems.append(f"{kind} {foreign} were computed for another plan than {plan.fingerprint}")
+        rows_in = sum(r.rows_in for r in results)
+        if rows_in != plan.total_records:
+            problems.append(f"{kind} hold {rows_in} rows, the raw hour has {plan.total_records}")
+    for result in ranges:
+        problems += bounds_problems(result.index, plan.range_cuts, result.min_order_id, result.max_order_id)
+    return problems
+
+
+def all_results(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeResult], checkpoints: ChunkCheckpoints):
+    """This run's results plus the checkpointed ones of every other chunk and range of the plan."""
+    done_chunks, done_ranges = {r.index for r in chunks}, {r.index for r in ranges}
+    reused_chunks = [checkpoints.load_chunk(t) for t in chunk_tasks(plan) if t.index not in done_chunks]
+    reused_ranges = [checkpoints.load_range(t) for t in range_tasks(plan) if t.index not in done_ranges]
+    return (
+        sorted([*chunks, *(r for r in reused_chunks if r)], key=lambda r: r.index),
+        sorted([*ranges, *(r for r in reused_ranges if r)], key=lambda r: r.index),
+    )
+
+
+@dataclass(frozen=True)
+class PathResults:
+    """What one processing path computed: its name and every chunk and range result of this run."""
+
+    path: str
+    chunks: list[ChunkResult]
+    ranges: list[RangeResult]
+
+
+def collect_ranges(
+    context: dg.OpExecutionContext,
+    chunk_plan: ChunkPlan,
+    paths: list[PathResults],
+    quality: QualityResource,
+    data_store: DataStoreResource,
+):
+    """Fan-in of the one path that ran (the others were skipped): every range of this run's plan, audited,
+    published in order as one dataset version."""
+    started = time.perf_counter()
+    (ran,) = paths
+    processing_path, chunk_results, range_results = ran.path, ran.chunks, ran.ranges
+    partition = data_store.hold_partition(context, chunk_plan.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)
+    rows, valid = sum(r.rows_in for r in ranges), sum(r.valid for r in ranges)
+    invalid, duplicates = sum(r.invalid for r in ranges), sum(r.duplicates for r in ranges)
+    store = data_store.store()
+    stage = store.stage_dataset(ASSET, partition, context.run.run_id, chunk_plan.raw_digest)
+    for result in ranges:
+        stage.add_file(result.path)
+        stage.add_file(result.valid_path, VALID_VIEW)
+    staged = stage.commit()
+    verdicts = [
+        ratio_gate(
+            context, quality, ASSET, "invalid_ratio", invalid, rows - duplicates, quality.max_invalid_ratio, "invalid rows"
+        ),
+        ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, rows, quality.max_duplicate_ratio, "duplicate rows"),
+        all_true("chunks_complete", completeness_problems(chunk_plan, chunks, ranges), "chunk completeness"),
+        lineage_gate("chunks_lineage", store, staged),
+    ]
+    computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
+    computed_seconds = sum(r.seconds for r in computed)
+    fresh = {r.index for r in range_results} | {index for r in chunk_results for index in r.ranges_done}
+    range_seconds = sum(r.seconds for r in ranges if r.index in fresh)
+    compute_seconds = computed_seconds + range_seconds
+    metadata = {
+        "rows_in": rows,
+        "valid": valid,
+        "invalid": invalid,
+        "duplicates": duplicates,
+        "chunks": len(chunks),
+        "chunks_reused": len(chunks) - len(computed),
+        "ranges": len(ranges),
+        "ranges_reused": len(ranges) - len(fresh),
+        "ranges_in_chunk_steps": sum(len(r.ranges_done) for r in chunk_results),
+        "chunk_seconds_total": round(computed_seconds, 3),
+        "range_seconds_total": round(range_seconds, 3),
+        "collect_seconds": round(time.perf_counter() - started, 3),
+        "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
+        "plan_fingerprint": chunk_plan.fingerprint,
+        "processing_path": processing_path,
+        EXECUTOR_KEY: executor_kind(context.job_def.executor_def.name),
+        OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
+    }
+    yield from audit_then_publish(context, store, staged, verdicts, quality)
+    yield dg.Output(staged, "result", metadata=metadata)
+    checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
+    checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale

@@ -1,0 +1,157 @@
+"""processed_chunks per pipeline, branching by volume into three paths that publish the same result.
+
+``route_hour`` yields the plan on one of three optional outputs (``decisions/pools.processing_path``):
+
+- ``single_step``: an hour below ``scaling.single_step_below`` records runs every chunk and range in one
+  step (``process_hour``), no fan-out;
+- ``fan_out``: one step per chunk, then one per order_id range, in the pipeline's pool;
+- ``fan_out_priority``: above ``scaling.priority_above``, the chunk and range steps run at a higher step
+  priority, and the chunks spread over the pipeline's reserved pool and its shared pool by their free slots.
+
+The paths not taken show as skipped in the run. ``collect_ranges`` takes the one path that ran (a fan-in
+of the three, two of them skipped), audits and publishes it, so every path publishes the same whole-hour
+result.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
+from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.pipelines.build import PRIORITY_STEP_TAGS, PipelineBuild
+from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.processing.chunk_steps import (
+    ASSET,
+    CHUNK_RETRY_POLICY,
+    GATES,
+    PathResults,
+    chunk_tasks,
+    collect_ranges,
+    compute_ranges,
+    fan_out_chunks,
+    fan_out_ranges,
+    final_attempt,
+    pending_steps,
+    process_chunk,
+    process_range,
+    range_tasks,
+    shuffle_chunk,
+)
+from scalable_pipeline.processing.descriptions import PROCESSED_CHUNKS
+from scalable_pipeline.scaling.pools import (
+    FAN_OUT,
+    FAN_OUT_PRIORITY,
+    PROCESSING_PATHS,
+    SINGLE_STEP,
+    assign_pools,
+    processing_path,
+)
+from scalable_pipeline.scaling.resource import ScalingResource
+
+RESERVED, SHARED = "reserved", "shared"
+
+
+def route_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, scaling: ScalingResource):
+    """The plan on the output of the hour's path (the others stay empty, so their steps are skipped)."""
+    path = processing_path(chunk_plan.total_records, scaling.single_step_below, scaling.priority_above)
+    context.log.info(
+        f"{chunk_plan.total_records} records -> {path} "
+        f"(single_step_below={scaling.single_step_below}, priority_above={scaling.priority_above})"
+    )
+    yield dg.Output(chunk_plan, path)
+
+
+def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource) -> PathResults:
+    """Every chunk, then every range of the plan, in this one step (or reuse their checkpoints)."""
+    partition = data_store.hold_partition(context, chunk_plan.partition_key)
+    checkpoints = ChunkCheckpoints(data_store.root)
+    try:
+        shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
+        own = [result for _, results in shuffled for result in results]
+        done = {result.index for result in own}
+        ranges = own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
+        chunks = [chunk for chunk, _ in shuffled]
+    except Exception as error:
+        plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
+        raise final_attempt(context, "the single step", partition, error, plan_dir) from error
+    return PathResults(SINGLE_STEP, chunks, ranges)
+
+
+def fan_out_priority_chunks(
+    context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource, scaling: ScalingResource
+):
+    """The chunks still to compute, spread over the reserved and the shared pool by their free slots now."""
+    load = ChunkCheckpoints(data_store.root).load_chunk
+    pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
+    free = [
+        (RESERVED if pool == scaling.reserved_pool else SHARED, len(pending) if slots is None else slots)  # None: no limit
+        for pool, slots in scaling.free_slots(context.instance)
+    ]
+    context.log.info(f"free slots now: {dict(free)}")
+    for step, output in zip(pending, assign_pools(len(pending), free), strict=True):
+        yield dg.DynamicOutput(step.value, mapping_key=step.mapping_key, output_name=output)
+
+
+def join_chunk_results(reserved: list[ChunkResult], shared: list[ChunkResult]) -> list[ChunkResult]:
+    return sorted([*reserved, *shared], key=lambda result: result.index)
+
+
+def fan_out_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
+    return PathResults(FAN_OUT, chunk_results, range_results)
+
+
+def priority_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
+    return PathResults(FAN_OUT_PRIORITY, chunk_results, range_results)
+
+
+def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
+    """The graph asset of ``pipeline``: route, the three paths, collect."""
+    gates = pipeline.check_specs(GATES)
+    gate_outputs = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in gates}
+    op = pipeline.op
+    chunk_step: dict[str, Any] = {"retry_policy": CHUNK_RETRY_POLICY, "pool": pipeline.pool}
+    priority_step: dict[str, Any] = {**chunk_step, "tags": PRIORITY_STEP_TAGS}
+    route = op(route_hour, out={path: dg.Out(ChunkPlan, is_required=False) for path in PROCESSING_PATHS})
+    single = op(process_hour, **chunk_step)
+    chunks_out, ranges_out = op(fan_out_chunks, out=dg.DynamicOut(ChunkTask)), op(fan_out_ranges, out=dg.DynamicOut(RangeTask))
+    chunk, range_step = op(process_chunk, **chunk_step), op(process_range, **chunk_step)
+    fan_done = op(fan_out_results)
+    priority_out = op(fan_out_priority_chunks, out={RESERVED: dg.DynamicOut(ChunkTask), SHARED: dg.DynamicOut(ChunkTask)})
+    reserved_chunk = op(
+        process_chunk, name="process_chunk_reserved", **{**priority_step, "pool": pipeline.reserved_pool or pipeline.pool}
+    )
+    priority_chunk = op(process_chunk, name="process_chunk_priority", **priority_step)
+    priority_ranges_out = op(fan_out_ranges, name="fan_out_ranges_priority", out=dg.DynamicOut(RangeTask))
+    priority_range = op(process_range, name="process_range_priority", **priority_step)
+    join_chunks, priority_done = op(join_chunk_results), op(priority_results)
+    collect = op(collect_ranges, out={"result": dg.Out(io_manager_key=pipeline.io_manager_key), **gate_outputs})
+
+    @dg.graph_asset(
+        name=ASSET,
+        key_prefix=list(pipeline.spec.key_prefix),
+        ins=pipeline.ins("chunk_partitions"),
+        partitions_def=pipeline.partitions_def,
+        group_name=pipeline.group,
+        check_specs=gates,
+        kinds={"pandas", "parquet"},
+        description=PROCESSED_CHUNKS,
+    )
+    def processed_chunks(chunk_partitions: ChunkPlan):
+        """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""
+        routed = route(chunk_partitions)
+        by_step = single(getattr(routed, SINGLE_STEP))
+
+        fan = getattr(routed, FAN_OUT)
+        fan_chunks = chunks_out(fan).map(chunk).collect()
+        by_fan_out = fan_done(fan_chunks, ranges_out(fan, fan_chunks).map(range_step).collect())
+
+        priority = getattr(routed, FAN_OUT_PRIORITY)
+        reserved, shared = priority_out(priority)
+        priority_chunks = join_chunks(reserved.map(reserved_chunk).collect(), shared.map(priority_chunk).collect())
+        by_priority = priority_done(priority_chunks, priority_ranges_out(priority, priority_chunks).map(priority_range).collect())
+
+        collected = collect(chunk_partitions, [by_step, by_fan_out, by_priority])
+        return {"result": collected.result, **{name: getattr(collected, name) for name in gate_outputs}}
+
+    return processed_chunks

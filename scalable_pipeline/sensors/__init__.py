@@ -1,1 +1,0 @@
-"""Sensors: thin layers over the plain modules that do the work."""

@@ -1,1 +1,0 @@
-"""Durable storage under one data root: versioned tables with a published pointer, checkpoints."""
