@@ -21,7 +21,8 @@ from scalable_pipeline.cli.metrics import serve
 from scalable_pipeline.cli.options import hours_before, hours_between
 from scalable_pipeline.cli.report import write_report
 from scalable_pipeline.core.constants import HOURLY_PARTITIONS, JOB_NAME
-from scalable_pipeline.observing.read_model import check_keys
+from scalable_pipeline.events.evaluations import repository_check_keys
+from scalable_pipeline.pipelines.project import shipped_definitions
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
 
 
@@ -83,7 +84,7 @@ def main() -> None:
     last = HOURLY_PARTITIONS.get_last_partition_key()
     assert last
     hours = hours_between(hours_before(last, args.hours), last)
-    gates = check_keys()
+    gates = repository_check_keys(shipped_definitions().get_repository_def())
     with tempfile.TemporaryDirectory() as folder:
         home, root = Path(folder) / "home", Path(folder) / "data"
         home.mkdir()

@@ -7,8 +7,10 @@ import pytest
 from scalable_pipeline.cli.main import main
 from scalable_pipeline.cli.report import write_report
 from scalable_pipeline.core.constants import JOB_NAME
+from scalable_pipeline.definitions import defs
+from scalable_pipeline.events.evaluations import repository_check_keys
 from scalable_pipeline.observing import charts
-from scalable_pipeline.observing.read_model import check_keys, observe_hours
+from scalable_pipeline.observing.read_model import observe_hours
 from scalable_pipeline.publishing.rollback_log import read_rollbacks
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.reporting import FAILED_HOUR, HOURS, PUBLISHED_HOURS, reported_instance
@@ -44,7 +46,7 @@ def test_report_is_one_offline_file_with_every_chart(reported, tmp_path):
 
 def test_charts_show_the_stored_counts_gates_and_rollbacks(reported):
     instance, data_dir = reported
-    keys = check_keys()
+    keys = repository_check_keys(defs.get_repository_def())
     hours = observe_hours(instance, data_dir, list(HOURS), keys)
     store = VersionedStore(data_dir)
     records = charts.records_per_hour(hours)

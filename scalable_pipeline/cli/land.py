@@ -9,7 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.cli.options import non_negative_float, partition_key
+from scalable_pipeline.core.constants import HOURLY_PARTITIONS
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
+from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
 
 
 def register(commands) -> None:
@@ -41,9 +43,6 @@ def write_blocks(path: Path, blocks: Iterator[pd.DataFrame]) -> int:
 
 
 def land(args: argparse.Namespace) -> int:
-    from scalable_pipeline.core.constants import HOURLY_PARTITIONS
-    from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
-
     synthetic = SyntheticOrderSource(scale=args.scale, seed=args.seed)
     landing = LandingFileSource(landing_dir=args.landing_dir, pattern=args.pattern)
     for partition in args.partitions:

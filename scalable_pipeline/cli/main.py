@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from scalable_pipeline.cli import land, metrics, report, rollback, run, status
 from scalable_pipeline.cli.options import CliError, Parser
-from scalable_pipeline.execution.worker import add_worker_parser
+from scalable_pipeline.cli.worker import add_worker_parser
 from scalable_pipeline.pipelines.config import PipelineConfigError
 from scalable_pipeline.scaling import pool_limits
 

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 import dagster as dg
+from prometheus_client import CollectorRegistry, start_http_server
 
 from scalable_pipeline.cli.options import (
     add_pipeline_option,
@@ -16,7 +17,9 @@ from scalable_pipeline.cli.options import (
     positive_int,
 )
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.observing.read_model import ObservedPipeline
+from scalable_pipeline.core.data_store import default_data_dir
+from scalable_pipeline.observing.metrics import PipelineCollector
+from scalable_pipeline.observing.read_model import ObservedPipeline, configured_pipelines
 
 
 def register(commands) -> None:
@@ -51,12 +54,6 @@ def serve(
     """Start the /metrics server in a thread (port 0: any free port); returns the server (``server_port``,
     ``shutdown()``). Each scrape reads the hours ``window()`` names, of the pipeline named ``pipeline``
     (None: every pipeline of the pipelines file; ``pipelines``: exactly those)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from scalable_pipeline.core.data_store import default_data_dir
-    from scalable_pipeline.observing.metrics import PipelineCollector
-    from scalable_pipeline.observing.read_model import configured_pipelines
-
     root = default_data_dir()
     if pipelines is None:
         pipelines = configured_pipelines(root) if pipeline is None else [pipeline_named(pipeline, root)]

@@ -3,16 +3,15 @@
 import argparse
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 
 from scalable_pipeline.core.constants import HOURLY_PARTITIONS, JOB_NAME
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
-
-if TYPE_CHECKING:
-    from scalable_pipeline.observing.read_model import ObservedPipeline
+from scalable_pipeline.observing.read_model import ObservedPipeline, find_pipeline
+from scalable_pipeline.pipelines.config import UnknownPipeline
 
 REPORT_HOURS = 168  # a week of hours: the default span of report and metrics
 
@@ -118,11 +117,8 @@ def add_pipeline_option(parser: argparse.ArgumentParser, every: bool = False) ->
     )
 
 
-def pipeline_named(name: str, data_root: Path) -> "ObservedPipeline":
+def pipeline_named(name: str, data_root: Path) -> ObservedPipeline:
     """The pipeline ``--pipeline`` names, read back under ``data_root``; an unknown name is a usage error."""
-    from scalable_pipeline.observing.read_model import find_pipeline
-    from scalable_pipeline.pipelines.config import UnknownPipeline
-
     try:
         return find_pipeline(name, data_root)
     except UnknownPipeline as error:

@@ -9,6 +9,7 @@ from scalable_pipeline.cli.options import add_pipeline_option, add_range_options
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.core.data_store import default_data_dir
 from scalable_pipeline.observing.read_model import ObservedPipeline
+from scalable_pipeline.observing.report import render
 
 
 def register(commands) -> None:
@@ -23,8 +24,6 @@ def write_report(
     instance: dg.DagsterInstance, root: Path, pipeline: str | ObservedPipeline, partitions: list[str], output: Path
 ) -> Path:
     """The report of ``pipeline`` (a name in the pipelines file, its data under the data root ``root``) over ``partitions``."""
-    from scalable_pipeline.observing.report import render
-
     observed = pipeline if isinstance(pipeline, ObservedPipeline) else pipeline_named(pipeline, root)
     hours = observed.observe(instance, partitions)
     output.write_text(render(observed.name, hours, [key.name for key in observed.gates]), encoding="utf-8")

@@ -28,6 +28,8 @@ from scalable_pipeline.cli.progress import INVOCATION_TAG, ProgressDisplay, RunF
 from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.execution.executors import start_step_server
+from scalable_pipeline.pipelines.project import build_source, scalable_data_processing_job
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,6 @@ def execute_hour(
     try:
         result: dg.JobExecutionResult | dg.ExecuteInProcessResult
         if multiprocess:
-            from scalable_pipeline.definitions import scalable_data_processing_job
-
             reconstructable = dg.reconstructable(scalable_data_processing_job)
             result = dg.execute_job(
                 reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition}
@@ -212,9 +212,6 @@ def run(args: argparse.Namespace) -> int:
     with child_stderr_discarded(quiet_children) as stderr:
         if args.multiprocess:
             start_step_server()  # it loads the project while this process does; its steps inherit the quiet stderr
-        from scalable_pipeline.definitions import build_source, scalable_data_processing_job
-        from scalable_pipeline.sources.resource import SyntheticOrderSource
-
         config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
         job = scalable_data_processing_job()
         display = None if args.verbose else ProgressDisplay(len(partitions), Console(file=stderr))

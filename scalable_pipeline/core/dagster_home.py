@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def ensure_dagster_home() -> Path:

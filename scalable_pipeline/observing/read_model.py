@@ -14,17 +14,19 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
+from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.metadata import metadata_number
 from scalable_pipeline.events.evaluations import evaluation_of
+from scalable_pipeline.pipelines.build import PipelineBuild
+from scalable_pipeline.pipelines.config import PipelineSpec, UnknownPipeline, config_path, load_pipelines, spec_named
+from scalable_pipeline.pipelines.factory import build_pipeline
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, read_rollbacks
-
-if TYPE_CHECKING:
-    from scalable_pipeline.pipelines.config import PipelineSpec
+from scalable_pipeline.scaling.history import run_rate
+from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 PIPELINE_ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 PAGE_SIZE = 1000
@@ -47,14 +49,11 @@ class ObservedPipeline:
 
 def configured_pipelines(data_root: Path | str) -> list[ObservedPipeline]:
     """Every pipeline of the pipelines file, in its order, with its data root under ``data_root``."""
-    from scalable_pipeline.pipelines.config import config_path, load_pipelines
-
     return [observed_pipeline(spec, data_root) for spec in load_pipelines(config_path(os.environ)).pipelines]
 
 
 def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
     """The pipeline named ``name`` in the pipelines file (``UnknownPipeline`` names the ones it has)."""
-    from scalable_pipeline.pipelines.config import UnknownPipeline, config_path, load_pipelines, spec_named
 
     path = config_path(os.environ)
     specs = load_pipelines(path).pipelines
@@ -64,13 +63,8 @@ def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
     return observed_pipeline(spec, data_root)
 
 
-def observed_pipeline(spec: "PipelineSpec", data_root: Path | str) -> ObservedPipeline:
+def observed_pipeline(spec: PipelineSpec, data_root: Path | str) -> ObservedPipeline:
     """``spec`` as it is read back: its gates are those its factory defines."""
-    from scalable_pipeline.core.data_store import DataStoreResource
-    from scalable_pipeline.pipelines.build import PipelineBuild
-    from scalable_pipeline.pipelines.factory import build_pipeline
-    from scalable_pipeline.sources.resource import SyntheticOrderSource
-
     build = PipelineBuild(spec)
     assets = build_pipeline(spec, dg.in_process_executor, SyntheticOrderSource).assets
     gates = sorted({check.key for asset in assets for check in asset.check_specs}, key=dg.AssetCheckKey.to_user_string)
@@ -127,30 +121,6 @@ class HourRecord:
         output, records = self.assets.get("consolidated_output"), self.value("raw_volume", "total_records")
         run = next((r for r in self.runs if output and r.dagster_run.run_id == output.run_id), None)
         return run_rate(records, run)
-
-
-def run_rate(records: float | None, run: dg.RunRecord | None) -> float | None:
-    """``records`` per second of the run's wall time (start to end); None unless the run has ended."""
-    if run is None or records is None or not run.start_time or not run.end_time or run.end_time <= run.start_time:
-        return None
-    return records / (run.end_time - run.start_time)
-
-
-def end_to_end_rates(instance: dg.DagsterInstance, key_prefix: Sequence[str] = (), limit: int = 10) -> list[float]:
-    """End-to-end records/s of the runs behind the pipeline's last ``limit`` outputs (its ``key_prefix``):
-    their ``raw_records`` over the run's wall time."""
-    outputs = instance.fetch_materializations(dg.AssetKey([*key_prefix, "consolidated_output"]), limit=limit).records
-    if not outputs:
-        return []
-    runs = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[o.run_id for o in outputs]))}
-    rates = []
-    for output in outputs:
-        materialization = output.asset_materialization
-        rate = run_rate(
-            metadata_number(materialization.metadata if materialization else None, "raw_records"), runs.get(output.run_id)
-        )
-        rates += [] if rate is None else [rate]
-    return rates
 
 
 def runs_by_partition(
@@ -233,14 +203,6 @@ def gate_results(
                 break
             before = page[-1].id
     return newest
-
-
-def check_keys() -> list[dg.AssetCheckKey]:
-    """Every gate of the pipeline (from the definitions)."""
-    from scalable_pipeline.definitions import defs
-    from scalable_pipeline.events.evaluations import repository_check_keys
-
-    return repository_check_keys(defs.get_repository_def())
 
 
 def observe_hours(

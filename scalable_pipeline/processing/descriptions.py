@@ -7,8 +7,8 @@ from statistics import median
 
 import dagster as dg
 
-from scalable_pipeline.observing.read_model import end_to_end_rates
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.scaling.history import end_to_end_rates
 
 # Throughput has two meanings, always named apart:
 #   chunk compute  (`records_per_second` of processed_chunks and of each chunk step): rows over the seconds

@@ -113,3 +113,27 @@ def run_step_overhead(instance: dg.DagsterInstance, run_id: str) -> float | None
     """The median overhead of the run's chunk steps so far (None when it ran none in one attempt)."""
     overheads = step_overheads(instance, run_id)
     return median(overheads) if overheads else None
+
+
+def run_rate(records: float | None, run: dg.RunRecord | None) -> float | None:
+    """``records`` per second of the run's wall time (start to end); None unless the run has ended."""
+    if run is None or records is None or not run.start_time or not run.end_time or run.end_time <= run.start_time:
+        return None
+    return records / (run.end_time - run.start_time)
+
+
+def end_to_end_rates(instance: dg.DagsterInstance, key_prefix: Sequence[str] = (), limit: int = 10) -> list[float]:
+    """End-to-end records/s of the runs behind the pipeline's last ``limit`` outputs (its ``key_prefix``):
+    their ``raw_records`` over the run's wall time."""
+    outputs = instance.fetch_materializations(dg.AssetKey([*key_prefix, "consolidated_output"]), limit=limit).records
+    if not outputs:
+        return []
+    runs = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[o.run_id for o in outputs]))}
+    rates = []
+    for output in outputs:
+        materialization = output.asset_materialization
+        rate = run_rate(
+            metadata_number(materialization.metadata if materialization else None, "raw_records"), runs.get(output.run_id)
+        )
+        rates += [] if rate is None else [rate]
+    return rates

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.pipelines.config import PipelinesConfig, config_path, load_pipelines
 
 
@@ -22,8 +23,6 @@ def apply_pool_limits(instance: dg.DagsterInstance, config: PipelinesConfig) -> 
 
 
 def pools(args: argparse.Namespace) -> int:
-    from scalable_pipeline.core.dagster_home import ensure_dagster_home
-
     home = ensure_dagster_home()
     config = load_pipelines(Path(args.config) if args.config else config_path(os.environ))
     with dg.DagsterInstance.get() as instance:

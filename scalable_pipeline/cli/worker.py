@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from scalable_pipeline.execution.executors import QUEUE_ENV, ExecutorSettingError, celery_app_settings
+from scalable_pipeline.pipelines.project import warm_definitions
 
 BROKER_CONNECT_SECONDS = 3.0
 
@@ -82,7 +83,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"scalable-pipeline worker: error: {error}", file=sys.stderr)
         return 2
 
-    import scalable_pipeline.execution.step_process  # noqa: F401  (preloaded: forked pool processes start warm, as under multiprocess)
+    warm_definitions()  # forked pool processes start warm, as under multiprocess
 
     app = make_app(CeleryExecutor.for_cli(**settings).app_args())
     create_task(app)
