@@ -17,7 +17,7 @@ from scalable_pipeline.execution.executors import (
     executor_choice,
     pipeline_executor,
 )
-from scalable_pipeline.execution.worker import WorkerRefused, check_broker, redacted, worker_argv
+from scalable_pipeline.cli.worker import WorkerRefused, check_broker, redacted, worker_argv
 
 
 @pytest.mark.parametrize(
