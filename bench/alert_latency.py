@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.events.cursor import parse_cursor
 from scalable_pipeline.events.evaluations import failed_alerts, repository_check_keys, scan_executions
 from scalable_pipeline.events.quality_gate_alerts import DEFAULT_INTERVAL_SECONDS, build_quality_gate_alerts
 from scalable_pipeline.events.webhook import WEBHOOK_ENV
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.quality.gate_results import check_result
 from scalable_pipeline.quality.gates import ratio_at_most
 

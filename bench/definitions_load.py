@@ -54,7 +54,8 @@ def pipelines_file(count: int, folder: Path) -> Path:
 LOAD = """
 import time
 started, cpu = time.perf_counter(), time.process_time()
-from scalable_pipeline.definitions import defs  # built from $SCALABLE_PIPELINE_CONFIG, once
+from scalable_pipeline.definitions import defs  # built from $SCALABLE_PIPELINE_CONFIG
+from scalable_pipeline.assembly.project import once
 jobs = defs.resolve_all_job_defs()
 print(time.perf_counter() - started, time.process_time() - cpu, len(jobs))
 """
@@ -82,7 +83,7 @@ def path_seconds(folder: Path) -> dict[str, float]:
     """Wall time of one small-hour run per path (in process, a fresh data root and instance each)."""
     import dagster as dg
 
-    from scalable_pipeline.definitions import build_definitions
+    from scalable_pipeline.assembly.project import build_definitions
 
     entries = [{"name": path, "start": START, "scaling": {**PINNED, **scaling}} for path, scaling in PATH_SCALING.items()]
     config = folder / "paths.yaml"

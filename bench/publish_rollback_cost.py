@@ -21,8 +21,8 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.definitions import defs
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.sources.resource import SyntheticOrderSource

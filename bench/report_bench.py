@@ -17,13 +17,16 @@ from pathlib import Path
 
 import dagster as dg
 
+from scalable_pipeline.assembly.project import shipped_definitions
 from scalable_pipeline.cli.metrics import serve
 from scalable_pipeline.cli.options import hours_before, hours_between
 from scalable_pipeline.cli.report import write_report
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS, JOB_NAME
+from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.events.evaluations import repository_check_keys
-from scalable_pipeline.pipelines.project import shipped_definitions
+from scalable_pipeline.pipelines.config import DEFAULT_CONFIG_PATH, find_spec
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
+
+HOURS = find_spec(DEFAULT_CONFIG_PATH, JOB_NAME).partitions_def  # the shipped pipeline's hours
 
 
 def stand_in_assets(gates: list[dg.AssetCheckKey]) -> list[dg.AssetsDefinition]:
@@ -34,7 +37,7 @@ def stand_in_assets(gates: list[dg.AssetCheckKey]) -> list[dg.AssetsDefinition]:
 
     def make(asset: str, deps: list[str], metadata: dict):
         @dg.multi_asset(
-            specs=[dg.AssetSpec(asset, deps=deps, partitions_def=HOURLY_PARTITIONS)],
+            specs=[dg.AssetSpec(asset, deps=deps, partitions_def=HOURS)],
             check_specs=[dg.AssetCheckSpec(name, asset=asset) for name in by_asset[asset]],
             name=f"stand_in_{asset}",
         )
@@ -81,9 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=int, default=168)
     args = parser.parse_args()
-    last = HOURLY_PARTITIONS.get_last_partition_key()
+    last = HOURS.get_last_partition_key()
     assert last
-    hours = hours_between(hours_before(last, args.hours), last)
+    hours = hours_between(hours_before(last, args.hours, HOURS), last, HOURS)
     gates = repository_check_keys(shipped_definitions().get_repository_def())
     with tempfile.TemporaryDirectory() as folder:
         home, root = Path(folder) / "home", Path(folder) / "data"

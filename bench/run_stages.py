@@ -27,7 +27,7 @@ ASSETS = {
 
 
 def job_with_own_executor() -> dg.JobDefinition:
-    from scalable_pipeline.definitions import scalable_data_processing_job
+    from scalable_pipeline.assembly.project import scalable_data_processing_job
 
     return scalable_data_processing_job()
 

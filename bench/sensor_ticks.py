@@ -27,9 +27,9 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.events.webhook import WEBHOOK_ENV
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.db_sensor import build_db_sensor
 from scalable_pipeline.sources.landing_sensor import LandingRules, build_landing_sensor

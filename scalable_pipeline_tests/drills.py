@@ -29,31 +29,31 @@ def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = 
 
 def _execute(home: str, data_dir: str, config: dict, partition: str, parent_run_id: str | None, in_process: bool) -> None:
     os.environ["DAGSTER_HOME"], os.environ["SCALABLE_PIPELINE_DATA_DIR"] = home, data_dir
-    from scalable_pipeline.definitions import build_resources, defs, scalable_data_processing_job
+    from scalable_pipeline.assembly.project import scalable_data_processing_job  # noqa: PLC0415 loads with this drill's environment
 
     with dg.instance_for_test(temp_dir=home) as instance:
         if in_process:  # the whole run in this process: a ``kill`` fault kills the run itself
-            assets = [
-                defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
-            ]
-            dg.materialize(
-                assets,
-                partition_key=partition,
-                resources=build_resources(),
-                run_config=config,
-                instance=instance,
-                raise_on_error=False,
+            scalable_data_processing_job().execute_in_process(
+                run_config=config, instance=instance, partition_key=partition, raise_on_error=False
             )
             return
-        reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
-        dg.execute_job(
-            dg.reconstructable(scalable_data_processing_job),
-            instance=instance,
-            run_config=config,
-            tags={"dagster/partition": partition},
-            reexecution_options=reexecution,
-            raise_on_error=False,
-        )
+        execute_partition(scalable_data_processing_job, instance, config, partition, parent_run_id)
+
+
+def execute_partition(
+    job_fn, instance: dg.DagsterInstance, config: dict, partition: str, parent_run_id: str | None = None
+) -> dg.JobExecutionResult:
+    """Run the job ``job_fn`` returns (reconstructable, with its own executor) for ``partition``; with
+    ``parent_run_id``, as a re-execution from that run's failure."""
+    reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
+    return dg.execute_job(
+        dg.reconstructable(job_fn),
+        instance=instance,
+        run_config=config,
+        tags={"dagster/partition": partition},
+        reexecution_options=reexecution,
+        raise_on_error=False,
+    )
 
 
 def start_run(home, data_dir, config, partition=PARTITION, parent_run_id=None, in_process=False) -> multiprocessing.Process:

@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from scalable_pipeline.cli.main import main
+from scalable_pipeline.cli.worker import WorkerRefused, check_broker, redacted, worker_argv
 from scalable_pipeline.execution.executors import (
     BACKEND_ENV,
     BROKER_ENV,
@@ -17,7 +18,6 @@ from scalable_pipeline.execution.executors import (
     executor_choice,
     pipeline_executor,
 )
-from scalable_pipeline.cli.worker import WorkerRefused, check_broker, redacted, worker_argv
 
 
 @pytest.mark.parametrize(

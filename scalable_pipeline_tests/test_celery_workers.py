@@ -26,7 +26,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from scalable_pipeline.core.constants import PARTITION_TAG
+from scalable_pipeline.assembly.project import scalable_data_processing_job
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.execution.executors import BROKER_ENV, EXECUTOR_ENV, QUEUE_ENV
 from scalable_pipeline_tests import drills
@@ -141,18 +141,9 @@ def instance(deployment):
 
 def drive(config_json: str, parent_run_id: str | None) -> None:
     """The run's process: the main job on the executor of the environment, on the instance of ``$DAGSTER_HOME``."""
-    from scalable_pipeline.definitions import scalable_data_processing_job
-
     with dg.DagsterInstance.get() as instance:
-        reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
-        result = dg.execute_job(
-            dg.reconstructable(scalable_data_processing_job),
-            instance=instance,
-            run_config=json.loads(config_json),
-            tags={PARTITION_TAG: drills.PARTITION},
-            reexecution_options=reexecution,
-            raise_on_error=False,
-        )
+        config = json.loads(config_json)
+        result = drills.execute_partition(scalable_data_processing_job, instance, config, drills.PARTITION, parent_run_id)
     sys.exit(0 if result.success else 1)
 
 

@@ -1,15 +1,12 @@
 """Circuit breaker: the pure transitions, the durable breaker, and the source behind it in a run."""
 
 from collections.abc import Iterator
-from typing import ClassVar
 
-import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.circuit_breaker import (
     CLOSED,
     HALF_OPEN,
@@ -24,7 +21,7 @@ from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerRes
 from scalable_pipeline.sources.circuit_breaker_store import CircuitOpenError, DurableCircuitBreaker
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.resource import SyntheticOrderSource
-from scalable_pipeline_tests.conftest import PEAK_PARTITION
+from scalable_pipeline_tests.conftest import ManualClockBreaker, failure_message, materialize_raw
 
 SETTINGS = BreakerSettings(failure_threshold=3, window_seconds=60, cooldown_seconds=30)
 
@@ -108,35 +105,12 @@ def test_other_errors_propagate_and_count_as_the_dependency_answering(tmp_path):
     assert breaker.state() == BreakerState()  # still closed, and the outage before was forgotten
 
 
-class ManualClockBreaker(CircuitBreakerResource):
-    """The breaker on a clock the test moves (a class attribute: Dagster rebuilds resources from config)."""
-
-    seconds: ClassVar[list[float]] = [0.0]
-
-    def now(self) -> float:
-        return self.seconds[0]
-
-
 class GarbledSource(SyntheticOrderSource):
     """A source that answers with data that cannot be orders after a good block: bad data, not an outage."""
 
     def iter_hour(self, hour_start: pd.Timestamp) -> Iterator[pd.DataFrame]:
         yield next(super().iter_hour(hour_start))
         raise ValueError("the payload is not a table of orders")
-
-
-def materialize_raw(instance, **resources) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [defs.get_assets_def("raw_volume")],
-        partition_key=PEAK_PARTITION,
-        resources={**build_resources(), **resources},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    return str(next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE).event_specific_data)
 
 
 def test_bad_data_in_a_row_does_not_open_the_circuit(instance):

@@ -15,9 +15,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.cli.main import main, parser
 from scalable_pipeline.cli.progress import FOLLOWED_EVENTS, ProgressDisplay, RunView
-from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
 from scalable_pipeline.publishing.rollback_log import read_rollbacks
 from scalable_pipeline.publishing.versioned_store import VersionedStore

@@ -2,28 +2,18 @@
 open, and the sensor launches them once a trial call closes it."""
 
 from datetime import datetime, timezone
-from typing import ClassVar
 
 import dagster as dg
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.deferred_hours import build_deferred_hours_sensor, build_deferring_schedule
 from scalable_pipeline.sources.deferred_hours_store import DeferredHours
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
+from scalable_pipeline_tests.conftest import ManualClockBreaker
 
 NOW = datetime(2026, 3, 6, 12, 0, 5, tzinfo=timezone.utc).timestamp()
-
-
-class ManualClockBreaker(CircuitBreakerResource):
-    """The breaker on the test's clock (a class attribute: Dagster rebuilds resources from config)."""
-
-    seconds: ClassVar[list[float]] = [NOW]
-
-    def now(self) -> float:
-        return self.seconds[0]
 
 
 def outage():

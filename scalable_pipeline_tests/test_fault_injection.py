@@ -5,8 +5,8 @@ import shutil
 import dagster as dg
 import pytest
 
+from scalable_pipeline.assembly.project import scalable_data_processing_job
 from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints
-from scalable_pipeline.definitions import scalable_data_processing_job
 from scalable_pipeline.events.retry import RetryLimits, retry_delay
 from scalable_pipeline.faults.resource import FaultInjectionResource
 from scalable_pipeline.faults.rules import FaultPlan, chunk_fault_fires

@@ -7,21 +7,21 @@ import os
 import re
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.definitions import build_resources, build_source, defs
+from scalable_pipeline.assembly.project import build_source
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.processing.order_rules import classify
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.sources import landing_files
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
-from scalable_pipeline_tests.conftest import materialize_hour
+from scalable_pipeline_tests.conftest import failure_message, materialize_hour, materialize_raw, order_table
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 PARTITION = "2026-01-05-10:00"
@@ -39,19 +39,9 @@ def csv_source(tmp_path, content: str | bytes) -> LandingFileSource:
 
 def parquet_source(tmp_path, **columns: pa.Array) -> LandingFileSource:
     """A landing folder holding a Parquet file of HOUR: one valid order per row, with ``columns`` replaced."""
-    rows = len(next(iter(columns.values())))
-    table = {
-        "order_id": pa.array(range(1, rows + 1), pa.int64()),
-        "event_time": pa.array([HOUR + pd.Timedelta(minutes=5)] * rows, pa.timestamp("us", tz="UTC")),
-        "customer_id": pa.array([7] * rows, pa.int64()),
-        "region": pa.array(["north"] * rows),
-        "amount": pa.array([12.5] * rows),
-        "status": pa.array(["paid"] * rows),
-        **columns,
-    }
     source = LandingFileSource(landing_dir=str(tmp_path))
     source.path_for(HOUR).parent.mkdir(parents=True)
-    pq.write_table(pa.table(table), source.path_for(HOUR))
+    pq.write_table(order_table(HOUR, len(next(iter(columns.values()))), **columns), source.path_for(HOUR))
     return source
 
 
@@ -157,14 +147,6 @@ def test_bad_csv_files_name_the_file_and_the_rule(tmp_path, content, rule, detai
     path = source.path_for(HOUR)
     assert (raised.value.rule, raised.value.path, raised.value.copy_from) == (rule, path, path)
     assert str(path) in str(raised.value) and rule in str(raised.value) and detail in str(raised.value)
-
-
-@pytest.fixture
-def small_blocks(monkeypatch) -> int:
-    """Read landing files 1,000 rows (and CSV 32 KiB) at a time, so a scale-1 hour takes many blocks."""
-    monkeypatch.setattr(landing_files, "BLOCK_ROWS", 1_000)
-    monkeypatch.setattr(landing_files, "CSV_BLOCK_BYTES", 32 * 2**10)
-    return 1_000
 
 
 def write_orders(source: LandingFileSource, orders: pd.DataFrame) -> None:
@@ -353,14 +335,14 @@ def test_a_bad_row_in_a_later_block_fails_raw_volume_and_keeps_the_last_good_hou
     source = LandingFileSource(landing_dir=str(landing), pattern=CSV_PATTERN)
     orders = SyntheticOrderSource().fetch_hour(HOUR)
     write_orders(source, orders)
-    assert materialize_raw(instance, source).success
+    assert materialize_raw(instance, PARTITION, source=source).success
     store = VersionedStore(data_dir)
     good = store.published("raw_volume", PARTITION)
 
     redelivered = orders.astype({"order_id": "string"})
     redelivered.loc[8_000, "order_id"] = "8k"
     write_orders(source, redelivered)
-    result = materialize_raw(instance, source)
+    result = materialize_raw(instance, PARTITION, source=source)
     assert not result.success
     message = failure_message(result)
     assert (
@@ -376,16 +358,6 @@ def test_a_bad_row_in_a_later_block_fails_raw_volume_and_keeps_the_last_good_hou
     assert len(list((data_dir / "quarantine" / "raw_volume").rglob("*.csv"))) == 1
 
 
-def materialize_raw(instance: dg.DagsterInstance, source: LandingFileSource) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [defs.get_assets_def("raw_volume")],
-        partition_key=PARTITION,
-        resources={**build_resources(), "source": source},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
 @pytest.mark.parametrize("kind, rule", [("folder", "regular_file"), ("symlink outside", "inside_landing_dir")])
 def test_quarantine_records_why_and_copies_nothing_that_is_not_a_landing_file(tmp_path, instance, data_dir, kind, rule):
     landing, secret = tmp_path / "landing", tmp_path / "secret.parquet"
@@ -396,7 +368,7 @@ def test_quarantine_records_why_and_copies_nothing_that_is_not_a_landing_file(tm
         source.path_for(HOUR).mkdir()
     else:
         source.path_for(HOUR).symlink_to(secret)
-    result = materialize_raw(instance, source)
+    result = materialize_raw(instance, PARTITION, source=source)
     assert not result.success
     message = failure_message(result)
     assert PARTITION in message and rule in message and str(source.path_for(HOUR)) in message
@@ -405,11 +377,6 @@ def test_quarantine_records_why_and_copies_nothing_that_is_not_a_landing_file(tm
     reason = json.loads(kept[0].read_text())
     assert (reason["rule"], reason["partition"], reason["copied"]) == (rule, PARTITION, False)
     assert not any(b"SECRET-REGION" in path.read_bytes() for path in data_dir.rglob("*") if path.is_file())
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    return failure.event_specific_data.error.message
 
 
 def test_deployment_picks_the_source_from_the_environment(monkeypatch, tmp_path):

@@ -7,15 +7,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.core.jsonl import read_records
-from scalable_pipeline.definitions import build_definitions, defs
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.events.alert_log import alerts_log_path
 from scalable_pipeline.events.freshness import Due, due_hours, late
 from scalable_pipeline.events.late_hour_alerts import build_late_hour_alerts, freshness_policy
 from scalable_pipeline.events.outbox import DELIVERED, Outbox
 from scalable_pipeline.pipelines.config import PipelineConfigError
-from scalable_pipeline_tests.test_quality_gate_alerts import Clock
+from scalable_pipeline.publishing.data_store import DataStoreResource
+from scalable_pipeline_tests.conftest import Clock
 
 KEY = dg.AssetKey("consolidated_output")
 H = 3600.0

@@ -18,6 +18,8 @@ from scalable_pipeline.sources.circuit_breaker import BreakerSettings
 from scalable_pipeline.sources.circuit_breaker_store import DurableCircuitBreaker
 from scalable_pipeline_tests.reporting import FAILED_HOUR, HOURS, PUBLISHED_HOURS, reported_instance
 
+pytestmark = pytest.mark.slow  # the scraped instance takes seconds to make
+
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory):

@@ -12,15 +12,17 @@ import dagster as dg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.cli.main import main
 from scalable_pipeline.cli.metrics import serve
 from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.observing.read_model import PIPELINE_ASSETS as ASSETS
 from scalable_pipeline.pipelines.config import CONFIG_ENV
 from scalable_pipeline.publishing.rollback_log import read_rollbacks
 from scalable_pipeline.publishing.versioned_store import VersionedStore
+
+pytestmark = pytest.mark.slow  # the two pipelines' runs take seconds
 
 EU = "eu_orders"
 PINNED = "cpu_usage_percent: 10, memory_usage_percent: 10, available_workers: 2, queue_length: 0"

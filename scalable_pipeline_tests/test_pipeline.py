@@ -148,6 +148,7 @@ def plan_chunks(result) -> list[dict]:
     return json.loads(Path(plan_path).read_text())["chunks"]
 
 
+@pytest.mark.slow
 def test_chunk_plan_metadata_records_the_strategy(instance):
     pinned = ScalingResource(
         cpu_usage_percent=20, memory_usage_percent=30, available_workers=12, queue_length=0, min_batch_size=100

@@ -6,7 +6,7 @@ from statistics import median
 import dagster as dg
 import pytest
 
-from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.scaling.history import end_to_end_rates, measured_step_overheads, measured_throughputs, step_overheads
 from scalable_pipeline_tests.conftest import materialization_metadata
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.cli.pools import apply_pool_limits
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
-from scalable_pipeline.scaling.pool_limits import apply_pool_limits
 from scalable_pipeline_tests.test_pipelines import MEDIUM, PINNED, START
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.definitions import build_definitions
+from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.cli.main import main
 from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.scaling.pools import FAN_OUT, FAN_OUT_PRIORITY, SINGLE_STEP
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
@@ -198,6 +199,7 @@ def test_every_path_publishes_the_whole_hour_result(path_runs, job, path, hour):
     assert skipped >= {first for other, first in FIRST_OPS.items() if other != path}
 
 
+@pytest.mark.slow
 def test_volume_routes_small_medium_and_large_hours(path_runs):
     runs, outputs, _ = path_runs
     paths = {
@@ -209,6 +211,7 @@ def test_volume_routes_small_medium_and_large_hours(path_runs):
         pd.testing.assert_frame_equal(outputs[("routed", hour)], outputs[("fan", hour)])
 
 
+@pytest.mark.slow
 def test_priority_chunk_steps_spread_over_the_reserved_and_shared_pools(path_runs):
     runs, _, _ = path_runs
     job = runs[("priority", LARGE)].job_def
@@ -242,3 +245,59 @@ def test_dagster_definitions_validate_shows_the_mistake(tmp_path):
         f"{path}: pipeline entry 2 ('eu_orders'): field 'priority': Input should be a valid integer"
         in result.stderr + result.stdout
     )
+
+
+# A pipeline whose hours begin in 2025, and one whose gates' severities differ from the defaults.
+ARCHIVE = f"""
+pipelines:
+  - name: scalable_data_processing
+    key_prefix: []
+  - name: archive
+    start: "2025-03-01-00:00"
+    schedule: "15 * * * *"
+    scaling: {{chunk_count: 2, {PINNED}}}
+    quality: {{gates: {{invalid_ratio: {{severity: WARN}}, volume_anomaly: {{severity: ERROR}}}}}}
+"""
+ARCHIVE_HOUR = "2025-03-02-05:00"
+
+
+def test_a_pipeline_s_hours_begin_at_its_own_start(tmp_path, instance, data_dir, monkeypatch, capsys):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(textwrap.dedent(ARCHIVE))
+    defs = build_definitions(path)
+    result = run_hour(defs, "archive", ARCHIVE_HOUR, instance)
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        f"archive/{name}" for name in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
+    }
+    store = VersionedStore(data_dir / "pipelines" / "archive")
+    assert store.published("consolidated_output", ARCHIVE_HOUR) is not None
+    resources = {"archive__data_store": DataStoreResource(data_dir=str(tmp_path)), "circuit_breaker": CircuitBreakerResource()}
+    with dg.build_schedule_context(
+        scheduled_execution_time=pd.Timestamp("2025-03-02 06:15", tz="UTC"), resources=resources
+    ) as context:
+        assert defs.resolve_schedule_def("archive_schedule")(context).partition_key == ARCHIVE_HOUR
+
+    # The command line resolves hours against the pipeline --pipeline names (the file the environment names).
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["run", "--pipeline", "archive", "--partition", ARCHIVE_HOUR, "--chunks", "1"]) == 0
+    assert capsys.readouterr().out.startswith("archive: 1 hour(s)")
+    for argv in (["run", "--pipeline", "archive"], ["status", "--pipeline", "archive"]):
+        assert main([*argv, "--partition", "2025-02-28-23:00"]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert "--partition: partition '2025-02-28-23:00' is not an hourly partition of archive: outside the partitions, " in line
+        assert "which run from 2025-03-01-00:00 to the last complete hour" in line
+    assert main(["run", "--partition", ARCHIVE_HOUR]) == 2  # the main pipeline's hours begin in 2026
+    assert "outside the partitions, which run from 2026-01-01-00:00" in capsys.readouterr().err
+
+
+def test_each_check_is_blocking_as_its_pipeline_s_severity(tmp_path):
+    defs = definitions(tmp_path, ARCHIVE)
+    specs = {spec.key.to_user_string(): spec for asset in defs.assets for spec in asset.check_specs}
+    warn = specs["archive/processed_chunks:invalid_ratio"]  # ERROR by default, WARN in this pipeline
+    error = specs["archive/consolidated_output:volume_anomaly"]  # WARN by default, ERROR in this pipeline
+    assert not warn.blocking and "Severity: WARN (not blocking" in warn.description
+    assert error.blocking and "Severity: ERROR (blocking" in error.description
+    # The other pipeline of the file keeps the defaults.
+    assert specs["processed_chunks:invalid_ratio"].blocking and not specs["consolidated_output:volume_anomaly"].blocking
+    assert "Severity: WARN (not blocking" in specs["consolidated_output:volume_anomaly"].description

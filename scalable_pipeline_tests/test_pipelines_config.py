@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.cli.main import main
+from scalable_pipeline.core.constants import DEFAULT_START
 from scalable_pipeline.pipelines.config import (
     DEFAULT_CONFIG_PATH,
-    DEFAULT_START,
     PipelineConfigError,
     config_path,
     load_pipelines,
@@ -106,7 +106,6 @@ def entry(extra: str) -> str:
         (entry("    start: '2026-13-01-00:00'\n"), "field 'start'", "not an hour"),
         (entry("    start: '2026-01-01-00:30'\n"), "field 'start'", "on the hour"),
         (entry("    start: 2026-01-01\n"), "field 'start'", "valid string"),  # YAML date: wrong type
-        (entry("    start: '2020-01-01-00:00'\n"), "field 'start'", "before the first hour the data root stores"),
         (entry("    priority: high\n"), "field 'priority'", "valid integer"),  # wrong type
         (entry("    reserved_slots: -1\n"), "field 'reserved_slots'", "greater than or equal"),
         (entry("    scaling: {chunk_count: many}\n"), "field 'scaling.chunk_count'", "valid integer"),

@@ -13,9 +13,8 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.core.atomic import atomic_write_json
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.jsonl import read_records
-from scalable_pipeline.definitions import build_resources, defs
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.events import outbox as outbox_module
 from scalable_pipeline.events.alert_log import alerts_log_path
 from scalable_pipeline.events.cursor import ExecutionCursor, parse_cursor
@@ -25,9 +24,11 @@ from scalable_pipeline.events.outbox import CLAIMS, DELIVERED, PENDING, Delivery
 from scalable_pipeline.events.quality_gate_alerts import build_quality_gate_alerts, quality_gate_alerts
 from scalable_pipeline.events.retry import RetryLimits, retry_delay
 from scalable_pipeline.events.webhook import WEBHOOK_ENV, WebhookError, post_json, redact
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.quality.gate_results import check_result
 from scalable_pipeline.quality.gates import ratio_at_most
 from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline_tests.conftest import Clock, Crash, shipped_resources
 from scalable_pipeline_tests.test_postgres_storage import POSTGRES_URL, postgres_database  # noqa: F401 (a fixture)
 from scalable_pipeline_tests.webhook_receiver import SECRET_PATH
 
@@ -62,23 +63,6 @@ def broken_orders():
 
 
 TEST_REPOSITORY = dg.Definitions(assets=[tiny_orders, held_orders, broken_orders]).get_repository_def()
-
-
-class Clock:
-    """The sensor's injected clock."""
-
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def sqlite_instance():
-    """A SQLite-backed instance (run-sharded event log), as a deployment has."""
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def closed_port_url() -> str:
@@ -286,6 +270,7 @@ def test_previous_versions_cursor_skips_evaluations_it_already_alerted(sqlite_in
     assert parse_cursor(result.cursor) == (ExecutionCursor(after=new.execution_id), False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outage", ["refused", "http_500"])
 def test_webhook_down_then_up_delivers_each_alert_once(sqlite_instance, data_dir, receiver, monkeypatch, outage):
     clock = Clock(1000.0)  # the first tick looks back from 1000 - 24 h: every run of the test is inside
@@ -496,10 +481,6 @@ def test_entry_delivered_before_a_crash_is_not_resent(data_dir, left):
     assert logged_ids(data_dir) == [alert_id(1)] and entry_claims(data_dir) == []
 
 
-class Crash(Exception):
-    """The process dying at a chosen point."""
-
-
 @pytest.mark.parametrize("crash", ["before_append", "after_append"])
 def test_crash_around_the_log_append_logs_the_alert_exactly_once(data_dir, monkeypatch, crash):
     """A round that died just before or just after appending the log line: the next round leaves one line."""
@@ -548,9 +529,10 @@ def test_webhook_url_never_appears_in_logs(sqlite_instance, data_dir, monkeypatc
 # --- the project's own gates and definitions ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failed_project_gate_is_alerted_with_its_partition(sqlite_instance, data_dir, receiver):
     assets = [defs.get_assets_def(key) for key in ["raw_volume", "chunk_partitions", "processed_chunks"]]
-    resources = {**build_resources(), "quality": QualityResource(max_invalid_ratio=0.0)}
+    resources = shipped_resources(quality=QualityResource(max_invalid_ratio=0.0))
     result = dg.materialize(
         assets, partition_key="2026-01-05-03:00", resources=resources, instance=sqlite_instance, raise_on_error=False
     )

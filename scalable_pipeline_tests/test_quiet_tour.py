@@ -13,7 +13,8 @@ import textwrap
 import dagster as dg
 import pytest
 
-from scalable_pipeline.definitions import build_definitions, defs
+from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.definitions import defs
 
 # The late-hours sensor's cursor when every hour due so far has been judged (its next deadline is later).
 ALL_JUDGED = json.dumps({"judged_until": 4102444800.0})  # 2100-01-01

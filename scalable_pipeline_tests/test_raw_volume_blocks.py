@@ -9,20 +9,19 @@ import weakref
 from collections.abc import Iterator
 from typing import ClassVar
 
-import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.definitions import build_resources, defs
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.processing.raw_volume import RAW_ROW_GROUP_SIZE
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.versioned_store import TableStage, VersionedStore
 from scalable_pipeline.sources import synthetic_orders
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.resource import SyntheticOrderSource
-from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata
+from scalable_pipeline_tests.conftest import PEAK_PARTITION, failure_message, materialization_metadata, materialize_raw
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 
@@ -49,25 +48,9 @@ class OutageMidHour(SyntheticOrderSource):
         raise SourceUnavailableError("connection reset in the middle of the hour")
 
 
-def materialize_raw(instance: dg.DagsterInstance, source: SyntheticOrderSource) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [defs.get_assets_def("raw_volume")],
-        partition_key=PEAK_PARTITION,
-        resources={**build_resources(), "source": source},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
-@pytest.fixture
-def small_blocks(monkeypatch) -> int:
-    monkeypatch.setattr(synthetic_orders, "BLOCK_ROWS", 2_500)
-    return 2_500
-
-
 def test_the_stored_raw_is_the_blocks_in_order_and_old_blocks_are_let_go(instance, data_dir, small_blocks):
     TrackedSource.older_alive.clear()
-    result = materialize_raw(instance, TrackedSource())
+    result = materialize_raw(instance, source=TrackedSource())
     assert result.success
     blocks = list(SyntheticOrderSource().iter_hour(HOUR))
     assert len(TrackedSource.older_alive) == len(blocks) >= 4
@@ -83,14 +66,14 @@ def test_the_stored_raw_is_the_blocks_in_order_and_old_blocks_are_let_go(instanc
 
 
 def test_an_outage_in_the_middle_of_the_hour_counts_as_one_and_leaves_nothing_staged(instance, data_dir, small_blocks):
-    result = materialize_raw(instance, OutageMidHour())
+    result = materialize_raw(instance, source=OutageMidHour())
     assert not result.success
     breaker = CircuitBreakerResource().breaker("source", DataStoreResource())
     assert len(breaker.state().failure_times) == 1 and "connection reset" in breaker.state().last_error
     store = VersionedStore(data_dir)
     assert store.published("raw_volume", PEAK_PARTITION) is None
     assert not any(path.is_file() for path in store.partition_dir("raw_volume", PEAK_PARTITION).rglob("*"))
-    assert materialize_raw(instance, SyntheticOrderSource()).success
+    assert materialize_raw(instance, source=SyntheticOrderSource()).success
     assert breaker.state().failure_times == ()
 
 
@@ -103,27 +86,23 @@ def test_a_full_disk_while_writing_is_not_an_outage_of_the_source(instance, data
         write(stage, frame)
 
     monkeypatch.setattr(TableStage, "write", second_block_fails)
-    result = materialize_raw(instance, SyntheticOrderSource())
+    result = materialize_raw(instance, source=SyntheticOrderSource())
     assert not result.success and "writing the staged version failed" in failure_message(result)
     assert CircuitBreakerResource().breaker("source", DataStoreResource()).state().failure_times == ()
     assert not any(path.is_file() for path in VersionedStore(data_dir).partition_dir("raw_volume", PEAK_PARTITION).rglob("*"))
 
 
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    return str(next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE).event_specific_data)
-
-
 MEASURE_RAW_VOLUME = """
 import json, resource, sys
 import dagster as dg
-from scalable_pipeline.definitions import build_resources, defs
+from scalable_pipeline.definitions import defs
 from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 runs = []
 with dg.DagsterInstance.ephemeral() as instance:
     for partition, scale in (("2026-01-05-11:00", 70.0), ("2026-01-05-10:00", 210.0)):  # three blocks, then nine
         result = dg.materialize([defs.get_assets_def("raw_volume")], partition_key=partition, instance=instance,
-                                resources={**build_resources(), "source": SyntheticOrderSource(scale=scale)})
+                                resources={**defs.resources, "source": SyntheticOrderSource(scale=scale)})
         metadata = next(iter(result.get_asset_materialization_events())).materialization.metadata
         runs.append({"records": metadata["total_records"].value, "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
 print(json.dumps(runs))

@@ -28,6 +28,7 @@ def trace(figure, name: str) -> list:
     return list(found.y)
 
 
+@pytest.mark.slow  # the reported instance takes seconds to make
 def test_report_is_one_offline_file_with_every_chart(reported, tmp_path):
     instance, data_dir = reported
     path = write_report(instance, data_dir, JOB_NAME, list(HOURS), tmp_path / "report.html")
@@ -44,6 +45,7 @@ def test_report_is_one_offline_file_with_every_chart(reported, tmp_path):
     assert f"<td>raw records</td><td>{raw:,}</td>" in page
 
 
+@pytest.mark.slow
 def test_charts_show_the_stored_counts_gates_and_rollbacks(reported):
     instance, data_dir = reported
     keys = repository_check_keys(defs.get_repository_def())

@@ -10,12 +10,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from scalable_pipeline.assembly.project import scalable_data_processing_job
 from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints
-from scalable_pipeline.checkpoints.lease_rules import BUSY, HOLD, TAKE_OVER, lease_decision
-from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
 from scalable_pipeline.core.atomic import read_json
-from scalable_pipeline.definitions import build_resources, defs
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.publishing.lease_rules import BUSY, HOLD, TAKE_OVER, lease_decision
+from scalable_pipeline.publishing.partition_lease import PartitionLeases
 from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests import drills
@@ -29,15 +29,11 @@ def clean_tables(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("clean")
     with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
         patch.setenv("SCALABLE_PIPELINE_DATA_DIR", str(data_dir))
-        resources = {
-            **build_resources(),
-            "scaling": ScalingResource(chunk_count=drills.CHUNKS),
-            "source": SyntheticOrderSource(scale=drills.SCALE),
-        }
-        assets = [
-            defs.get_assets_def(key) for key in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
-        ]
-        assert dg.materialize(assets, partition_key=drills.PARTITION, resources=resources, instance=instance).success
+        resources = {"scaling": ScalingResource(chunk_count=drills.CHUNKS), "source": SyntheticOrderSource(scale=drills.SCALE)}
+        clean = scalable_data_processing_job().execute_in_process(
+            partition_key=drills.PARTITION, resources=resources, instance=instance
+        )
+        assert clean.success
         return drills.published_tables(data_dir)
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.publishing import versioned_store
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.retention import versions_to_delete
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.scaling.resource import ScalingResource
-from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialize_hour
+from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, Crash, materialize_hour
 
 ASSET = "consolidated_output"
 PARTITION = "2026-01-05-03:00"
@@ -56,10 +56,6 @@ def test_store_keeps_exactly_n_versions(tmp_path):
     assert [change["version"] for change in store.history("consolidated_output", PARTITION)] == versions
 
 
-class Crash(Exception):
-    """The process dying at a chosen point."""
-
-
 def test_crash_between_history_line_and_pointer_swap_keeps_the_version_good(tmp_path, monkeypatch):
     """publish dies after logging the change, before swapping the pointer: the version stays usable and kept."""
     store = VersionedStore(tmp_path, keep_versions=5, staging_grace_seconds=0)
@@ -99,6 +95,7 @@ def test_abandoned_staging_is_cleaned_on_the_next_publish(tmp_path):
     assert len(store.versions("consolidated_output", PARTITION)) == 1
 
 
+@pytest.mark.slow
 def test_pipeline_keeps_exactly_n_versions_and_prunes_old_plans(instance, data_dir):
     data_store = DataStoreResource(keep_versions=2)
     for chunk_count in (2, 3, 4):

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 import dagster as dg
 import pytest
 
-from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.definitions import defs
+from scalable_pipeline.publishing.data_store import DataStoreResource
+from scalable_pipeline.publishing.partition_lease import PartitionLeases
 from scalable_pipeline.publishing.rollback_log import read_rollbacks, rollback_log_path
 from scalable_pipeline.publishing.versioned_store import VersionedStore, dataset_parts
 from scalable_pipeline.quality.gate_results import PIPELINE_STAGES

@@ -5,11 +5,13 @@ import textwrap
 import dagster as dg
 import pytest
 
+from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.cli.main import main
-from scalable_pipeline.definitions import build_definitions
 from scalable_pipeline.pipelines.config import CONFIG_ENV
 from scalable_pipeline.publishing.rollback_log import read_rollbacks
 from scalable_pipeline.publishing.versioned_store import VersionedStore, dataset_parts
+
+pytestmark = pytest.mark.slow  # every test first runs both pipelines' hours
 
 PIPELINES = """
 pipelines:

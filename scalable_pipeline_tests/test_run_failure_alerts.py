@@ -8,14 +8,15 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.core.constants import PIPELINE_TAG
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.jsonl import read_records
 from scalable_pipeline.events.alert_log import alerts_log_path
 from scalable_pipeline.events.outbox import DELIVERED, PENDING, Outbox
 from scalable_pipeline.events.run_alerts import ALERT, AUTO_RETRY_RUN_ID_TAG, RETRIED, WAIT, WILL_RETRY_TAG, retry_verdict
 from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.events.webhook import WEBHOOK_ENV
-from scalable_pipeline_tests.test_quality_gate_alerts import Clock, closed_port_url, run_at_once
+from scalable_pipeline.publishing.data_store import DataStoreResource
+from scalable_pipeline_tests.conftest import Clock
+from scalable_pipeline_tests.test_quality_gate_alerts import closed_port_url, run_at_once
 
 PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])
 ATTEMPTS: Counter = Counter()
@@ -46,12 +47,6 @@ def never_recovers():
 
 DEFINITIONS = dg.Definitions(assets=[flaky_orders, crashing_orders, recovers_on_retry, never_recovers])
 REPOSITORY = DEFINITIONS.get_repository_def()
-
-
-@pytest.fixture
-def sqlite_instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 @pytest.fixture
@@ -131,6 +126,7 @@ def test_op_retries_alert_only_when_the_last_attempt_fails(sqlite_instance, rece
     assert "ConnectionError: still down" in receiver.texts()[0]
 
 
+@pytest.mark.slow
 def test_a_run_that_is_retried_alerts_only_for_its_final_attempt(retrying_instance, receiver):
     first = fail(retrying_instance)
     assert retrying_instance.get_run_by_id(first).tags[WILL_RETRY_TAG] == "true"
@@ -161,6 +157,7 @@ def test_a_retry_that_never_comes_alerts_after_the_grace_time(retrying_instance,
     assert "a retry was due but none was launched" in receiver.texts()[0]
 
 
+@pytest.mark.slow
 def test_concurrent_tickers_through_a_webhook_outage_deliver_each_alert_once(sqlite_instance, receiver, data_dir, monkeypatch):
     run_ids = [fail(sqlite_instance, partition=partition) for partition in ["p1", "p2", "p1"]]
     clock = Clock(time.time())

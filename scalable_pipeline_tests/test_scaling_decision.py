@@ -8,12 +8,13 @@ import math
 import dagster as dg
 import pytest
 
+from scalable_pipeline.processing import chunk_plan as chunk_plan_module
 from scalable_pipeline.processing.chunk_plan import ChunkPlan, coverage_problems, split_rows
-from scalable_pipeline.processing.ranges import INLINE_WAVES
 from scalable_pipeline.scaling.decision import (
     CHUNK_MEMORY_OVERHEAD,
     DEFAULT_STEP_OVERHEAD_SECONDS,
     DEFAULT_THROUGHPUT_RECORDS_PER_SECOND,
+    INLINE_WAVES,
     CostTarget,
     ExecutionProfile,
     ResourceSnapshot,
@@ -145,8 +146,6 @@ def test_coverage_problems_are_named():
 
 
 def test_fingerprint_changes_with_content_boundaries_and_rules_version(monkeypatch):
-    import scalable_pipeline.processing.chunk_plan as chunk_plan_module
-
     plan = ChunkPlan("p", "v1", "path", 10, split_rows(10, 2), raw_digest="abc")
     same_content_new_version = ChunkPlan("p", "v2", "other", 10, split_rows(10, 2), raw_digest="abc")
     assert plan.fingerprint == same_content_new_version.fingerprint  # a re-fetch of the same bytes reuses checkpoints

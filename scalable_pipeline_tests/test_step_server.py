@@ -69,7 +69,7 @@ def test_steps_fork_from_the_server_started_before_the_run(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "forkserver" in " ".join(report["server_command"])
-    assert "scalable_pipeline.pipelines.preload" in " ".join(report["server_command"])  # the project is preloaded
+    assert "scalable_pipeline.assembly.preload" in " ".join(report["server_command"])  # the project is preloaded
     assert report["step_parent_pid"] == report["server_pid"]  # the executor reused it: no second boot
     assert report["servers_after"] == [report["server_pid"]]
 

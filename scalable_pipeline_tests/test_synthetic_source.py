@@ -42,13 +42,6 @@ def test_schema_and_values():
     assert set(frame["region"]) <= set(REGIONS) and len(REGIONS) == 8
 
 
-@pytest.fixture
-def small_blocks(monkeypatch) -> int:
-    """Generation blocks of 1,000 rows, so a scale-1 hour comes in about ten blocks."""
-    monkeypatch.setattr(synthetic_orders, "BLOCK_ROWS", 1_000)
-    return 1_000
-
-
 def test_the_hour_comes_in_fixed_blocks_each_the_same_whoever_reads_it(small_blocks):
     source = SyntheticOrderSource()
     blocks = list(source.iter_hour(PEAK))

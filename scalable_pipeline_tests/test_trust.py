@@ -4,26 +4,41 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from scalable_pipeline.checkpoints.partition_lease import PartitionLeases
+from scalable_pipeline.assembly.rollback_partition import ROLLBACK_JOB_NAME
 from scalable_pipeline.cli.main import main
-from scalable_pipeline.core.paths import InvalidPartitionKey, UnsafeName, partition_dirname, under_root
-from scalable_pipeline.definitions import build_resources, defs
-from scalable_pipeline.publishing.rollback_partition import ROLLBACK_JOB_NAME
+from scalable_pipeline.core.paths import InvalidPartitionKey, UnsafeName, partition_dirname, require_partition_key, under_root
+from scalable_pipeline.definitions import defs
+from scalable_pipeline.publishing.partition_lease import PartitionLeases
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.sources.resource import SyntheticOrderSource
-from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PIPELINE_ASSETS, materialization_metadata, materialize_hour
+from scalable_pipeline_tests import drills
+from scalable_pipeline_tests.conftest import (
+    OFF_PEAK_PARTITION,
+    PIPELINE_ASSETS,
+    materialization_metadata,
+    materialize_hour,
+    step_failure,
+)
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 
 PARTITION = OFF_PEAK_PARTITION
 
 
-@pytest.mark.parametrize(
-    "key", ["2026-01-05-10:30", "../../x", "2026-01-05-1000", "2025-12-31-23:00", "2999-01-01-00:00", "2026-02-30-10:00", ""]
-)
-def test_only_keys_of_the_hourly_partitions_map_to_paths(key, tmp_path):
+@pytest.mark.parametrize("key", ["2026-01-05-10:30", "../../x", "2026-01-05-1000", "2026-02-30-10:00", ""])
+def test_only_hourly_partition_keys_map_to_paths(key, tmp_path):
     with pytest.raises(InvalidPartitionKey, match="is not an hourly partition"):
         partition_dirname(key)
+
+
+@pytest.mark.parametrize("key", ["2025-12-31-23:00", "2999-01-01-00:00"])
+def test_a_pipeline_has_the_hours_from_its_start_to_the_last_complete_hour(key):
+    hours = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00")
+    assert partition_dirname(key) == key.replace(":", "")  # a path of the data root
+    with pytest.raises(
+        InvalidPartitionKey, match="not an hourly partition of eu_orders: outside the partitions, which run from 2026-01-01-00:00"
+    ):
+        require_partition_key(key, hours, "eu_orders")
 
 
 @pytest.mark.parametrize("part", ["..", ".", "a/b", "/etc", "x\\y", ""])
@@ -35,7 +50,7 @@ def test_path_components_cannot_leave_the_root(part, tmp_path):
 def test_a_key_that_is_not_on_the_hour_fails_before_anything_is_written(instance, data_dir):
     result = materialize_hour("2026-01-05-10:30", instance, raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    failure = step_failure(result)
     assert failure.step_key == "raw_volume"
     assert "not on the hour" in failure.step_failure_data.user_failure_data.description
     assert not result.get_asset_materialization_events()
@@ -78,7 +93,7 @@ def in_process_pipeline_job() -> dg.JobDefinition:
     """The main job's assets with the in-process executor, reconstructable for re-execution in tests."""
     job = dg.define_asset_job("trust_pipeline", selection=PIPELINE_ASSETS, executor_def=dg.in_process_executor)
     assets = [defs.get_assets_def(key) for key in PIPELINE_ASSETS]
-    return dg.Definitions(assets=assets, jobs=[job], resources=build_resources()).resolve_job_def("trust_pipeline")
+    return dg.Definitions(assets=assets, jobs=[job], resources=defs.resources).resolve_job_def("trust_pipeline")
 
 
 def run_config(**resources: dict) -> dict:
@@ -86,15 +101,7 @@ def run_config(**resources: dict) -> dict:
 
 
 def execute(instance, config: dict, parent_run_id: str | None = None) -> dg.JobExecutionResult:
-    reexecution = dg.ReexecutionOptions.from_failure(parent_run_id, instance) if parent_run_id else None
-    return dg.execute_job(
-        dg.reconstructable(in_process_pipeline_job),
-        instance=instance,
-        run_config=config,
-        tags={"dagster/partition": PARTITION},
-        reexecution_options=reexecution,
-        raise_on_error=False,
-    )
+    return drills.execute_partition(in_process_pipeline_job, instance, config, PARTITION, parent_run_id)
 
 
 @pytest.mark.slow

@@ -19,8 +19,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS
+from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
+from scalable_pipeline.pipelines.config import DEFAULT_CONFIG_PATH, find_spec
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
 
 pytestmark = pytest.mark.slow
@@ -148,7 +149,7 @@ def test_materialize_from_the_ui_then_see_assets_checks_and_plots(dagster_dev, a
     sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed").sync_playwright
     port, data_dir = dagster_dev
     base = f"http://127.0.0.1:{port}"
-    partition = HOURLY_PARTITIONS.get_last_partition_key()  # a recent hour: the UI's plots show it
+    partition = find_spec(DEFAULT_CONFIG_PATH, JOB_NAME).partitions_def.get_last_partition_key()  # recent: the UI's plots show it
     # The first visit's newsletter dialog opens on a timer, possibly over the materialize dialog (whose overlay
     # then blocks its Skip button): mark it seen, as its Skip button does, before any page loads.
     assert graphql(port, "mutation { setNuxSeen }")["setNuxSeen"] is True

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.cli.options import non_negative_float, partition_key
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS
+from scalable_pipeline.core.partition_keys import partition_start
 from scalable_pipeline.sources.landing_files import DEFAULT_PATTERN
 from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
 
@@ -46,7 +46,7 @@ def land(args: argparse.Namespace) -> int:
     synthetic = SyntheticOrderSource(scale=args.scale, seed=args.seed)
     landing = LandingFileSource(landing_dir=args.landing_dir, pattern=args.pattern)
     for partition in args.partitions:
-        hour_start = pd.Timestamp(HOURLY_PARTITIONS.time_window_for_partition_key(partition).start)
+        hour_start = pd.Timestamp(partition_start(partition))
         path = landing.path_for(hour_start)
         path.parent.mkdir(parents=True, exist_ok=True)
         records = write_blocks(path, synthetic.iter_hour(hour_start))

@@ -8,11 +8,10 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from scalable_pipeline.cli import land, metrics, report, rollback, run, status
+from scalable_pipeline.cli import land, metrics, pools, report, rollback, run, status
 from scalable_pipeline.cli.options import CliError, Parser
 from scalable_pipeline.cli.worker import add_worker_parser
 from scalable_pipeline.pipelines.config import PipelineConfigError
-from scalable_pipeline.scaling import pool_limits
 
 PROG = "scalable-pipeline"
 
@@ -35,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser = with_parents(commands.add_parser, common)  # type: ignore[method-assign]
     for command in (run, status, rollback, report, metrics, land):
         command.register(commands)
-    pool_limits.add_command(commands)
+    pools.add_command(commands)
     add_worker_parser(commands)
     return main_parser
 

@@ -11,15 +11,14 @@ from scalable_pipeline.cli.options import (
     add_pipeline_option,
     hours_before,
     hours_between,
-    latest_hour,
     pipeline_named,
     port,
     positive_int,
 )
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.core.data_store import default_data_dir
 from scalable_pipeline.observing.metrics import PipelineCollector
 from scalable_pipeline.observing.read_model import ObservedPipeline, configured_pipelines
+from scalable_pipeline.publishing.data_store import default_data_dir
 
 
 def register(commands) -> None:
@@ -33,12 +32,12 @@ def register(commands) -> None:
     parser.set_defaults(handler=metrics)
 
 
-def recent_hours(hours: int) -> Callable[[], list[str]]:
-    """The last ``hours`` complete hours, as of each call."""
+def recent_hours(hours: int, partitions: dg.TimeWindowPartitionsDefinition) -> Callable[[], list[str]]:
+    """The last ``hours`` complete hours of ``partitions`` (none before their first hour has ended), as of each call."""
 
     def window() -> list[str]:
-        last = latest_hour()
-        return hours_between(hours_before(last, hours), last)
+        last = partitions.get_last_partition_key()
+        return hours_between(hours_before(last, hours, partitions), last, partitions) if last else []
 
     return window
 
@@ -65,8 +64,11 @@ def serve(
 
 def metrics(args: argparse.Namespace) -> int:
     ensure_dagster_home()
+    root = default_data_dir()
+    pipelines = configured_pipelines(root) if args.pipeline is None else [pipeline_named(args.pipeline, root)]
+    earliest = min((pipeline.partitions_def for pipeline in pipelines), key=lambda partitions: partitions.start)
     with dg.DagsterInstance.get() as instance:
-        server = serve(instance, args.pipeline, args.host, args.port, recent_hours(args.hours))
+        server = serve(instance, args.pipeline, args.host, args.port, recent_hours(args.hours, earliest), pipelines)
         print(f"serving http://{args.host}:{server.server_port}/metrics (Ctrl-C stops)", flush=True)
         try:
             threading.Event().wait()

@@ -1,17 +1,18 @@
 """Option types and checks shared by the subcommands: every bad value is a one-line usage error."""
 
 import argparse
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS, JOB_NAME
+from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
 from scalable_pipeline.observing.read_model import ObservedPipeline, find_pipeline
-from scalable_pipeline.pipelines.config import UnknownPipeline
+from scalable_pipeline.pipelines.config import PipelineSpec, UnknownPipeline, config_path, find_spec
 
 REPORT_HOURS = 168  # a week of hours: the default span of report and metrics
 
@@ -43,7 +44,7 @@ class Parser(argparse.ArgumentParser):
 class Given(argparse.Action):
     """Stores the value and remembers that the user gave the option (to reject options that do not apply)."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser, namespace, values, _option_string=None):
         setattr(namespace, self.dest, values)
         namespace.given = {*getattr(namespace, "given", set()), self.dest}
 
@@ -53,10 +54,19 @@ def given(args: argparse.Namespace, dest: str) -> bool:
 
 
 def partition_key(text: str) -> str:
+    """An hourly partition key; whether the selected pipeline has that hour is checked once it is known (``pipeline_hour``)."""
     try:
         return require_partition_key(text)
     except InvalidPartitionKey as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def pipeline_hour(key: str, option: str, pipeline: str, partitions: dg.TimeWindowPartitionsDefinition) -> str:
+    """``key``, given as ``option``, if it is an hour of ``pipeline`` (one of its ``partitions``); else a usage error."""
+    try:
+        return require_partition_key(key, partitions, pipeline)
+    except InvalidPartitionKey as error:
+        raise CliError(f"{option}: {error}") from None
 
 
 def positive_int(text: str) -> int:
@@ -86,21 +96,22 @@ def port(text: str) -> int:
     return value
 
 
-def latest_hour() -> str:
-    """The last complete hour (the newest partition)."""
-    key = HOURLY_PARTITIONS.get_last_partition_key()
-    assert key is not None, "the hourly partitions start in the past"
+def latest_hour(partitions: dg.TimeWindowPartitionsDefinition) -> str:
+    """The last complete hour of a pipeline's ``partitions`` (its newest); a usage error before its first hour has ended."""
+    key = partitions.get_last_partition_key()
+    if key is None:
+        raise CliError(f"no hour has ended yet since the pipeline's start, {partitions.start.strftime(PARTITION_FORMAT)}")
     return key
 
 
-def hours_between(first: str, last: str, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> list[str]:
+def hours_between(first: str, last: str, partitions: dg.TimeWindowPartitionsDefinition) -> list[str]:
     """Every hourly partition key from ``first`` to ``last``, both included."""
     if partitions.time_window_for_partition_key(first).start > partitions.time_window_for_partition_key(last).start:
         raise CliError(f"--from {first} is after --to {last}")
     return list(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
 
 
-def hours_before(last: str, count: int, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> str:
+def hours_before(last: str, count: int, partitions: dg.TimeWindowPartitionsDefinition) -> str:
     """The key ``count - 1`` hours before ``last`` (or the first partition)."""
     start = partitions.time_window_for_partition_key(last).start
     return max(start - timedelta(hours=count - 1), partitions.start).strftime(PARTITION_FORMAT)
@@ -115,6 +126,14 @@ def add_pipeline_option(parser: argparse.ArgumentParser, every: bool = False) ->
         help="a pipeline of the pipelines file ($SCALABLE_PIPELINE_CONFIG or the shipped one)"
         + (" (default: every pipeline of the file)" if every else ""),
     )
+
+
+def pipeline_spec(name: str) -> PipelineSpec:
+    """The entry of the pipelines file that ``--pipeline`` names; an unknown name is a usage error."""
+    try:
+        return find_spec(config_path(os.environ), name)
+    except UnknownPipeline as error:
+        raise CliError(f"--pipeline: {error}") from None
 
 
 def pipeline_named(name: str, data_root: Path) -> ObservedPipeline:
@@ -139,6 +158,10 @@ def add_range_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def selected_hours(args: argparse.Namespace, partitions: dg.TimeWindowPartitionsDefinition = HOURLY_PARTITIONS) -> list[str]:
-    last = args.last or latest_hour()
-    return hours_between(args.first or hours_before(last, REPORT_HOURS, partitions), last, partitions)
+def selected_hours(args: argparse.Namespace, pipeline: str, partitions: dg.TimeWindowPartitionsDefinition) -> list[str]:
+    """The hours ``--from`` and ``--to`` select, of ``pipeline`` (its ``partitions``)."""
+    last = pipeline_hour(args.last, "--to", pipeline, partitions) if args.last else latest_hour(partitions)
+    first = (
+        pipeline_hour(args.first, "--from", pipeline, partitions) if args.first else hours_before(last, REPORT_HOURS, partitions)
+    )
+    return hours_between(first, last, partitions)

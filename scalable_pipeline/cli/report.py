@@ -7,9 +7,9 @@ import dagster as dg
 
 from scalable_pipeline.cli.options import add_pipeline_option, add_range_options, pipeline_named, selected_hours
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.core.data_store import default_data_dir
 from scalable_pipeline.observing.read_model import ObservedPipeline
 from scalable_pipeline.observing.report import render
+from scalable_pipeline.publishing.data_store import default_data_dir
 
 
 def register(commands) -> None:
@@ -34,7 +34,7 @@ def report(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     root = default_data_dir()
     pipeline = pipeline_named(args.pipeline, root)
-    partitions = selected_hours(args, pipeline.partitions_def)
+    partitions = selected_hours(args, pipeline.name, pipeline.partitions_def)
     with dg.DagsterInstance.get() as instance:
         path = write_report(instance, root, pipeline, partitions, Path(args.output))
     print(f"{path} ({len(partitions)} hours, {path.stat().st_size / 1e6:.1f} MB)")

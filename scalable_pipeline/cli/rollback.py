@@ -6,20 +6,20 @@ import sys
 
 import dagster as dg
 
-from scalable_pipeline.cli.options import CliError, partition_key
-from scalable_pipeline.cli.run import failure_lines
-from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.core.paths import InvalidPartitionKey
-from scalable_pipeline.observing.read_model import PIPELINE_ASSETS
-from scalable_pipeline.pipelines.config import UnknownPipeline, config_path, load_pipelines
-from scalable_pipeline.publishing.rollback_partition import (
+from scalable_pipeline.assembly.rollback_partition import (
     asset_key,
     build_rollback_partition,
     require_hour,
     rollback_target,
     target_store,
 )
+from scalable_pipeline.cli.options import CliError, partition_key
+from scalable_pipeline.cli.run import failure_lines
+from scalable_pipeline.core.dagster_home import ensure_dagster_home
+from scalable_pipeline.core.paths import InvalidPartitionKey
+from scalable_pipeline.observing.read_model import PIPELINE_ASSETS
+from scalable_pipeline.pipelines.config import UnknownPipeline, config_path, load_pipelines
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 

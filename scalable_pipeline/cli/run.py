@@ -14,21 +14,26 @@ from typing import TextIO
 import dagster as dg
 from rich.console import Console
 
+from scalable_pipeline.assembly.project import build_source, pipeline_job
 from scalable_pipeline.cli.options import (
     CliError,
     Given,
+    add_pipeline_option,
     given,
     hours_between,
     latest_hour,
     non_negative_float,
     partition_key,
+    pipeline_hour,
+    pipeline_spec,
     positive_int,
 )
 from scalable_pipeline.cli.progress import INVOCATION_TAG, ProgressDisplay, RunFollower
 from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.execution.executors import start_step_server
-from scalable_pipeline.pipelines.project import build_source, scalable_data_processing_job
+from scalable_pipeline.pipelines.build import PipelineBuild
+from scalable_pipeline.pipelines.config import PipelineSpec
 from scalable_pipeline.sources.resource import SyntheticOrderSource
 
 
@@ -43,7 +48,10 @@ class HourOutcome:
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("run", help=f"materialize hourly partitions with the {JOB_NAME} job", description=__doc__)
+    parser = commands.add_parser(
+        "run", help=f"materialize hourly partitions with a pipeline's job (default {JOB_NAME})", description=__doc__
+    )
+    add_pipeline_option(parser)
     parser.add_argument(
         "--partition",
         metavar="HOUR",
@@ -63,31 +71,42 @@ def register(commands) -> None:
         "--multiprocess",
         action="store_true",
         help="run each step in its own process with the job's executor, as `dagster dev` and the schedule do "
-        "(default: every step in this process, faster on small machines; see README figures)",
+        "(default: every step in this process, faster on small machines; see docs/performance.md)",
     )
     parser.add_argument("--max-concurrent", type=positive_int, help="with --multiprocess: steps at once (default: CPU count)")
     parser.set_defaults(handler=run)
 
 
-def selected_partitions(args: argparse.Namespace) -> list[str]:
+def selected_partitions(args: argparse.Namespace, spec: PipelineSpec) -> list[str]:
+    """The hours the options select, each an hour of the pipeline ``spec`` (from its ``start``)."""
     if args.partition and (args.first or args.last):
         raise CliError("give either --partition or --from/--to, not both")
     if bool(args.first) != bool(args.last):
         raise CliError("--from and --to go together")
-    return hours_between(args.first, args.last) if args.first else [args.partition or latest_hour()]
+    hours = spec.partitions_def
+    if args.first:
+        first = pipeline_hour(args.first, "--from", spec.name, hours)
+        return hours_between(first, pipeline_hour(args.last, "--to", spec.name, hours), hours)
+    return [pipeline_hour(args.partition, "--partition", spec.name, hours) if args.partition else latest_hour(hours)]
 
 
-def run_config(args: argparse.Namespace, synthetic_source: bool) -> dict:
-    """Resource config from the options, and the level of Dagster's event log lines (``--verbose``: all)."""
+def synthetic_source(spec: PipelineSpec) -> bool:
+    """Whether the pipeline's orders come from the synthetic generator (its own source, else the project's)."""
+    return spec.source["kind"] == "synthetic" if spec.source else isinstance(build_source(), SyntheticOrderSource)
+
+
+def run_config(args: argparse.Namespace, build: PipelineBuild, synthetic: bool) -> dict:
+    """Resource config of the pipeline ``build`` from the options (``--scale`` and ``--seed`` when given), and the
+    level of Dagster's event log lines (``--verbose``: all)."""
     if args.max_concurrent and not args.multiprocess:
         raise CliError("--max-concurrent applies to --multiprocess only")
-    if not synthetic_source and (given(args, "scale") or given(args, "seed")):
-        raise CliError(
-            "--scale and --seed apply to the synthetic source; SCALABLE_PIPELINE_LANDING_DIR is set, so orders come from files"
-        )
-    resources: dict = {"scaling": {"config": {"chunk_count": args.chunks} if args.chunks else {}}}
-    if synthetic_source:
-        resources["source"] = {"config": {"scale": args.scale, "seed": args.seed}}
+    source_options = {name: getattr(args, name) for name in ("scale", "seed") if given(args, name)}
+    if source_options and not synthetic:
+        where = "its configured source" if build.spec.source else "files (SCALABLE_PIPELINE_LANDING_DIR is set)"
+        raise CliError(f"--scale and --seed apply to the synthetic source; {build.spec.name} reads orders from {where}")
+    resources: dict = {build.resource_key("scaling"): {"config": {"chunk_count": args.chunks} if args.chunks else {}}}
+    if source_options:
+        resources[build.resource_key("source")] = {"config": source_options}
     config: dict = {
         "resources": resources,
         "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}},
@@ -133,7 +152,7 @@ def execute_hour(
     try:
         result: dg.JobExecutionResult | dg.ExecuteInProcessResult
         if multiprocess:
-            reconstructable = dg.reconstructable(scalable_data_processing_job)
+            reconstructable = dg.build_reconstructable_job(pipeline_job.__module__, pipeline_job.__name__, (job.name,))
             result = dg.execute_job(
                 reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition}
             )
@@ -206,18 +225,19 @@ def child_stderr_discarded(enabled: bool) -> Iterator[TextIO]:
 
 
 def run(args: argparse.Namespace) -> int:
-    partitions = selected_partitions(args)
+    spec = pipeline_spec(args.pipeline)
+    partitions = selected_partitions(args, spec)
     home = ensure_dagster_home()
     quiet_children = args.multiprocess and not args.verbose
     with child_stderr_discarded(quiet_children) as stderr:
         if args.multiprocess:
             start_step_server()  # it loads the project while this process does; its steps inherit the quiet stderr
-        config = run_config(args, isinstance(build_source(), SyntheticOrderSource))
-        job = scalable_data_processing_job()
+        config = run_config(args, PipelineBuild(spec), synthetic_source(spec))
+        job = pipeline_job(spec.name)
         display = None if args.verbose else ProgressDisplay(len(partitions), Console(file=stderr))
         with dg.DagsterInstance.get() as instance, display or contextlib.nullcontext():
             outcomes = [execute_hour(job, instance, partition, args.multiprocess, config, display) for partition in partitions]
-    print(f"{JOB_NAME}: {len(partitions)} hour(s), DAGSTER_HOME={home}")
+    print(f"{spec.name}: {len(partitions)} hour(s), DAGSTER_HOME={home}")
     for outcome in outcomes:
         if len(outcomes) > 1:
             print(range_line(outcome))

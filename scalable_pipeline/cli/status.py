@@ -8,11 +8,11 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from scalable_pipeline.cli.options import add_pipeline_option, latest_hour, partition_key, pipeline_named
+from scalable_pipeline.cli.options import add_pipeline_option, latest_hour, partition_key, pipeline_hour, pipeline_named
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.core.data_store import default_data_dir
 from scalable_pipeline.core.paths import partition_dirname
 from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord
+from scalable_pipeline.publishing.data_store import default_data_dir
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 
@@ -58,9 +58,10 @@ def gates_table(hour: HourRecord) -> Table:
 
 
 def status(args: argparse.Namespace) -> int:
-    partition = args.partition or latest_hour()
     ensure_dagster_home()
     pipeline = pipeline_named(args.pipeline, default_data_dir())
+    hours = pipeline.partitions_def
+    partition = pipeline_hour(args.partition, "--partition", pipeline.name, hours) if args.partition else latest_hour(hours)
     root = pipeline.root  # the pipeline's own data root
     with dg.DagsterInstance.get() as instance:
         [hour] = pipeline.observe(instance, [partition])

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from scalable_pipeline.assembly.project import warm_definitions
 from scalable_pipeline.execution.executors import QUEUE_ENV, ExecutorSettingError, celery_app_settings
-from scalable_pipeline.pipelines.project import warm_definitions
 
 BROKER_CONNECT_SECONDS = 3.0
 

@@ -1,33 +1,38 @@
 """The one place where user input (partition keys, asset names, version ids) becomes a path.
 
 Every folder or file under the data root is built by :func:`under_root` from names checked by
-:func:`safe_name`, and partitions by :func:`partition_dirname`, which accepts only keys of the hourly
-partitions definition: nothing can name a path outside the data root.
+:func:`safe_name`, and partitions by :func:`partition_dirname`, which accepts only hourly partition keys:
+nothing can name a path outside the data root. Which hours a pipeline has is its own partitions
+definition's (from its ``start``), checked where the pipeline is known (:func:`require_partition_key`).
 """
 
 import hashlib
 import re
 from pathlib import Path
 
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS
+import dagster as dg
+
 from scalable_pipeline.core.partition_keys import partition_key_problem
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class InvalidPartitionKey(ValueError):
-    """A partition key that is not a key of the hourly partitions definition."""
+    """A partition key that is not an hourly partition key, or not an hour of its pipeline."""
 
 
 class UnsafeName(ValueError):
     """A name that could address a path outside its folder."""
 
 
-def require_partition_key(key: str) -> str:
-    """``key`` if it is an hourly partition key (on the hour, from the first partition to the last complete hour)."""
-    problem = partition_key_problem(key, HOURLY_PARTITIONS.start, HOURLY_PARTITIONS.has_partition_key(key))
+def require_partition_key(
+    key: str, partitions: dg.TimeWindowPartitionsDefinition | None = None, pipeline: str = "this pipeline"
+) -> str:
+    """``key`` if it is an hourly partition key (``YYYY-MM-DD-HH:00``, a real hour) and, given ``pipeline``'s
+    ``partitions``, one of them (from its ``start`` to the last complete hour)."""
+    problem = partition_key_problem(key, partitions)
     if problem:
-        raise InvalidPartitionKey(f"partition {key!r} is not an hourly partition of this pipeline: {problem}")
+        raise InvalidPartitionKey(f"partition {key!r} is not an hourly partition of {pipeline}: {problem}")
     return key
 
 
@@ -39,7 +44,7 @@ def safe_name(name: str, what: str = "name") -> str:
 
 
 def partition_dirname(partition_key: str) -> str:
-    """The folder name of a partition (the key without ``:``); rejects anything that is not a partition key."""
+    """The folder name of a partition (the key without ``:``); rejects anything that is not an hourly partition key."""
     return require_partition_key(partition_key).replace(":", "")
 
 

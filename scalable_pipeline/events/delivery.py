@@ -15,3 +15,8 @@ def deliver(outbox: Outbox, now: float, policy: DeliveryPolicy) -> tuple[Deliver
         f"logged {round_.logged}, delivered {round_.delivered}, failed {round_.failed}, waiting {round_.waiting}, "
         f"claimed by another tick {round_.busy}; webhook {'set' if url else 'not set'}"
     )
+
+
+def delivery_acted(round_: DeliveryRound) -> bool:
+    """The round logged, delivered or tried to deliver an alert (waiting and claimed entries are not news)."""
+    return bool(round_.logged or round_.delivered or round_.failed)

@@ -17,15 +17,15 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.core.constants import DEFAULT_START
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
-from scalable_pipeline.events.delivery import deliver
+from scalable_pipeline.core.tick_log import log_tick
+from scalable_pipeline.events.delivery import deliver, delivery_acted
 from scalable_pipeline.events.freshness import due_hours, late
 from scalable_pipeline.events.messages import LateHourAlert
 from scalable_pipeline.events.outbox import DeliveryPolicy, Outbox
 from scalable_pipeline.events.quality_gate_alerts import CLAIM_TIMEOUT_SECONDS, DEFAULT_INTERVAL_SECONDS, DELIVERY_BUDGET_SECONDS
-from scalable_pipeline.events.tick_log import delivery_acted, log_tick
-from scalable_pipeline.sources.source_outage import DEFAULT_FIRST_HOUR
+from scalable_pipeline.publishing.data_store import DataStoreResource
 
 DEFAULT_DEADLINE_MINUTES = 30
 # The first tick (no cursor) judges the hours due in this many hours before it, not the whole history.
@@ -75,7 +75,7 @@ def build_late_hour_alerts(
     deadline_minutes: int = DEFAULT_DEADLINE_MINUTES,
     minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     clock: Callable[[], float] = time.time,
-    first_hour: str = DEFAULT_FIRST_HOUR,
+    first_hour: str = DEFAULT_START,
 ) -> dg.SensorDefinition:
     """The late-hour sensor of ``pipeline`` over ``asset_key`` (partitions from ``first_hour``); ``clock``
     gives now (tests inject one). Alerts go to the outbox under the ``data_store`` resource's root."""

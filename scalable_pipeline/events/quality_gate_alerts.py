@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.core.tick_log import log_tick
 from scalable_pipeline.events.cursor import parse_cursor
-from scalable_pipeline.events.delivery import deliver
+from scalable_pipeline.events.delivery import deliver, delivery_acted
 from scalable_pipeline.events.evaluations import failed_alerts, repository_check_keys, scan_executions
 from scalable_pipeline.events.outbox import DeliveryPolicy, Outbox
-from scalable_pipeline.events.tick_log import delivery_acted, log_tick
+from scalable_pipeline.publishing.data_store import DataStoreResource
 
 SENSOR_NAME = "quality_gate_alerts"
 INTERVAL_ENV = "SCALABLE_PIPELINE_ALERT_INTERVAL_SECONDS"

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 
 import dagster as dg
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.events.delivery import deliver
+from scalable_pipeline.core.tick_log import log_tick
+from scalable_pipeline.events.delivery import deliver, delivery_acted
 from scalable_pipeline.events.outbox import DeliveryPolicy, Outbox
 from scalable_pipeline.events.quality_gate_alerts import CLAIM_TIMEOUT_SECONDS, DEFAULT_INTERVAL_SECONDS, DELIVERY_BUDGET_SECONDS
 from scalable_pipeline.events.run_alerts import ALERT, WAIT, retry_verdict
@@ -25,7 +25,7 @@ from scalable_pipeline.events.run_failures import (
     parse_run_cursor,
     pipeline_of,
 )
-from scalable_pipeline.events.tick_log import delivery_acted, log_tick
+from scalable_pipeline.publishing.data_store import DataStoreResource
 
 SENSOR_NAME = "run_failure_alerts"
 # How long a failed run whose retry is due may wait for it before its failure alerts after all.

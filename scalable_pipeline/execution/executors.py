@@ -83,7 +83,7 @@ def celery_app_settings(environ: Mapping[str, str] = os.environ) -> dict:
 
 
 # What the step-process server imports once, before it forks any step (see step_process).
-STEP_PROCESS_MODULE = "scalable_pipeline.pipelines.preload"
+STEP_PROCESS_MODULE = "scalable_pipeline.assembly.preload"
 
 
 def start_step_server(environ: Mapping[str, str] = os.environ) -> None:

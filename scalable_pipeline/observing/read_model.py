@@ -17,13 +17,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from scalable_pipeline.assembly.factory import build_pipeline
 from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.metadata import metadata_number
 from scalable_pipeline.events.evaluations import evaluation_of
 from scalable_pipeline.pipelines.build import PipelineBuild
-from scalable_pipeline.pipelines.config import PipelineSpec, UnknownPipeline, config_path, load_pipelines, spec_named
-from scalable_pipeline.pipelines.factory import build_pipeline
+from scalable_pipeline.pipelines.config import PipelineSpec, config_path, find_spec, load_pipelines
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, read_rollbacks
 from scalable_pipeline.scaling.history import run_rate
 from scalable_pipeline.sources.resource import SyntheticOrderSource
@@ -55,12 +55,7 @@ def configured_pipelines(data_root: Path | str) -> list[ObservedPipeline]:
 def find_pipeline(name: str, data_root: Path | str) -> ObservedPipeline:
     """The pipeline named ``name`` in the pipelines file (``UnknownPipeline`` names the ones it has)."""
 
-    path = config_path(os.environ)
-    specs = load_pipelines(path).pipelines
-    spec = spec_named(specs, name)
-    if spec is None:
-        raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
-    return observed_pipeline(spec, data_root)
+    return observed_pipeline(find_spec(config_path(os.environ), name), data_root)
 
 
 def observed_pipeline(spec: PipelineSpec, data_root: Path | str) -> ObservedPipeline:

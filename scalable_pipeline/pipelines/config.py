@@ -8,7 +8,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -16,7 +16,7 @@ import dagster as dg
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scalable_pipeline.core.constants import CHUNK_POOL, FIRST_HOUR, HOURLY_PARTITIONS
+from scalable_pipeline.core.constants import CHUNK_POOL, DEFAULT_START
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
 from scalable_pipeline.pipelines.time_rules import WEEKDAYS, TimeRule
 from scalable_pipeline.quality.resource import QualityResource
@@ -26,7 +26,6 @@ from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, P
 
 CONFIG_ENV = "SCALABLE_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
-DEFAULT_START = FIRST_HOUR
 # Dagster's rule for job, asset key and pool names.
 DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SOURCE_KINDS: dict[str, type[OrderSource]] = {
@@ -95,12 +94,17 @@ class PipelineSpec:
     scaling: Mapping[str, Any]
     quality: Mapping[str, Any]
     time_rules: tuple[TimeRule, ...]
-    freshness_minutes: int | None = None  # deadline of consolidated_output after each hour (README "Sensors and alerts")
+    freshness_minutes: int | None = None  # deadline of consolidated_output after each hour (docs/quality.md, late hours)
     on_source_outage: Literal["fail", "defer"] = "defer"
 
     @property
     def pool_use(self) -> PoolUse:
         return PoolUse(self.name, self.pool, self.reserved_slots)
+
+    @functools.cached_property
+    def partitions_def(self) -> dg.HourlyPartitionsDefinition:
+        """The pipeline's hours: from its ``start`` to the last complete hour."""
+        return dg.HourlyPartitionsDefinition(start_date=self.start)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,15 @@ class UnknownPipeline(ValueError):
 def spec_named(pipelines: Sequence[PipelineSpec], name: str) -> PipelineSpec | None:
     """The entry of ``pipelines`` named ``name`` (None when there is none)."""
     return next((spec for spec in pipelines if spec.name == name), None)
+
+
+def find_spec(path: Path, name: str) -> PipelineSpec:
+    """The entry named ``name`` of the pipelines file at ``path`` (``UnknownPipeline`` names the ones it has)."""
+    specs = load_pipelines(path).pipelines
+    spec = spec_named(specs, name)
+    if spec is None:
+        raise UnknownPipeline(f"no pipeline {name!r} in {path}; it has {', '.join(spec.name for spec in specs)}")
+    return spec
 
 
 def config_path(environ: Mapping[str, str]) -> Path:
@@ -247,10 +260,6 @@ def _start(start: str) -> str:
         raise _FieldProblem(["start"], f"{start!r} is not an hour as YYYY-MM-DD-HH:00") from error
     if parsed.minute:
         raise _FieldProblem(["start"], f"{start!r} does not start on the hour (minutes must be 00)")
-    first = HOURLY_PARTITIONS.start
-    if parsed.replace(tzinfo=timezone.utc) < first:
-        # The data root stores hours from there on (storage.paths checks every partition key against it).
-        raise _FieldProblem(["start"], f"{start!r} is before the first hour the data root stores, {first:%Y-%m-%d-%H:00}")
     return start
 
 

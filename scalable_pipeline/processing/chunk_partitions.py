@@ -4,7 +4,6 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.processing.descriptions import CHUNK_PARTITIONS, chunk_plan_table
@@ -12,8 +11,6 @@ from scalable_pipeline.processing.ranges import inline_ranges, range_count, rang
 from scalable_pipeline.publishing.versioned_store import StoredVersion
 from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.quality.gates import all_true
-from scalable_pipeline.quality.resource import QualityResource
-from scalable_pipeline.scaling.resource import ScalingResource
 
 # Row groups whose order_ids are read to place the range cut points (32 x 50,000 ids at most).
 SAMPLE_ROW_GROUPS = 32
@@ -65,52 +62,49 @@ CHECKS = [
 
 
 def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    return pipeline.asset(
-        chunk_partitions,
+    @pipeline.asset(
         ins=["raw_volume"],
+        required_resource_keys=pipeline.resource_keys("scaling", "data_store", "quality"),
         kinds={"python"},
         description=CHUNK_PARTITIONS,
         check_specs=pipeline.check_specs(CHECKS),
     )
+    def chunk_partitions(context: dg.AssetExecutionContext, raw_volume: StoredVersion):
+        """Measure the machine, decide the strategy, split the raw hour this run produced into row ranges."""
+        resources = pipeline.resources(context)
+        scaling, data_store, quality = resources.scaling, resources.data_store, resources.quality
+        partition = data_store.hold_partition(context, context.partition_key)
+        store = data_store.store()
+        raw = raw_volume
+        parquet = pq.ParquetFile(raw.path)  # its footer, read once, serves every figure below
+        total_records = parquet.metadata.num_rows
+        row_bytes = bytes_per_record(parquet.metadata)
+        strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
+        chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
+        cuts = range_cuts(order_id_sample(parquet), range_count(total_records, len(chunks), strategy.parallel_tasks))
+        sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
+        inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
+        plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)
+        staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
+        verdicts = [
+            all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
+            lineage_gate("plan_lineage", store, staged),
+        ]
+        yield from audit_then_publish(context, store, staged, verdicts, quality)
+        yield dg.Output(
+            staged,
+            metadata={
+                **strategy.as_metadata(),
+                "chunk_count": len(plan.chunks),
+                "chunk_plan": chunk_plan_table(plan),
+                "range_count": plan.range_count,
+                "ranges_in_chunk_steps": len(plan.inline_ranges),
+                "bytes_per_record": round(row_bytes, 2),
+                "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),
+                "plan_fingerprint": plan.fingerprint,
+                "raw_version": raw.version,
+                **resources.time_rule_metadata,
+            },
+        )
 
-
-def chunk_partitions(
-    context: dg.AssetExecutionContext,
-    raw_volume: StoredVersion,
-    scaling: ScalingResource,
-    data_store: DataStoreResource,
-    quality: QualityResource,
-):
-    """Measure the machine, decide the strategy, split the raw hour this run produced into row ranges."""
-    partition = data_store.hold_partition(context, context.partition_key)
-    store = data_store.store()
-    raw = raw_volume
-    parquet = pq.ParquetFile(raw.path)  # its footer, read once, serves every figure below
-    total_records = parquet.metadata.num_rows
-    row_bytes = bytes_per_record(parquet.metadata)
-    strategy, snapshot = scaling.strategy(total_records, row_bytes, context)
-    chunks = split_rows(total_records, strategy.chunk_count, raw_row_group_rows(parquet.metadata))
-    cuts = range_cuts(order_id_sample(parquet), range_count(total_records, len(chunks), strategy.parallel_tasks))
-    sources = range_sources(chunk_id_bounds(parquet.metadata, chunks), cuts)
-    inline = inline_ranges(sources, len(chunks), strategy.parallel_tasks)
-    plan = ChunkPlan(partition, raw.version, raw.path, total_records, chunks, raw.raw_digest, cuts, sources, inline)
-    staged = store.write_document("chunk_partitions", partition, plan.to_json(), context.run.run_id, raw.raw_digest)
-    verdicts = [
-        all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
-        lineage_gate("plan_lineage", store, staged),
-    ]
-    yield from audit_then_publish(context, store, staged, verdicts, quality)
-    yield dg.Output(
-        staged,
-        metadata={
-            **strategy.as_metadata(),
-            "chunk_count": len(plan.chunks),
-            "chunk_plan": chunk_plan_table(plan),
-            "range_count": plan.range_count,
-            "ranges_in_chunk_steps": len(plan.inline_ranges),
-            "bytes_per_record": round(row_bytes, 2),
-            "resource_snapshot": dg.MetadataValue.json(snapshot.as_metadata()),
-            "plan_fingerprint": plan.fingerprint,
-            "raw_version": raw.version,
-        },
-    )
+    return chunk_partitions

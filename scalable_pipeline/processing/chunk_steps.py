@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -22,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS, ORDER_COLUMNS
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.faults.resource import FaultInjectionResource
+from scalable_pipeline.core.constants import ORDER_COLUMNS
+from scalable_pipeline.core.partition_keys import partition_start
+from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
 from scalable_pipeline.processing.order_rules import (
     DUPLICATE_CODE,
@@ -34,11 +35,11 @@ from scalable_pipeline.processing.order_rules import (
     validity_codes,
 )
 from scalable_pipeline.processing.ranges import bounds_problems, range_split, ready_ranges, repeats_of_previous
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.versioned_store import read_row_range
 from scalable_pipeline.quality.gate_history import ratio_gate
 from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.quality.gates import all_true
-from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.scaling.decision import executor_kind
 from scalable_pipeline.scaling.history import EXECUTOR_KEY, OVERHEAD_KEY, run_step_overhead
 
@@ -68,8 +69,8 @@ Task = ChunkTask | RangeTask
 
 
 def hour_window(partition_key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    window = HOURLY_PARTITIONS.time_window_for_partition_key(partition_key)
-    return pd.Timestamp(window.start), pd.Timestamp(window.end)
+    start = pd.Timestamp(partition_start(partition_key))
+    return start, start + pd.Timedelta(hours=1)
 
 
 def range_tasks(plan: ChunkPlan) -> list[RangeTask]:
@@ -202,10 +203,15 @@ def pending_steps(
         yield dg.DynamicOutput(task, mapping_key=f"{kind}_{task.index:05d}")
 
 
-def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource):
-    """One dynamic output per chunk still to compute."""
-    load = ChunkCheckpoints(data_store.root).load_chunk
-    yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
+def fan_out_chunks_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node("fan_out_chunks"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
+    def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
+        """One dynamic output per chunk still to compute."""
+        data_store = pipeline.resources(context).data_store
+        load = ChunkCheckpoints(data_store.root).load_chunk
+        yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
+
+    return fan_out_chunks
 
 
 def judge_and_save_ranges(
@@ -263,45 +269,57 @@ def ranges_after_chunk(context: dg.OpExecutionContext, checkpoints: ChunkCheckpo
     return judge_and_save_ranges(checkpoints, claimed)
 
 
-def process_chunk(
-    context: dg.OpExecutionContext, task: ChunkTask, data_store: DataStoreResource, faults: FaultInjectionResource
-) -> ChunkResult:
-    """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint); then process the
-    ranges it completes, when the plan lets chunk steps do so."""
-    data_store.hold_partition(context, task.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    try:
-        faults.before_chunk(context, task.index)
-        result, own = shuffle_chunk(checkpoints, task)
-        ranges = own + ranges_after_chunk(context, checkpoints, task)
-        result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
-    except Exception as error:
-        what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
-        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
-        raise final_attempt(context, what, task.partition_key, error, plan_dir) from error
-    context.add_output_metadata(result.as_metadata())
-    return result
+def process_chunk_op(pipeline: PipelineBuild, name: str = "process_chunk", **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node(name), required_resource_keys=pipeline.resource_keys("data_store", "faults"), **op_args)
+    def process_chunk(context: dg.OpExecutionContext, task: ChunkTask) -> ChunkResult:
+        """Judge one chunk's rows and shuffle them into ranges (or reuse its checkpoint); then process the
+        ranges it completes, when the plan lets chunk steps do so."""
+        resources = pipeline.resources(context)
+        data_store, faults = resources.data_store, resources.faults
+        data_store.hold_partition(context, task.partition_key)
+        checkpoints = ChunkCheckpoints(data_store.root)
+        try:
+            faults.before_chunk(context, task.index)
+            result, own = shuffle_chunk(checkpoints, task)
+            ranges = own + ranges_after_chunk(context, checkpoints, task)
+            result = replace(result, ranges_done=tuple(r.index for r in ranges), range_seconds=sum(r.seconds for r in ranges))
+        except Exception as error:
+            what = f"chunk {task.index} (rows {task.start_row}-{task.stop_row})"
+            plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+            raise final_attempt(context, what, task.partition_key, error, plan_dir) from error
+        context.add_output_metadata(result.as_metadata())
+        return result
+
+    return process_chunk
 
 
-def fan_out_ranges(
-    context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult], data_store: DataStoreResource
-):
-    """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
-    load = ChunkCheckpoints(data_store.root).load_range
-    yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
+def fan_out_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node("fan_out_ranges"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
+    def fan_out_ranges(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult]):
+        """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
+        data_store = pipeline.resources(context).data_store
+        load = ChunkCheckpoints(data_store.root).load_range
+        yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
+
+    return fan_out_ranges
 
 
-def process_range(context: dg.OpExecutionContext, task: RangeTask, data_store: DataStoreResource) -> RangeResult:
-    """De-duplicate and sort one order_id range of the hour (or reuse its checkpoint)."""
-    data_store.hold_partition(context, task.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    try:
-        (result,) = compute_ranges(checkpoints, [task])
-    except Exception as error:
-        plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
-        raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error
-    context.add_output_metadata(result.as_metadata())
-    return result
+def process_range_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node("process_range"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
+    def process_range(context: dg.OpExecutionContext, task: RangeTask) -> RangeResult:
+        """De-duplicate and sort one order_id range of the hour (or reuse its checkpoint)."""
+        data_store = pipeline.resources(context).data_store
+        data_store.hold_partition(context, task.partition_key)
+        checkpoints = ChunkCheckpoints(data_store.root)
+        try:
+            (result,) = compute_ranges(checkpoints, [task])
+        except Exception as error:
+            plan_dir = str(checkpoints.plan_dir(task.partition_key, task.plan_fingerprint))
+            raise final_attempt(context, f"order_id range {task.index}", task.partition_key, error, plan_dir) from error
+        context.add_output_metadata(result.as_metadata())
+        return result
+
+    return process_range
 
 
 def completeness_problems(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeResult]) -> list[str]:
@@ -342,62 +360,67 @@ class PathResults:
     ranges: list[RangeResult]
 
 
-def collect_ranges(
-    context: dg.OpExecutionContext,
-    chunk_plan: ChunkPlan,
-    paths: list[PathResults],
-    quality: QualityResource,
-    data_store: DataStoreResource,
-):
-    """Fan-in of the one path that ran (the others were skipped): every range of this run's plan, audited,
-    published in order as one dataset version."""
-    started = time.perf_counter()
-    (ran,) = paths
-    processing_path, chunk_results, range_results = ran.path, ran.chunks, ran.ranges
-    partition = data_store.hold_partition(context, chunk_plan.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)
-    rows, valid = sum(r.rows_in for r in ranges), sum(r.valid for r in ranges)
-    invalid, duplicates = sum(r.invalid for r in ranges), sum(r.duplicates for r in ranges)
-    store = data_store.store()
-    stage = store.stage_dataset(ASSET, partition, context.run.run_id, chunk_plan.raw_digest)
-    for result in ranges:
-        stage.add_file(result.path)
-        stage.add_file(result.valid_path, VALID_VIEW)
-    staged = stage.commit()
-    verdicts = [
-        ratio_gate(
-            context, quality, ASSET, "invalid_ratio", invalid, rows - duplicates, quality.max_invalid_ratio, "invalid rows"
-        ),
-        ratio_gate(context, quality, ASSET, "duplicate_ratio", duplicates, rows, quality.max_duplicate_ratio, "duplicate rows"),
-        all_true("chunks_complete", completeness_problems(chunk_plan, chunks, ranges), "chunk completeness"),
-        lineage_gate("chunks_lineage", store, staged),
-    ]
-    computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
-    computed_seconds = sum(r.seconds for r in computed)
-    fresh = {r.index for r in range_results} | {index for r in chunk_results for index in r.ranges_done}
-    range_seconds = sum(r.seconds for r in ranges if r.index in fresh)
-    compute_seconds = computed_seconds + range_seconds
-    metadata = {
-        "rows_in": rows,
-        "valid": valid,
-        "invalid": invalid,
-        "duplicates": duplicates,
-        "chunks": len(chunks),
-        "chunks_reused": len(chunks) - len(computed),
-        "ranges": len(ranges),
-        "ranges_reused": len(ranges) - len(fresh),
-        "ranges_in_chunk_steps": sum(len(r.ranges_done) for r in chunk_results),
-        "chunk_seconds_total": round(computed_seconds, 3),
-        "range_seconds_total": round(range_seconds, 3),
-        "collect_seconds": round(time.perf_counter() - started, 3),
-        "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
-        "plan_fingerprint": chunk_plan.fingerprint,
-        "processing_path": processing_path,
-        EXECUTOR_KEY: executor_kind(context.job_def.executor_def.name),
-        OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
-    }
-    yield from audit_then_publish(context, store, staged, verdicts, quality)
-    yield dg.Output(staged, "result", metadata=metadata)
-    checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
-    checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale
+def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(
+        name=pipeline.node("collect_ranges"), required_resource_keys=pipeline.resource_keys("quality", "data_store"), **op_args
+    )
+    def collect_ranges(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, paths: list[PathResults]):
+        """Fan-in of the one path that ran (the others were skipped): every range of this run's plan, audited,
+        published in order as one dataset version."""
+        resources = pipeline.resources(context)
+        quality, data_store = resources.quality, resources.data_store
+        started = time.perf_counter()
+        (ran,) = paths
+        processing_path, chunk_results, range_results = ran.path, ran.chunks, ran.ranges
+        partition = data_store.hold_partition(context, chunk_plan.partition_key)
+        checkpoints = ChunkCheckpoints(data_store.root)
+        chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)
+        rows, valid = sum(r.rows_in for r in ranges), sum(r.valid for r in ranges)
+        invalid, duplicates = sum(r.invalid for r in ranges), sum(r.duplicates for r in ranges)
+        store = data_store.store()
+        stage = store.stage_dataset(ASSET, partition, context.run.run_id, chunk_plan.raw_digest)
+        for result in ranges:
+            stage.add_file(result.path)
+            stage.add_file(result.valid_path, VALID_VIEW)
+        staged = stage.commit()
+        verdicts = [
+            ratio_gate(
+                context, quality, ASSET, "invalid_ratio", invalid, rows - duplicates, quality.max_invalid_ratio, "invalid rows"
+            ),
+            ratio_gate(
+                context, quality, ASSET, "duplicate_ratio", duplicates, rows, quality.max_duplicate_ratio, "duplicate rows"
+            ),
+            all_true("chunks_complete", completeness_problems(chunk_plan, chunks, ranges), "chunk completeness"),
+            lineage_gate("chunks_lineage", store, staged),
+        ]
+        computed = [r for r in chunks if not r.reused]  # throughput from this run's work only: chunk and range compute
+        computed_seconds = sum(r.seconds for r in computed)
+        fresh = {r.index for r in range_results} | {index for r in chunk_results for index in r.ranges_done}
+        range_seconds = sum(r.seconds for r in ranges if r.index in fresh)
+        compute_seconds = computed_seconds + range_seconds
+        metadata = {
+            "rows_in": rows,
+            "valid": valid,
+            "invalid": invalid,
+            "duplicates": duplicates,
+            "chunks": len(chunks),
+            "chunks_reused": len(chunks) - len(computed),
+            "ranges": len(ranges),
+            "ranges_reused": len(ranges) - len(fresh),
+            "ranges_in_chunk_steps": sum(len(r.ranges_done) for r in chunk_results),
+            "chunk_seconds_total": round(computed_seconds, 3),
+            "range_seconds_total": round(range_seconds, 3),
+            "collect_seconds": round(time.perf_counter() - started, 3),
+            "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
+            "plan_fingerprint": chunk_plan.fingerprint,
+            "processing_path": processing_path,
+            EXECUTOR_KEY: executor_kind(context.job_def.executor_def.name),
+            OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
+            **resources.time_rule_metadata,
+        }
+        yield from audit_then_publish(context, store, staged, verdicts, quality)
+        yield dg.Output(staged, "result", metadata=metadata)
+        checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
+        checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale
+
+    return collect_ranges

@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_steps import VALID_VIEW
 from scalable_pipeline.processing.descriptions import CONSOLIDATED_OUTPUT, end_to_end_records_per_second
@@ -19,7 +18,6 @@ from scalable_pipeline.publishing.versioned_store import StoredVersion, dataset_
 from scalable_pipeline.quality.gate_history import volume_gate
 from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.quality.gates import all_true
-from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.quality.volume_anomaly import VOLUME_ANOMALY_GATE
 
 ASSET = "consolidated_output"
@@ -109,67 +107,64 @@ CHECKS = [
 
 
 def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    return pipeline.asset(
-        consolidated_output,
+    @pipeline.asset(
         ins=["raw_volume", "processed_chunks"],
+        required_resource_keys=pipeline.resource_keys("data_store", "quality"),
         kinds={"pandas", "parquet"},
         description=CONSOLIDATED_OUTPUT,
         check_specs=pipeline.check_specs(CHECKS),
     )
+    def consolidated_output(context: dg.AssetExecutionContext, raw_volume: StoredVersion, processed_chunks: StoredVersion):
+        """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id.
 
-
-def consolidated_output(
-    context: dg.AssetExecutionContext,
-    raw_volume: StoredVersion,
-    processed_chunks: StoredVersion,
-    data_store: DataStoreResource,
-    quality: QualityResource,
-):
-    """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id.
-
-    The valid rows are the processed version's ``valid`` parts (one per order_id range, written by the range
-    steps): linked into this version, not copied. Counts, totals and the order check read a few columns of one
-    part at a time: no step holds the hour.
-    """
-    partition = data_store.hold_partition(context, context.partition_key)
-    store = data_store.store()
-    raw_records = pq.read_metadata(raw_volume.path).num_rows  # the raw version of this run's lineage
-    with ThreadPoolExecutor() as pool:  # one part per thread: Parquet decoding and Arrow kernels release the GIL
-        rejected = list(pool.map(count_rejected, dataset_parts(processed_chunks.path)))
-        parts = list(pool.map(summarize_valid, dataset_parts(processed_chunks.path, VALID_VIEW)))
-    duplicates, invalid = sum(d for d, _ in rejected), sum(i for _, i in rejected)
-    stage = store.stage_dataset(ASSET, partition, context.run.run_id, processed_chunks.raw_digest)
-    valid, revenue, totals, order_problems = combine_valid_parts(parts)
-    for part in parts:
-        stage.add_file(part.path)
-    staged = stage.commit()
-    metadata = {  # built before publishing: once published, nothing is left to fail before the Output
-        "raw_records": raw_records,
-        "duplicates": duplicates,
-        "invalid": invalid,
-        "valid": valid,
-        "revenue": round(revenue, 2),
-        "region_totals": dg.MetadataValue.table(
-            records=[
-                dg.TableRecord({"region": region, "orders": int(orders), "revenue": round(float(amount), 2)})
-                for region, (orders, amount) in sorted(totals.items())
+        The valid rows are the processed version's ``valid`` parts (one per order_id range, written by the range
+        steps): linked into this version, not copied. Counts, totals and the order check read a few columns of one
+        part at a time: no step holds the hour.
+        """
+        resources = pipeline.resources(context)
+        data_store, quality = resources.data_store, resources.quality
+        partition = data_store.hold_partition(context, context.partition_key)
+        store = data_store.store()
+        raw_records = pq.read_metadata(raw_volume.path).num_rows  # the raw version of this run's lineage
+        with ThreadPoolExecutor() as pool:  # one part per thread: Parquet decoding and Arrow kernels release the GIL
+            rejected = list(pool.map(count_rejected, dataset_parts(processed_chunks.path)))
+            parts = list(pool.map(summarize_valid, dataset_parts(processed_chunks.path, VALID_VIEW)))
+        duplicates, invalid = sum(d for d, _ in rejected), sum(i for _, i in rejected)
+        stage = store.stage_dataset(ASSET, partition, context.run.run_id, processed_chunks.raw_digest)
+        valid, revenue, totals, order_problems = combine_valid_parts(parts)
+        for part in parts:
+            stage.add_file(part.path)
+        staged = stage.commit()
+        metadata = {  # built before publishing: once published, nothing is left to fail before the Output
+            "raw_records": raw_records,
+            "duplicates": duplicates,
+            "invalid": invalid,
+            "valid": valid,
+            "revenue": round(revenue, 2),
+            "region_totals": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({"region": region, "orders": int(orders), "revenue": round(float(amount), 2)})
+                    for region, (orders, amount) in sorted(totals.items())
+                ],
+                schema=REGION_TOTALS_SCHEMA,
+            ),
+            "dagster/row_count": valid,
+            "end_to_end_records_per_second": end_to_end_records_per_second(context.instance, context.run.run_id, raw_records),
+            **resources.time_rule_metadata,
+        }
+        yield from audit_then_publish(
+            context,
+            store,
+            staged,
+            [
+                all_true("reconciliation", reconciliation_problems(raw_records, valid, invalid, duplicates), "reconciliation"),
+                all_true("unique_order_id", order_problems, "unique order_id"),
+                lineage_gate("output_lineage", store, staged),
+                volume_gate(context, quality, ASSET, valid),
             ],
-            schema=REGION_TOTALS_SCHEMA,
-        ),
-        "dagster/row_count": valid,
-        "end_to_end_records_per_second": end_to_end_records_per_second(context.instance, context.run.run_id, raw_records),
-    }
-    yield from audit_then_publish(
-        context,
-        store,
-        staged,
-        [
-            all_true("reconciliation", reconciliation_problems(raw_records, valid, invalid, duplicates), "reconciliation"),
-            all_true("unique_order_id", order_problems, "unique order_id"),
-            lineage_gate("output_lineage", store, staged),
-            volume_gate(context, quality, ASSET, valid),
-        ],
-        quality,
-    )
-    data_store.release_partition(context, partition)  # the run's last write for the hour
-    yield dg.Output(staged, metadata=metadata)
+            quality,
+        )
+        data_store.release_partition(context, partition)  # the run's last write for the hour
+        yield dg.Output(staged, metadata=metadata)
+
+    return consolidated_output

@@ -18,7 +18,6 @@ from typing import Any
 import dagster as dg
 
 from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.pipelines.build import PRIORITY_STEP_TAGS, PipelineBuild
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
 from scalable_pipeline.processing.chunk_steps import (
@@ -27,14 +26,14 @@ from scalable_pipeline.processing.chunk_steps import (
     GATES,
     PathResults,
     chunk_tasks,
-    collect_ranges,
+    collect_ranges_op,
     compute_ranges,
-    fan_out_chunks,
-    fan_out_ranges,
+    fan_out_chunks_op,
+    fan_out_ranges_op,
     final_attempt,
     pending_steps,
-    process_chunk,
-    process_range,
+    process_chunk_op,
+    process_range_op,
     range_tasks,
     shuffle_chunk,
 )
@@ -47,85 +46,118 @@ from scalable_pipeline.scaling.pools import (
     assign_pools,
     processing_path,
 )
-from scalable_pipeline.scaling.resource import ScalingResource
 
 RESERVED, SHARED = "reserved", "shared"
 
 
-def route_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, scaling: ScalingResource):
-    """The plan on the output of the hour's path (the others stay empty, so their steps are skipped)."""
-    path = processing_path(chunk_plan.total_records, scaling.single_step_below, scaling.priority_above)
-    context.log.info(
-        f"{chunk_plan.total_records} records -> {path} "
-        f"(single_step_below={scaling.single_step_below}, priority_above={scaling.priority_above})"
+def route_hour_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node("route_hour"), required_resource_keys=pipeline.resource_keys("scaling"), **op_args)
+    def route_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
+        """The plan on the output of the hour's path (the others stay empty, so their steps are skipped)."""
+        scaling = pipeline.resources(context).scaling
+        path = processing_path(chunk_plan.total_records, scaling.single_step_below, scaling.priority_above)
+        context.log.info(
+            f"{chunk_plan.total_records} records -> {path} "
+            f"(single_step_below={scaling.single_step_below}, priority_above={scaling.priority_above})"
+        )
+        yield dg.Output(chunk_plan, path)
+
+    return route_hour
+
+
+def process_hour_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(name=pipeline.node("process_hour"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
+    def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan) -> PathResults:
+        """Every chunk, then every range of the plan, in this one step (or reuse their checkpoints)."""
+        data_store = pipeline.resources(context).data_store
+        partition = data_store.hold_partition(context, chunk_plan.partition_key)
+        checkpoints = ChunkCheckpoints(data_store.root)
+        try:
+            shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
+            own = [result for _, results in shuffled for result in results]
+            done = {result.index for result in own}
+            ranges = own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
+            chunks = [chunk for chunk, _ in shuffled]
+        except Exception as error:
+            plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
+            raise final_attempt(context, "the single step", partition, error, plan_dir) from error
+        return PathResults(SINGLE_STEP, chunks, ranges)
+
+    return process_hour
+
+
+def fan_out_priority_chunks_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
+    @dg.op(
+        name=pipeline.node("fan_out_priority_chunks"),
+        required_resource_keys=pipeline.resource_keys("data_store", "scaling"),
+        **op_args,
     )
-    yield dg.Output(chunk_plan, path)
+    def fan_out_priority_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
+        """The chunks still to compute, spread over the reserved and the shared pool by their free slots now."""
+        resources = pipeline.resources(context)
+        data_store, scaling = resources.data_store, resources.scaling
+        load = ChunkCheckpoints(data_store.root).load_chunk
+        pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
+        free = [
+            (RESERVED if pool == scaling.reserved_pool else SHARED, len(pending) if slots is None else slots)  # None: no limit
+            for pool, slots in scaling.free_slots(context.instance)
+        ]
+        context.log.info(f"free slots now: {dict(free)}")
+        for step, output in zip(pending, assign_pools(len(pending), free), strict=True):
+            yield dg.DynamicOutput(step.value, mapping_key=step.mapping_key, output_name=output)
+
+    return fan_out_priority_chunks
 
 
-def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource) -> PathResults:
-    """Every chunk, then every range of the plan, in this one step (or reuse their checkpoints)."""
-    partition = data_store.hold_partition(context, chunk_plan.partition_key)
-    checkpoints = ChunkCheckpoints(data_store.root)
-    try:
-        shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
-        own = [result for _, results in shuffled for result in results]
-        done = {result.index for result in own}
-        ranges = own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
-        chunks = [chunk for chunk, _ in shuffled]
-    except Exception as error:
-        plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
-        raise final_attempt(context, "the single step", partition, error, plan_dir) from error
-    return PathResults(SINGLE_STEP, chunks, ranges)
-
-
-def fan_out_priority_chunks(
-    context: dg.OpExecutionContext, chunk_plan: ChunkPlan, data_store: DataStoreResource, scaling: ScalingResource
-):
-    """The chunks still to compute, spread over the reserved and the shared pool by their free slots now."""
-    load = ChunkCheckpoints(data_store.root).load_chunk
-    pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
-    free = [
-        (RESERVED if pool == scaling.reserved_pool else SHARED, len(pending) if slots is None else slots)  # None: no limit
-        for pool, slots in scaling.free_slots(context.instance)
-    ]
-    context.log.info(f"free slots now: {dict(free)}")
-    for step, output in zip(pending, assign_pools(len(pending), free), strict=True):
-        yield dg.DynamicOutput(step.value, mapping_key=step.mapping_key, output_name=output)
-
-
+# The joins take no resource and no pool: one op each, which every pipeline's graph names as its own node.
+@dg.op
 def join_chunk_results(reserved: list[ChunkResult], shared: list[ChunkResult]) -> list[ChunkResult]:
     return sorted([*reserved, *shared], key=lambda result: result.index)
 
 
+@dg.op
 def fan_out_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
     return PathResults(FAN_OUT, chunk_results, range_results)
 
 
+@dg.op
 def priority_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
     return PathResults(FAN_OUT_PRIORITY, chunk_results, range_results)
 
 
 def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
-    """The graph asset of ``pipeline``: route, the three paths, collect."""
+    """The graph asset of ``pipeline``: route, the three paths, collect.
+
+    Each op is built once; the priority path's nodes are aliases of the fan-out path's ops at a higher step
+    priority (its reserved chunk step is its own op where it runs in the pipeline's reserved pool).
+    """
     gates = pipeline.check_specs(GATES)
     gate_outputs = {spec.get_python_identifier(): dg.Out(is_required=False) for spec in gates}
-    op = pipeline.op
+
+    def node(op: dg.OpDefinition, name: str, tags: dict[str, str] | None = None) -> dg.PendingNodeInvocation:
+        """``op`` as this pipeline's node ``name``."""
+        return op.alias(pipeline.node(name)).tag(tags)
+
     chunk_step: dict[str, Any] = {"retry_policy": CHUNK_RETRY_POLICY, "pool": pipeline.pool}
-    priority_step: dict[str, Any] = {**chunk_step, "tags": PRIORITY_STEP_TAGS}
-    route = op(route_hour, out={path: dg.Out(ChunkPlan, is_required=False) for path in PROCESSING_PATHS})
-    single = op(process_hour, **chunk_step)
-    chunks_out, ranges_out = op(fan_out_chunks, out=dg.DynamicOut(ChunkTask)), op(fan_out_ranges, out=dg.DynamicOut(RangeTask))
-    chunk, range_step = op(process_chunk, **chunk_step), op(process_range, **chunk_step)
-    fan_done = op(fan_out_results)
-    priority_out = op(fan_out_priority_chunks, out={RESERVED: dg.DynamicOut(ChunkTask), SHARED: dg.DynamicOut(ChunkTask)})
-    reserved_chunk = op(
-        process_chunk, name="process_chunk_reserved", **{**priority_step, "pool": pipeline.reserved_pool or pipeline.pool}
+    route = route_hour_op(pipeline, out={path: dg.Out(ChunkPlan, is_required=False) for path in PROCESSING_PATHS})
+    single = process_hour_op(pipeline, **chunk_step)
+    chunks_out = fan_out_chunks_op(pipeline, out=dg.DynamicOut(ChunkTask))
+    ranges_out = fan_out_ranges_op(pipeline, out=dg.DynamicOut(RangeTask))
+    chunk, range_step = process_chunk_op(pipeline, **chunk_step), process_range_op(pipeline, **chunk_step)
+    priority_out = fan_out_priority_chunks_op(
+        pipeline, out={RESERVED: dg.DynamicOut(ChunkTask), SHARED: dg.DynamicOut(ChunkTask)}
     )
-    priority_chunk = op(process_chunk, name="process_chunk_priority", **priority_step)
-    priority_ranges_out = op(fan_out_ranges, name="fan_out_ranges_priority", out=dg.DynamicOut(RangeTask))
-    priority_range = op(process_range, name="process_range_priority", **priority_step)
-    join_chunks, priority_done = op(join_chunk_results), op(priority_results)
-    collect = op(collect_ranges, out={"result": dg.Out(io_manager_key=pipeline.io_manager_key), **gate_outputs})
+    collect = collect_ranges_op(pipeline, out={"result": dg.Out(io_manager_key=pipeline.io_manager_key), **gate_outputs})
+    reserved_op = (
+        process_chunk_op(pipeline, "process_chunk_reserved", **{**chunk_step, "pool": pipeline.reserved_pool})
+        if pipeline.reserved_pool
+        else chunk
+    )
+    reserved_chunk = node(reserved_op, "process_chunk_reserved", PRIORITY_STEP_TAGS)
+    priority_chunk = node(chunk, "process_chunk_priority", PRIORITY_STEP_TAGS)
+    priority_ranges_out = node(ranges_out, "fan_out_ranges_priority")
+    priority_range = node(range_step, "process_range_priority", PRIORITY_STEP_TAGS)
+    fan_done, join_chunks, priority_done = (node(op, op.name) for op in (fan_out_results, join_chunk_results, priority_results))
 
     @dg.graph_asset(
         name=ASSET,

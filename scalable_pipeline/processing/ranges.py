@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from scalable_pipeline.scaling.decision import ranges_inline
+
 
 def range_split(order_ids: np.ndarray, cuts: Sequence[int], range_count: int) -> tuple[np.ndarray, np.ndarray]:
     """A stable order that groups rows by range, and the row count of each range (``range_count`` of them)."""
@@ -27,9 +29,6 @@ def repeats_of_previous(sorted_order_ids: np.ndarray) -> np.ndarray:
 # from at most this many chunks (ids arriving roughly in order): otherwise the last chunk to finish would
 # do every range alone, and the range fan-out runs them in parallel instead.
 LOCAL_SOURCES = 3
-# ... and only in plans of at least this many waves of chunk steps, so that the ranges' work still spreads
-# over every slot (with one wave, each slot's chunk would wait for its neighbours to finish).
-INLINE_WAVES = 2
 
 
 # When chunk steps process the ranges, each chunk's share of the ids is cut into up to this many ranges of at
@@ -46,12 +45,6 @@ def range_count(total_records: int, chunk_count: int, parallel_tasks: int) -> in
         return chunk_count
     per_chunk = total_records // max(1, chunk_count) // MIN_SPLIT_RANGE_ROWS
     return chunk_count * min(RANGES_PER_INLINE_CHUNK, max(1, per_chunk))
-
-
-def ranges_inline(chunk_count: int, parallel_tasks: int) -> bool:
-    """Whether a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots has its chunk steps process the
-    order_id ranges (when ids arrive roughly in order), instead of a second fan-out of range steps."""
-    return chunk_count >= INLINE_WAVES * max(1, parallel_tasks)
 
 
 def range_sources(chunk_id_bounds: Sequence[tuple[int, int] | None], cuts: Sequence[int]) -> tuple[tuple[int, ...], ...]:

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import StepContext
-from scalable_pipeline.processing.asset_keys import step_asset_key
+from scalable_pipeline.core.asset_keys import StepContext, step_asset_key
 from scalable_pipeline.publishing.rollback_log import RollbackRecord, append_rollback
 
 

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import StepContext
+from scalable_pipeline.core.asset_keys import StepContext, step_asset_key
 from scalable_pipeline.core.metadata import metadata_number
-from scalable_pipeline.processing.asset_keys import step_asset_key
 from scalable_pipeline.quality.gates import GateVerdict, ratio_at_most
 from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.quality.thresholds import Threshold, derive_threshold, explained

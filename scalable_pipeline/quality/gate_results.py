@@ -6,19 +6,19 @@ stays on the last good version, and the rollback is recorded on the stage and on
 published: each is whole and audited, and re-execution from failure loads them as its inputs.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import StepContext
-from scalable_pipeline.processing.asset_keys import step_asset_key
+from scalable_pipeline.core.asset_keys import StepContext, step_asset_key
 from scalable_pipeline.publishing.rollback_log import RollbackRecord
 from scalable_pipeline.publishing.rollbacks import record_rollback
 from scalable_pipeline.publishing.versioned_store import StoredVersion, VersionedStore
 from scalable_pipeline.quality.gates import GateVerdict, all_true
 from scalable_pipeline.quality.lineage import lineage_problems
-from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.quality.resource import QualityResource, configured_severity, default_policy
 from scalable_pipeline.quality.thresholds import with_derivation
 
 # The pipeline's stages in order: a stage's rollback is recorded on it and on every stage after it.
@@ -41,15 +41,21 @@ SEVERITY_MEANING = {
 }
 
 
-def gate_spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
-    """The check of a gate: blocking when its default severity is ERROR; its description says which."""
-    severity = QualityResource().policy(name).severity
-    return dg.AssetCheckSpec(
-        name,
-        asset=asset,
-        description=f"{description} Severity: {severity} ({SEVERITY_MEANING[severity]}; set per gate in quality.gates).",
-        blocking=severity == "ERROR",
-    )
+def severity_note(severity: str) -> str:
+    """What a gate's check description says of its severity."""
+    return f" Severity: {severity} ({SEVERITY_MEANING[severity]}; set per gate in quality.gates)."
+
+
+def gate_spec(asset: str | dg.AssetKey, name: str, description: str, severity: str | None = None) -> dg.AssetCheckSpec:
+    """The check of a gate at ``severity`` (default: the gate's default): blocking when ERROR; its description says which."""
+    severity = severity or default_policy(name).severity
+    return dg.AssetCheckSpec(name, asset=asset, description=description + severity_note(severity), blocking=severity == "ERROR")
+
+
+def pipeline_gate_spec(spec: dg.AssetCheckSpec, asset: dg.AssetKey, quality: Mapping[str, Any]) -> dg.AssetCheckSpec:
+    """``spec`` (a ``gate_spec`` at its default severity) on ``asset``, at the severity a pipeline's ``quality`` settings give it."""
+    description = (spec.description or "").removesuffix(severity_note(default_policy(spec.name).severity))
+    return gate_spec(asset, spec.name, description, configured_severity(quality, spec.name))
 
 
 def check_result(asset: str | dg.AssetKey, verdict: GateVerdict) -> dg.AssetCheckResult:

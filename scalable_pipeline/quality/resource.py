@@ -1,5 +1,8 @@
 """Quality gate thresholds and severities (resource key ``quality``)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -8,6 +11,17 @@ from scalable_pipeline.quality.thresholds import GatePolicy, settings_problems
 from scalable_pipeline.quality.volume_anomaly import DEFAULT_VOLUME_POLICY, VOLUME_ANOMALY_GATE
 
 DEFAULT_POLICIES = {VOLUME_ANOMALY_GATE: DEFAULT_VOLUME_POLICY}
+
+
+def default_policy(check: str) -> GatePolicy:
+    """The gate's policy when nothing configures it."""
+    return DEFAULT_POLICIES.get(check, GatePolicy())
+
+
+def configured_severity(quality: Mapping[str, Any], check: str) -> str:
+    """The gate's severity under a pipeline's ``quality`` settings (its validated entry in the pipelines file)."""
+    severity = quality.get("gates", {}).get(check, {}).get("severity")
+    return Severity(severity).value if severity else default_policy(check).severity
 
 
 class GateSettings(dg.Config):
@@ -51,7 +65,7 @@ class QualityResource(dg.ConfigurableResource):
 
     def policy(self, check: str) -> GatePolicy:
         """The gate's default policy with this resource's settings for it applied."""
-        base = DEFAULT_POLICIES.get(check, GatePolicy())
+        base = default_policy(check)
         settings = self.gates.get(check)
         if settings is None:
             return base

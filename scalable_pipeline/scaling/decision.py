@@ -6,7 +6,7 @@
 - Chunks: whole waves of the parallel tasks, each chunk the smallest that keeps orchestration overhead at
   most ``max_overhead_share`` of the run (per-step overhead and throughput from earlier runs, else defaults),
   within free memory and the configured limits; at least two waves, so that the chunk steps also process
-  the order_id ranges (``ranges.ranges_inline``) and no second fan-out of range steps re-reads the hour.
+  the order_id ranges (``ranges_inline``) and no second fan-out of range steps re-reads the hour.
 - Cost: with a price or a deadline, the fewest workers whose estimated time meets the deadline.
 """
 
@@ -14,7 +14,17 @@ import math
 from dataclasses import asdict, dataclass
 from statistics import median
 
-from scalable_pipeline.processing.ranges import INLINE_WAVES, ranges_inline
+# Chunk steps process the order_id ranges themselves only in plans of at least this many waves of chunk
+# steps, so that the ranges' work still spreads over every slot (with one wave, each slot's chunk would wait
+# for its neighbours to finish).
+INLINE_WAVES = 2
+
+
+def ranges_inline(chunk_count: int, parallel_tasks: int) -> bool:
+    """Whether a plan of ``chunk_count`` chunks over ``parallel_tasks`` slots has its chunk steps process the
+    order_id ranges (when ids arrive roughly in order), instead of a second fan-out of range steps."""
+    return chunk_count >= INLINE_WAVES * max(1, parallel_tasks)
+
 
 MODE_SHARE_OF_WORKERS = {"aggressive": 1.0, "moderate": 0.5, "conservative": 0.25}
 # At or above either, the machine is busy and the mode's share of workers applies.

@@ -11,7 +11,7 @@ from statistics import median
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import StepContext
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.core.metadata import metadata_number
 
 HISTORY_RUNS = 10

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.core.constants import CHUNK_POOL
 from scalable_pipeline.scaling.cgroups import CGROUP_V2_DIR
 from scalable_pipeline.scaling.decision import (
@@ -33,7 +34,6 @@ from scalable_pipeline.scaling.history import (
 from scalable_pipeline.scaling.machine import Machine, Measured
 
 CPU_SAMPLE_SECONDS = 0.2
-StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
 
 
 class ScalingResource(dg.ConfigurableResource):

@@ -7,8 +7,8 @@ from typing import TypeVar
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.core.settings import from_fields
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.circuit_breaker import BreakerSettings
 from scalable_pipeline.sources.circuit_breaker_store import DurableCircuitBreaker
 

@@ -14,14 +14,14 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.core.constants import PIPELINE_TAG
+from scalable_pipeline.core.constants import DEFAULT_START, PIPELINE_TAG
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
-from scalable_pipeline.events.tick_log import log_tick
+from scalable_pipeline.core.tick_log import log_tick
 from scalable_pipeline.sources.circuit_breaker_store import CircuitOpenError
 from scalable_pipeline.sources.deferral import LAUNCH, OutageMode
 from scalable_pipeline.sources.markers import parse_marker_cursor, take_markers
 from scalable_pipeline.sources.postgres_tables import Marker, check_table_name
-from scalable_pipeline.sources.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
+from scalable_pipeline.sources.source_outage import BREAKER_KEY, pipeline_resources, read_source
 
 READY_AT_TAG = "scalable_pipeline/ready_at"
 MAX_RUNS_PER_TICK = 1000
@@ -49,7 +49,7 @@ def build_db_sensor(
     minimum_interval_seconds: int = 30,
     clock: Callable[[], float] = time.time,
     data_store_key: str = "data_store",
-    first_hour: str = DEFAULT_FIRST_HOUR,
+    first_hour: str = DEFAULT_START,
 ) -> dg.SensorDefinition:
     """The marker sensor of ``pipeline`` over ``<table>_ready``, on the server whose URL is in the environment
     variable ``url_env`` (read at each tick, never logged); ``first_hour`` is its first partition, its data

@@ -14,11 +14,12 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from scalable_pipeline.core.constants import DEFAULT_START
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT, last_ended_hour
 from scalable_pipeline.sources.circuit_breaker_store import CircuitOpenError
 from scalable_pipeline.sources.deferral import DEFER, LAUNCH, PROBE, OutageMode, deferral
 from scalable_pipeline.sources.deferred_hours_store import DeferredHours
-from scalable_pipeline.sources.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources
+from scalable_pipeline.sources.source_outage import BREAKER_KEY, pipeline_resources
 
 DEFERRED_TAG = "scalable_pipeline/deferred_at"
 
@@ -30,7 +31,7 @@ def build_deferring_schedule(
     on_source_outage: OutageMode = "defer",
     circuit: str = "source",
     data_store_key: str = "data_store",
-    first_hour: str = DEFAULT_FIRST_HOUR,
+    first_hour: str = DEFAULT_START,
     clock: Callable[[], float] = time.time,
 ) -> dg.ScheduleDefinition:
     """``<pipeline>_schedule``: at each ``cron`` tick, the last hour that has ended, or its deferral."""

@@ -25,9 +25,9 @@ from typing import BinaryIO
 import dagster as dg
 import pandas as pd
 
-from scalable_pipeline.core.constants import PIPELINE_TAG
+from scalable_pipeline.core.constants import DEFAULT_START, PIPELINE_TAG
 from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
-from scalable_pipeline.events.tick_log import log_tick
+from scalable_pipeline.core.tick_log import log_tick
 from scalable_pipeline.sources.circuit_breaker_store import CircuitOpenError
 from scalable_pipeline.sources.deferral import LAUNCH, OutageMode
 from scalable_pipeline.sources.errors import SourceUnavailableError
@@ -40,7 +40,7 @@ from scalable_pipeline.sources.landing_files import (
 from scalable_pipeline.sources.landing_watch import LAUNCHED, READY, REJECTED, Look, files_cursor, parse_files, sort_looks
 from scalable_pipeline.sources.quarantine import quarantine_landing_file
 from scalable_pipeline.sources.resource import LandingFileSource
-from scalable_pipeline.sources.source_outage import BREAKER_KEY, DEFAULT_FIRST_HOUR, pipeline_resources, read_source
+from scalable_pipeline.sources.source_outage import BREAKER_KEY, pipeline_resources, read_source
 
 FILE_TAG = "scalable_pipeline/landing_file"
 DIGEST_TAG = "scalable_pipeline/landing_sha256"
@@ -57,7 +57,7 @@ class LandingRules:
     first_hour: str  # the pipeline's first partition
 
     @classmethod
-    def of(cls, source: LandingFileSource, first_hour: str = DEFAULT_FIRST_HOUR) -> "LandingRules":
+    def of(cls, source: LandingFileSource, first_hour: str = DEFAULT_START) -> "LandingRules":
         """The rules of a landing source's settings."""
         return cls(source.landing_dir, source.pattern, source.min_bytes, source.max_age_seconds, first_hour)
 

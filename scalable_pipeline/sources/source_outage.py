@@ -1,21 +1,17 @@
-"""What the data-arrival sensors share: their resources, the default first hour, and reading the source
-under its circuit breaker's deferral decision."""
+"""What the data-arrival sensors share: their resources, and reading the source under its circuit
+breaker's deferral decision."""
 
 from collections.abc import Callable
 from typing import TypeVar
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import HOURLY_PARTITIONS
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.core.partition_keys import PARTITION_FORMAT
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.deferral import LAUNCH, PROBE, Deferral, OutageMode, deferral
 
 T = TypeVar("T")
 BREAKER_KEY = "circuit_breaker"
-# The first partition of the project's pipeline (the builders take each pipeline's own).
-DEFAULT_FIRST_HOUR = HOURLY_PARTITIONS.start.strftime(PARTITION_FORMAT)
 
 
 def pipeline_resources(

@@ -1,8 +1,10 @@
-"""The key of a pipeline stage as seen from inside a step: a configured pipeline prefixes its asset keys."""
+"""What a step knows of itself: its context type, and the key of a pipeline stage as seen from inside it (a
+configured pipeline prefixes its asset keys)."""
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import StepContext
+# The context an op or an asset receives: the helpers that work inside a step take either.
+StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
 
 
 def step_asset_key(context: StepContext, asset: str) -> dg.AssetKey:

@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from scalable_pipeline.core.constants import DEFAULT_START
 from scalable_pipeline.events.late_hour_alerts import build_late_hour_alerts
 from scalable_pipeline.sources.db_sensor import build_db_sensor
 from scalable_pipeline.sources.deferral import OutageMode
 from scalable_pipeline.sources.deferred_hours import build_deferred_hours_sensor
 from scalable_pipeline.sources.landing_sensor import LandingRules, build_landing_sensor
 from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, PostgresOrderSource
-from scalable_pipeline.sources.source_outage import DEFAULT_FIRST_HOUR
 
 if TYPE_CHECKING:  # the pipelines package imports this module
     from scalable_pipeline.pipelines.build import PipelineBuild
@@ -22,7 +22,7 @@ def source_sensors(
     source: OrderSource,
     on_source_outage: OutageMode = "defer",
     data_store_key: str = "data_store",
-    first_hour: str = DEFAULT_FIRST_HOUR,
+    first_hour: str = DEFAULT_START,
 ) -> list[dg.SensorDefinition]:
     """``<pipeline>_landing_sensor`` for landing files, ``<pipeline>_db_sensor`` for PostgreSQL (whose URL
     must be a ``dg.EnvVar``: the sensor reads the same variable), none for the synthetic source."""

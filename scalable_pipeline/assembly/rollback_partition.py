@@ -16,10 +16,9 @@ from collections.abc import Sequence
 import dagster as dg
 from pydantic import Field, field_validator
 
-from scalable_pipeline.core.data_store import DataStoreResource
-from scalable_pipeline.core.partition_keys import partition_key_problem
 from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
 from scalable_pipeline.pipelines.config import PipelineSpec, UnknownPipeline, spec_named
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.rollback_log import RollbackRecord
 from scalable_pipeline.publishing.rollbacks import record_rollback
 from scalable_pipeline.publishing.versioned_store import VersionNotFound
@@ -61,14 +60,11 @@ def rollback_target(pipelines: Sequence[PipelineSpec], name: str | None) -> Pipe
 
 
 def require_hour(spec: PipelineSpec | None, partition: str) -> str:
-    """``partition`` if it is an hour of ``spec``'s own partitions (from its ``start`` to the last complete hour)."""
+    """``partition`` if it is an hour of ``spec``'s own partitions (from its ``start`` to the last complete hour);
+    without a pipeline (the data root's own assets), an hourly partition key."""
     if spec is None:
         return require_partition_key(partition)
-    hours = dg.HourlyPartitionsDefinition(start_date=spec.start)
-    problem = partition_key_problem(partition, hours.start, hours.has_partition_key(partition))
-    if problem:
-        raise InvalidPartitionKey(f"partition {partition!r} is not an hourly partition of {spec.name}: {problem}")
-    return partition
+    return require_partition_key(partition, spec.partitions_def, spec.name)
 
 
 def target_store(data_store: DataStoreResource, spec: PipelineSpec | None) -> DataStoreResource:

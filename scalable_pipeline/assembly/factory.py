@@ -2,26 +2,24 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import dagster as dg
 
-from scalable_pipeline.core.data_store import DataStoreResource
+from scalable_pipeline.assembly.sensors import pipeline_sensors
 from scalable_pipeline.events.late_hour_alerts import with_freshness
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.pipelines.config import SOURCE_KINDS, PipelineSpec
 from scalable_pipeline.processing.chunk_partitions import build_chunk_partitions
 from scalable_pipeline.processing.consolidated_output import build_consolidated_output
+from scalable_pipeline.processing.io_manager import store_io_manager
 from scalable_pipeline.processing.processed_chunks import build_processed_chunks
 from scalable_pipeline.processing.raw_volume import build_raw_volume
-from scalable_pipeline.publishing.io_manager import store_io_manager
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline.sources.deferred_hours import build_deferring_schedule
 from scalable_pipeline.sources.resource import OrderSource
-from scalable_pipeline.sources.sensors import pipeline_sensors
-
-R = TypeVar("R", bound=dg.ConfigurableResource)
 
 
 @dataclass(frozen=True)
@@ -33,18 +31,6 @@ class PipelineDefinitions:
     sensors: list[dg.SensorDefinition]
 
 
-# Resources by class and configuration: pipelines configured alike share one object (building one costs a few ms).
-_RESOURCES: dict[tuple, dg.ConfigurableResource] = {}
-
-
-def configured(resource: type[R], **values: Any) -> R:
-    """``resource(**values)``, built once per class and values (resources are immutable)."""
-    key = (resource, tuple(sorted((name, type(value), repr(value)) for name, value in values.items())))
-    if key not in _RESOURCES:
-        _RESOURCES[key] = resource(**values)
-    return cast(R, _RESOURCES[key])
-
-
 def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderSource]) -> dict:
     """The entry's own source, scaling, quality, data store and IO manager, under its resource keys."""
     spec = build.spec
@@ -52,11 +38,11 @@ def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderS
         source = default_source()
     else:
         settings = dict(spec.source)
-        source = configured(SOURCE_KINDS[settings.pop("kind")], **settings)
+        source = SOURCE_KINDS[settings.pop("kind")](**settings)
     resources = {
         "source": source,
-        "scaling": configured(ScalingResource, **spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
-        "quality": configured(QualityResource, **spec.quality),
+        "scaling": ScalingResource(**spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
+        "quality": QualityResource(**spec.quality),
         "data_store": DataStoreResource(pipeline=None if build.unprefixed else spec.name),
         "versioned_store_io_manager": store_io_manager(build.resource_key("data_store")),
     }

@@ -6,9 +6,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from scalable_pipeline.checkpoints.partition_lease import PartitionBusyError, PartitionLeases
-from scalable_pipeline.core.constants import DATA_DIR_ENV, StepContext
+from scalable_pipeline.core.asset_keys import StepContext
+from scalable_pipeline.core.constants import DATA_DIR_ENV
 from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
+from scalable_pipeline.publishing.partition_lease import PartitionBusyError, PartitionLeases
 from scalable_pipeline.publishing.versioned_store import KEEP_VERSIONS, STAGING_GRACE_SECONDS, VersionedStore
 
 
@@ -21,7 +22,7 @@ def default_data_dir() -> Path:
 
 
 class DataStoreResource(dg.ConfigurableResource):
-    """Versioned tables under one root directory (default from the environment, see README)."""
+    """Versioned tables under one root directory (default from the environment, see docs/configuration.md)."""
 
     data_dir: str | None = None
     pipeline: str | None = Field(
@@ -47,13 +48,14 @@ class DataStoreResource(dg.ConfigurableResource):
         return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
 
     def hold_partition(self, context: StepContext, partition: str) -> str:
-        """Check ``partition`` is an hourly partition key and take (or keep) its lease for this run.
+        """Check ``partition`` is an hour of the step's pipeline and take (or keep) its lease for this run.
 
-        Every step that writes under a partition calls this first: a bad key, or a partition another
-        active run is writing, fails the step before anything is written (no retry would help).
+        Every step that writes under a partition calls this first: a bad key, an hour outside the
+        pipeline's partitions, or a partition another active run is writing, fails the step before
+        anything is written (no retry would help).
         """
         try:
-            require_partition_key(partition)
+            require_partition_key(partition, step_hours(context))
             PartitionLeases(self.root).acquire(partition, context.run.run_id, lambda run_id: run_status(context.instance, run_id))
         except (InvalidPartitionKey, PartitionBusyError) as error:
             raise dg.Failure(description=f"Nothing changed: {error}", allow_retries=False) from error
@@ -62,6 +64,12 @@ class DataStoreResource(dg.ConfigurableResource):
     def release_partition(self, context: StepContext, partition: str) -> None:
         """Give the partition's lease back once this run has written its last output."""
         PartitionLeases(self.root).release(partition, context.run.run_id)
+
+
+def step_hours(context: StepContext) -> dg.TimeWindowPartitionsDefinition | None:
+    """The partitions of the step's asset: its pipeline's hours (None for an op of no asset)."""
+    partitions = context.assets_def.partitions_def if context.has_assets_def else None
+    return partitions if isinstance(partitions, dg.TimeWindowPartitionsDefinition) else None
 
 
 def run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:

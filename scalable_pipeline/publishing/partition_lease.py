@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scalable_pipeline.checkpoints.lease_rules import BUSY, HOLD, lease_decision
 from scalable_pipeline.core.atomic import atomic_write_json, read_json
 from scalable_pipeline.core.file_lock import file_lock
 from scalable_pipeline.core.paths import partition_dirname
+from scalable_pipeline.publishing.lease_rules import BUSY, HOLD, lease_decision
 
 
 class PartitionBusyError(RuntimeError):

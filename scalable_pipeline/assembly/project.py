@@ -6,18 +6,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from scalable_pipeline.assembly.factory import build_pipeline
+from scalable_pipeline.assembly.rollback_partition import build_rollback_partition
 from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
-from scalable_pipeline.core.data_store import DataStoreResource
 from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
 from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.execution.executors import pipeline_executor
 from scalable_pipeline.faults.resource import FaultInjectionResource
 from scalable_pipeline.pipelines.config import config_path, load_pipelines
-from scalable_pipeline.pipelines.factory import build_pipeline
-from scalable_pipeline.publishing.io_manager import versioned_store_io_manager
-from scalable_pipeline.publishing.rollback_partition import build_rollback_partition
-from scalable_pipeline.quality.resource import QualityResource
-from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, SyntheticOrderSource
 
@@ -26,17 +23,6 @@ def build_source() -> OrderSource:
     """Files from ``$SCALABLE_PIPELINE_LANDING_DIR`` when it is set, else the synthetic generator."""
     landing_dir = os.environ.get(LANDING_DIR_ENV)
     return LandingFileSource(landing_dir=landing_dir) if landing_dir else SyntheticOrderSource()
-
-
-def build_resources() -> dict:
-    """The unprefixed pipeline's resources and the shared ones (keys as in the README's configuration table)."""
-    return {
-        "source": build_source(),
-        "scaling": ScalingResource(),
-        "quality": QualityResource(),
-        "versioned_store_io_manager": versioned_store_io_manager,
-        **shared_resources(),
-    }
 
 
 def shared_resources() -> dict:
@@ -66,15 +52,24 @@ def build_definitions(pipelines_file: Path) -> dg.Definitions:
     )
 
 
-@functools.cache
 def shipped_definitions() -> dg.Definitions:
-    """The definitions of the pipelines file named by the environment, built once per process."""
-    return build_definitions(config_path(os.environ))
+    """The definitions of the pipelines file named by the environment, built once per process and file."""
+    return definitions_of(config_path(os.environ))
+
+
+@functools.cache
+def definitions_of(pipelines_file: Path) -> dg.Definitions:
+    return build_definitions(pipelines_file)
 
 
 def scalable_data_processing_job() -> dg.JobDefinition:
     """The resolved main job (for ``reconstructable`` and out-of-process execution)."""
-    return shipped_definitions().resolve_job_def(JOB_NAME)
+    return pipeline_job(JOB_NAME)
+
+
+def pipeline_job(name: str) -> dg.JobDefinition:
+    """The resolved job of pipeline ``name`` (for ``build_reconstructable_job`` and out-of-process execution)."""
+    return shipped_definitions().resolve_job_def(name)
 
 
 def warm_definitions() -> None:
