@@ -8,6 +8,7 @@ import pytest
 from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.definitions import defs
 from scalable_pipeline.events.webhook import WEBHOOK_ENV
+from scalable_pipeline.scaling.history import HISTORY_RUNS, OVERHEAD_LOOKBACK, processed_history, step_overheads_in
 from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline.sources import landing_files, synthetic_orders
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
@@ -144,3 +145,8 @@ def order_table(hour_start: pd.Timestamp, rows: int, **columns: pa.Array) -> pa.
             **columns,
         }
     )
+
+
+def measured_step_overheads(instance: dg.DagsterInstance, executor: str, key_prefix: tuple[str, ...] = ()) -> list[float]:
+    """The step overheads the scaling resource reads: its history query, then ``step_overheads_in``."""
+    return step_overheads_in(processed_history(instance, OVERHEAD_LOOKBACK * HISTORY_RUNS, key_prefix), executor)

@@ -15,13 +15,13 @@ import pytest
 
 from scalable_pipeline.assembly.project import build_source
 from scalable_pipeline.definitions import defs
-from scalable_pipeline.processing.order_rules import classify
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.sources import landing_files
 from scalable_pipeline.sources.errors import SourceUnavailableError
 from scalable_pipeline.sources.landing_files import LandingFileError
 from scalable_pipeline.sources.resource import LandingFileSource, SyntheticOrderSource
 from scalable_pipeline_tests.conftest import failure_message, materialize_hour, materialize_raw, order_table
+from scalable_pipeline_tests.order_reference import classify
 
 HOUR = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 PARTITION = "2026-01-05-10:00"

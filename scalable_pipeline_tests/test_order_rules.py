@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from scalable_pipeline.processing.order_rules import DUPLICATE, RULES_VERSION, classify, schema_problems
+from scalable_pipeline.processing.order_rules import DUPLICATE, RULES_VERSION, schema_problems
 from scalable_pipeline.publishing.versioned_store import VersionedStore, read_row_range
+from scalable_pipeline_tests.order_reference import classify
 
 START = pd.Timestamp("2026-01-05 10:00", tz="UTC")
 END = START + pd.Timedelta(hours=1)

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from scalable_pipeline.assembly.project import build_definitions
-from scalable_pipeline.scaling.history import end_to_end_rates, measured_step_overheads, measured_throughputs, step_overheads
-from scalable_pipeline_tests.conftest import materialization_metadata
+from scalable_pipeline.scaling.history import end_to_end_rates, measured_throughputs, step_overheads
+from scalable_pipeline_tests.conftest import materialization_metadata, measured_step_overheads
 
 PINNED = "cpu_usage_percent: 10, memory_usage_percent: 10, available_workers: 2, queue_length: 0"
 TWO_PIPELINES = f"""

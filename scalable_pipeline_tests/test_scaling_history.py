@@ -15,9 +15,15 @@ from scalable_pipeline.scaling.decision import (
     estimate_run,
     execution_profile,
 )
-from scalable_pipeline.scaling.history import measured_step_overheads, step_overheads
+from scalable_pipeline.scaling.history import step_overheads
 from scalable_pipeline.scaling.resource import ScalingResource
-from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
+from scalable_pipeline_tests.conftest import (
+    OFF_PEAK_PARTITION,
+    PEAK_PARTITION,
+    materialization_metadata,
+    materialize_hour,
+    measured_step_overheads,
+)
 
 PINNED_MACHINE = {"cpu_usage_percent": 10.0, "memory_usage_percent": 20.0, "queue_length": 0}
 

@@ -2,7 +2,6 @@
 ``order_id`` ranges the chunks' rows are shuffled into (each range is de-duplicated and sorted on its own).
 """
 
-import bisect
 import hashlib
 import json
 from collections.abc import Sequence
@@ -105,8 +104,3 @@ def range_cuts(sample: Sequence[int] | np.ndarray, range_count: int) -> tuple[in
         return ()
     cuts = {int(ids[min(len(ids) - 1, (len(ids) * r) // range_count)]) for r in range(1, range_count)}
     return tuple(sorted(cut for cut in cuts if cut > ids[0]))
-
-
-def range_of(order_id: int, cuts: Sequence[int]) -> int:
-    """The range an order_id falls in (``bisect_right``: a cut point starts the next range)."""
-    return bisect.bisect_right(cuts, order_id)

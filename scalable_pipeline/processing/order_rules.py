@@ -1,4 +1,4 @@
-"""The processing rules for orders, exactly as published in the README.
+"""The processing rules for orders, exactly as docs/architecture.md publishes them.
 
 First de-duplicate on ``order_id`` keeping the first row in raw order; then a remaining row is invalid
 if ``customer_id`` is null, ``amount`` is null, not finite or <= 0, ``status`` is not a valid status, or
@@ -47,23 +47,6 @@ def reason_names(codes: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, pa.array(REASONS)).cast(pa.string())
 
 
-def validity_reasons(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
-    """The first validity rule each row breaks (``<NA>`` where it breaks none); ignores duplicates."""
-    names = reason_names(validity_codes(pa.Table.from_pandas(frame, preserve_index=False), hour_start, hour_end))
-    return pd.Series(names.to_pandas(), index=frame.index).astype("string")
-
-
-def final_reasons(order_ids: pd.Series, validity: pd.Series) -> pd.Series:
-    """Apply de-duplication before validity: rows given in raw order; later repeats are duplicates."""
-    duplicated = order_ids.duplicated(keep="first").to_numpy()
-    return validity.mask(duplicated, DUPLICATE).astype("string")
-
-
-def classify(frame: pd.DataFrame, hour_start: pd.Timestamp, hour_end: pd.Timestamp) -> pd.Series:
-    """Whole-table reference computation of the rules (``<NA>`` = valid)."""
-    return final_reasons(frame["order_id"], validity_reasons(frame, hour_start, hour_end))
-
-
 def schema_problems(frame: pd.DataFrame) -> list[str]:
     """Ways ``frame`` does not have the order record shape (empty when it does)."""
     problems = [f"missing column {name!r}" for name in ORDER_COLUMNS if name not in frame.columns]
@@ -78,10 +61,3 @@ def schema_problems(frame: pd.DataFrame) -> list[str]:
     if not pd.api.types.is_integer_dtype(frame["customer_id"]) and not frame["customer_id"].isna().all():
         problems.append(f"customer_id must be (nullable) integers, got {frame['customer_id'].dtype}")
     return problems
-
-
-def reason_counts(reasons: pd.Series) -> tuple[int, int, int]:
-    """(valid, invalid, duplicates) of a ``rejection_reason`` column."""
-    duplicates = int((reasons == DUPLICATE).sum())
-    rejected = int(reasons.notna().sum())
-    return len(reasons) - rejected, rejected - duplicates, duplicates

@@ -102,13 +102,6 @@ def step_overheads_in(history: Sequence[Mapping], executor: str, limit: int = HI
     return values[:limit]
 
 
-def measured_step_overheads(
-    instance: dg.DagsterInstance, executor: str, limit: int = HISTORY_RUNS, key_prefix: Sequence[str] = ()
-) -> list[float]:
-    """``step_overheads_in`` the pipeline's last ``OVERHEAD_LOOKBACK * limit`` processed_chunks materializations."""
-    return step_overheads_in(processed_history(instance, OVERHEAD_LOOKBACK * limit, key_prefix), executor, limit)
-
-
 def run_step_overhead(instance: dg.DagsterInstance, run_id: str) -> float | None:
     """The median overhead of the run's chunk steps so far (None when it ran none in one attempt)."""
     overheads = step_overheads(instance, run_id)
