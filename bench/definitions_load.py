@@ -54,8 +54,7 @@ def pipelines_file(count: int, folder: Path) -> Path:
 LOAD = """
 import time
 started, cpu = time.perf_counter(), time.process_time()
-from scalable_pipeline.definitions import defs  # built from $SCALABLE_PIPELINE_CONFIG
-from scalable_pipeline.assembly.project import once
+from scalable_pipeline.definitions import defs  # built from $SCALABLE_PIPELINE_CONFIG, once
 jobs = defs.resolve_all_job_defs()
 print(time.perf_counter() - started, time.process_time() - cpu, len(jobs))
 """

@@ -10,6 +10,7 @@ import os
 
 import dagster as dg
 
+from scalable_pipeline.assembly.project import scalable_data_processing_job
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 PARTITION = "2026-01-05-10:00"
@@ -29,7 +30,6 @@ def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = 
 
 def _execute(home: str, data_dir: str, config: dict, partition: str, parent_run_id: str | None, in_process: bool) -> None:
     os.environ["DAGSTER_HOME"], os.environ["SCALABLE_PIPELINE_DATA_DIR"] = home, data_dir
-    from scalable_pipeline.assembly.project import scalable_data_processing_job  # noqa: PLC0415 loads with this drill's environment
 
     with dg.instance_for_test(temp_dir=home) as instance:
         if in_process:  # the whole run in this process: a ``kill`` fault kills the run itself
