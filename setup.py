@@ -22,6 +22,7 @@ setup(
         "plotly>=5.20,<8",
         "prometheus_client>=0.20,<1",
         "PyYAML>=6,<7",
+        "SQLAlchemy>=2,<3",  # the instance's storage errors, named when a run cannot write its events
     ],
     extras_require={
         # The test extra installs every import of the suite, the Celery extra's included (its settings tests

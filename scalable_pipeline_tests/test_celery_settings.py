@@ -3,6 +3,9 @@
 import socket
 
 import pytest
+from dagster_celery.executor import CeleryExecutor
+from dagster_celery.make_app import make_app
+from dagster_celery.tasks import create_task
 
 from scalable_pipeline.cli.main import main
 from scalable_pipeline.cli.worker import WorkerRefused, check_broker, redacted, worker_argv
@@ -11,12 +14,14 @@ from scalable_pipeline.execution.executors import (
     BROKER_ENV,
     EXECUTOR_ENV,
     QUEUE_ENV,
+    VISIBILITY_TIMEOUT_ENV,
     ExecutorSettingError,
     backend_url,
     broker_url,
     celery_app_settings,
     executor_choice,
     pipeline_executor,
+    visibility_timeout,
 )
 
 
@@ -40,11 +45,28 @@ def test_each_choice_gives_its_executor():
     assert celery.name == "celery"
 
 
+REDIS_TRANSPORT = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+    "visibility_timeout": 600,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
+LOST_WORKER = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "task_retry_on_worker_lost": True,
+    "task_annotations": {"execute_plan": {"max_retries": 2, "default_retry_delay": 1}},
+}
+
+
 def test_celery_settings_defaults_and_overrides():
     assert celery_app_settings({}) == {
         "broker": "redis://127.0.0.1:6379/0",
         "backend": "rpc://",
-        "config_source": {"task_default_queue": "dagster"},
+        "config_source": {"task_default_queue": "dagster", **LOST_WORKER, "broker_transport_options": REDIS_TRANSPORT},
     }
     settings = celery_app_settings(
         {BROKER_ENV: "pyamqp://guest@127.0.0.1:5672//", BACKEND_ENV: "redis://cache:6379/1", QUEUE_ENV: "hour-10"}
@@ -52,8 +74,54 @@ def test_celery_settings_defaults_and_overrides():
     assert settings == {
         "broker": "pyamqp://guest@127.0.0.1:5672//",
         "backend": "redis://cache:6379/1",
-        "config_source": {"task_default_queue": "hour-10"},
+        "config_source": {
+            "task_default_queue": "hour-10",
+            **LOST_WORKER,
+            # RabbitMQ hands a dead worker's steps back when its connection closes: no visibility timeout
+            "broker_transport_options": {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        },
     }
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/0", "rediss://cache:6380/2", "pyamqp://guest@rabbit:5672//"])
+def test_steps_are_acknowledged_when_they_end_and_sent_again_when_their_process_dies(broker):
+    config = celery_app_settings({BROKER_ENV: broker})["config_source"]
+    assert config["task_acks_late"] is True and config["task_reject_on_worker_lost"] is True
+    # a step whose process dies every time is sent twice more, then fails the run (no endless loop)
+    assert config["task_retry_on_worker_lost"] is True and config["task_annotations"]["execute_plan"]["max_retries"] == 2
+
+
+@pytest.mark.parametrize("value, seconds", [(None, 600), ("", 600), (" 3600 ", 3600), ("20", 20), ("4", 4)])
+def test_visibility_timeout_from_the_environment(value, seconds):
+    environ = {} if value is None else {VISIBILITY_TIMEOUT_ENV: value}
+    assert visibility_timeout(environ) == seconds
+    options = celery_app_settings(environ)["config_source"]["broker_transport_options"]
+    assert options["visibility_timeout"] == seconds
+    # every consumer looks for steps past the timeout every 10 s (sooner when the timeout is shorter)
+    assert options["unacked_restore_interval"] == min(10, seconds) and options["unacked_restore_throttle"] == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "10m", "ten"])
+def test_bad_visibility_timeout_names_the_variable(value):
+    with pytest.raises(ExecutorSettingError) as error:
+        celery_app_settings({VISIBILITY_TIMEOUT_ENV: value})
+    assert str(error.value) == f"{VISIBILITY_TIMEOUT_ENV}={value!r}: a whole number of seconds, at least 1"
+    with pytest.raises(ExecutorSettingError):  # refused on RabbitMQ too, where it is not used
+        celery_app_settings({VISIBILITY_TIMEOUT_ENV: value, BROKER_ENV: "pyamqp://guest@rabbit:5672//"})
+
+
+def test_the_worker_app_and_its_step_task_get_the_settings():
+    """What ``scalable-pipeline worker`` builds (no broker needed): dagster-celery's app from the settings
+    (the run's executor is configured with the same ones), its step task acknowledged late and put back
+    when its process dies."""
+    settings = celery_app_settings({VISIBILITY_TIMEOUT_ENV: "900", QUEUE_ENV: "hour-10"})
+    app = make_app(CeleryExecutor.for_cli(**settings).app_args())
+    task = create_task(app)
+    app.finalize()  # binds the task: the settings and the annotations apply
+    assert (task.acks_late, task.reject_on_worker_lost, task.retry_on_worker_lost) == (True, True, True)
+    assert (task.max_retries, task.default_retry_delay) == (2, 1)
+    assert app.conf.task_default_queue == "hour-10"
+    assert app.conf.broker_transport_options == {**REDIS_TRANSPORT, "visibility_timeout": 900}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import os
 import resource
+import shutil
 import sys
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import TextIO
 
 import dagster as dg
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
 
 from scalable_pipeline.assembly.project import build_source, pipeline_job
 from scalable_pipeline.cli.options import (
@@ -116,6 +118,34 @@ def run_config(args: argparse.Namespace, build: PipelineBuild, synthetic: bool) 
     return config
 
 
+class InstanceUnavailable(RuntimeError):
+    """The Dagster instance could not record (or read back) a run of an hour."""
+
+
+# Free space under DAGSTER_HOME below which a failed write of the instance is reported as a full disk.
+LOW_SPACE_BYTES = 2**20
+
+
+def instance_unavailable(error: DBAPIError, partition: str, run_id: str | None) -> InstanceUnavailable:
+    """``error`` of the instance's storage as one message naming the instance (``$DAGSTER_HOME``) and, when
+    the file system under it is (nearly) full, the lack of space: SQLite then says only "database or disk is
+    full" or "disk I/O error"."""
+    home = os.environ.get("DAGSTER_HOME", "")
+    free = shutil.disk_usage(home).free if os.path.isdir(home) else None
+    reason = str(error.orig or error).strip().splitlines()[0]
+    run = f" (run {run_id})" if run_id else ""
+    space = (
+        f"; no space left on the device of DAGSTER_HOME ({free // 1024} KiB free): free space there"
+        if free is not None and free < LOW_SPACE_BYTES
+        else ""
+    )
+    return InstanceUnavailable(
+        f"{partition}{run}: the Dagster instance at {home} (DAGSTER_HOME) could not record the run: {reason}{space}. "
+        "What the run published stays published and whole; a run the instance still shows as STARTED holds the hour "
+        "until it is marked failed (UI: Terminate); then run the hour again"
+    )
+
+
 def failure_lines(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:
     """Why the run failed, one line per failed step: a ``dg.Failure``'s description, else the error's message."""
     lines = []
@@ -150,19 +180,22 @@ def execute_hour(
         follower = RunFollower(instance, invocation, display.show)
         follower.start()
     try:
-        result: dg.JobExecutionResult | dg.ExecuteInProcessResult
-        if multiprocess:
-            reconstructable = dg.build_reconstructable_job(pipeline_job.__module__, pipeline_job.__name__, (job.name,))
-            result = dg.execute_job(
-                reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition}
-            )
-        else:
-            result = job.execute_in_process(
-                run_config=config, instance=instance, partition_key=partition, raise_on_error=False, tags=tags
-            )
-    finally:
-        if follower:
-            follower.finish()
+        try:
+            result: dg.JobExecutionResult | dg.ExecuteInProcessResult
+            if multiprocess:
+                reconstructable = dg.build_reconstructable_job(pipeline_job.__module__, pipeline_job.__name__, (job.name,))
+                result = dg.execute_job(
+                    reconstructable, instance=instance, run_config=config, tags={**tags, PARTITION_TAG: partition}
+                )
+            else:
+                result = job.execute_in_process(
+                    run_config=config, instance=instance, partition_key=partition, raise_on_error=False, tags=tags
+                )
+        finally:
+            if follower:
+                follower.finish()
+    except DBAPIError as error:  # the instance's storage failed: the run could not be recorded (or followed)
+        raise instance_unavailable(error, partition, follower.run_id if follower else None) from error
     if display:
         display.end_hour(result.success)
     metadata = {

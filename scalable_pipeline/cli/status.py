@@ -11,7 +11,7 @@ from rich.table import Table
 from scalable_pipeline.cli.options import add_pipeline_option, latest_hour, partition_key, pipeline_hour, pipeline_named
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.core.paths import partition_dirname
-from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord
+from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord, recorded_versions
 from scalable_pipeline.publishing.data_store import default_data_dir
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
@@ -32,7 +32,11 @@ def checkpoint_counts(root: Path, partition: str) -> dict[str, tuple[int, int]]:
     return {plan.name: (len(list(plan.glob("chunk-*.json"))), len(list(plan.glob("range-*.json")))) for plan in plans}
 
 
-def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str) -> Table:
+NOT_RECORDED = "[red]not recorded in the instance[/red] (its run ended before recording it): run the hour again"
+
+
+def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recorded: dict[str, set[str]]) -> Table:
+    """Per asset: the published version (flagged when no materialization in ``recorded`` names it) and its rollbacks."""
     table = Table(title=f"{pipeline}, hour {hour.partition}: what readers get", title_justify="left")
     for column in ("asset", "published version", "rollbacks (newest last)"):
         table.add_column(column)
@@ -40,7 +44,10 @@ def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str) -> Ta
         published = store.published(asset, hour.partition)
         rollbacks = [r for r in hour.rollbacks if r.asset == asset]
         rollback_text = "\n".join(f"{r.kind}: {r.gate or r.reason} -> {r.restored_version or '(none)'}" for r in rollbacks[-3:])
-        table.add_row(asset, published.version if published else "(none)", rollback_text or "-")
+        version = published.version if published else "(none)"
+        if published and published.version not in recorded[asset]:
+            version += f"\n{NOT_RECORDED}"
+        table.add_row(asset, version, rollback_text or "-")
     return table
 
 
@@ -65,8 +72,10 @@ def status(args: argparse.Namespace) -> int:
     root = pipeline.root  # the pipeline's own data root
     with dg.DagsterInstance.get() as instance:
         [hour] = pipeline.observe(instance, [partition])
+        keys = {asset: dg.AssetKey([*pipeline.key_prefix, asset]) for asset in PIPELINE_ASSETS}
+        recorded = {asset: recorded_versions(instance, key, partition) for asset, key in keys.items()}
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(versions_table(hour, VersionedStore(root), pipeline.name))
+    console.print(versions_table(hour, VersionedStore(root), pipeline.name, recorded))
     console.print(gates_table(hour) if hour.gates else "gates: no evaluation recorded")
     checkpoints = checkpoint_counts(root, partition)
     console.print(

@@ -2,9 +2,12 @@
 
 It builds the same Celery app as the run's executor (dagster-celery's, with the broker, backend and
 queue of ``executors.celery_app_settings``), preloads the project so each step skips the imports, and
-runs in the foreground until stopped (SIGTERM: warm shutdown after the running steps). Steps load the
-run from the Dagster instance of ``$DAGSTER_HOME``, so that instance must be shared (PostgreSQL), and
-read and write chunk data under ``$SCALABLE_PIPELINE_DATA_DIR``, a path every worker sees.
+runs in the foreground until stopped (SIGTERM: warm shutdown after the running steps). It acknowledges a
+step when the step ends, so the steps of a worker that dies go to a live worker: on RabbitMQ once the
+dead worker's connection closes, on Redis once they have been unacknowledged for
+``$SCALABLE_PIPELINE_CELERY_VISIBILITY_TIMEOUT`` seconds (see ``executors``). Steps load the run from
+the Dagster instance of ``$DAGSTER_HOME``, so that instance must be shared (PostgreSQL), and read and
+write chunk data under ``$SCALABLE_PIPELINE_DATA_DIR``, a path every worker sees.
 """
 
 import argparse

@@ -3,7 +3,17 @@
 ``in_process`` (every step in the run's process), ``multiprocess`` (the default: a process per step,
 forked from a server with the project preloaded) or ``celery`` (steps sent to Celery workers started
 with ``scalable-pipeline worker``; needs the ``celery`` extra and a PostgreSQL instance). The Celery
-broker, result backend and queue come from the variables below, read by the run and the workers alike.
+broker, result backend, queue and Redis visibility timeout come from the variables below, read by the
+run and the workers alike.
+
+A lost worker never hangs a run: workers acknowledge a step once it has ended (``task_acks_late``), so
+the broker hands the step of a worker that died to a live worker (RabbitMQ as soon as the worker's
+connection closes; Redis once the step has been unacknowledged for the visibility timeout). A step whose
+pool process died while its worker lives is sent again at once (``task_retry_on_worker_lost``), twice at
+most: a step that kills its process every time fails the run rather than looping; should that retry not
+be sent, the step is put back (``task_reject_on_worker_lost``). The step's result reaches the waiting run
+under the same task id, over ``rpc://`` too. A step that runs twice counts no row twice (checkpoints are
+written whole and ranges are claimed).
 """
 
 import multiprocessing
@@ -18,6 +28,7 @@ EXECUTOR_ENV = "SCALABLE_PIPELINE_EXECUTOR"
 BROKER_ENV = "SCALABLE_PIPELINE_CELERY_BROKER"
 BACKEND_ENV = "SCALABLE_PIPELINE_CELERY_BACKEND"
 QUEUE_ENV = "SCALABLE_PIPELINE_CELERY_QUEUE"
+VISIBILITY_TIMEOUT_ENV = "SCALABLE_PIPELINE_CELERY_VISIBILITY_TIMEOUT"
 
 EXECUTOR_CHOICES = ("in_process", "multiprocess", "celery")
 DEFAULT_EXECUTOR = "multiprocess"
@@ -27,6 +38,21 @@ DEFAULT_BACKEND = "rpc://"
 DEFAULT_QUEUE = "dagster"  # dagster-celery's default queue
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 BACKEND_SCHEMES = ("rpc", "redis", "rediss")
+REDIS_SCHEMES = ("redis", "rediss")
+# Redis: a step unacknowledged this long is handed to another worker, as if its worker had died. Longer
+# than the longest step (a chunk of the 100M-record hour takes about two minutes on 2 CPUs), or a slow
+# step also runs elsewhere (wasted work, never a wrong count); it bounds the wait after a lost worker.
+DEFAULT_VISIBILITY_TIMEOUT = 600
+# Redis: every consumer looks for steps past their visibility timeout this often (kombu's interval; its
+# default throttle of 10 would make it every 100 s).
+UNACKED_RESTORE_SECONDS = 10
+# A step whose pool process dies (OOM killer, SIGKILL) is sent again at most this many times, then fails:
+# put back without a count (``task_reject_on_worker_lost`` alone), a step that always kills its process
+# would be taken again forever. ``execute_plan`` is dagster-celery's step task.
+WORKER_LOST_RETRIES = 2
+STEP_TASK_ANNOTATIONS = {"execute_plan": {"max_retries": WORKER_LOST_RETRIES, "default_retry_delay": 1}}
+# dagster-celery's broker transport options (retries of a publish); config_source replaces the whole dict.
+PUBLISH_RETRY_OPTIONS = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 class ExecutorSettingError(ValueError):
@@ -73,12 +99,44 @@ def celery_queue(environ: Mapping[str, str] = os.environ) -> str:
     return queue
 
 
+def visibility_timeout(environ: Mapping[str, str] = os.environ) -> int:
+    """Seconds a Redis broker waits for a step's acknowledgement before handing the step to another worker:
+    ``$SCALABLE_PIPELINE_CELERY_VISIBILITY_TIMEOUT``, else 600."""
+    value = environ.get(VISIBILITY_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_VISIBILITY_TIMEOUT
+    if not value.isdigit() or int(value) < 1:
+        raise ExecutorSettingError(f"{VISIBILITY_TIMEOUT_ENV}={value!r}: a whole number of seconds, at least 1")
+    return int(value)
+
+
+def broker_transport_options(broker: str, environ: Mapping[str, str] = os.environ) -> dict:
+    """The broker's transport options: dagster-celery's publish retries, and on Redis the visibility timeout."""
+    seconds = visibility_timeout(environ)  # checked whatever the broker, so that a typo never waits for Redis
+    if urlsplit(broker).scheme not in REDIS_SCHEMES:
+        return dict(PUBLISH_RETRY_OPTIONS)  # RabbitMQ hands back a dead worker's steps when its connection closes
+    restore = {"unacked_restore_interval": min(UNACKED_RESTORE_SECONDS, seconds), "unacked_restore_throttle": 1}
+    return {**PUBLISH_RETRY_OPTIONS, "visibility_timeout": seconds, **restore}
+
+
 def celery_app_settings(environ: Mapping[str, str] = os.environ) -> dict:
-    """What the run and the workers must agree on: broker, backend and the Celery app's settings."""
+    """What the run and the workers must agree on: broker, backend and the Celery app's settings.
+
+    Steps are acknowledged when they end, not when they start, so that the steps of a lost worker go to
+    another worker and the run completes; a step whose pool process dies is sent again, twice at most, and
+    then fails the run (see the module)."""
+    broker = broker_url(environ)
     return {
-        "broker": broker_url(environ),
+        "broker": broker,
         "backend": backend_url(environ),
-        "config_source": {"task_default_queue": celery_queue(environ)},
+        "config_source": {
+            "task_default_queue": celery_queue(environ),
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "task_retry_on_worker_lost": True,
+            "task_annotations": STEP_TASK_ANNOTATIONS,
+            "broker_transport_options": broker_transport_options(broker, environ),
+        },
     }
 
 

@@ -166,6 +166,29 @@ def newest_materializations(
         cursor = result.cursor
 
 
+def recorded_versions(instance: dg.DagsterInstance, asset: str | dg.AssetKey, partition: str) -> set[str]:
+    """Every version of ``asset`` for ``partition`` that a materialization recorded (its ``version`` metadata).
+
+    A version is published before its materialization is written, so a run that dies in between (its
+    instance full or gone) leaves a published version the instance does not know: the next run of the
+    hour publishes and records a new one."""
+    versions: set[str] = set()
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_coercible(asset), asset_partitions=[partition]),
+            limit=PAGE_SIZE,
+            cursor=cursor,
+        )
+        for record in result.records:
+            version = record.asset_materialization.metadata.get("version") if record.asset_materialization else None
+            if version is not None:
+                versions.add(str(version.value))
+        if not result.has_more:
+            return versions
+        cursor = result.cursor
+
+
 def gate_results(
     instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey], run_partitions: Mapping[str, str], since: float
 ) -> dict[tuple[str, str], GateResult]:

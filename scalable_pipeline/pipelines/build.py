@@ -66,8 +66,10 @@ class PipelineBuild:
 
     @property
     def run_tags(self) -> dict[str, str]:
-        """Tags of every run of the pipeline's job: the queue dequeues higher ``dagster/priority`` first."""
-        return {"dagster/priority": str(self.spec.priority)}
+        """Tags of every run of the pipeline's job: the queue dequeues higher ``dagster/priority`` first, and a run
+        retry (instance ``run_retries``) runs every step: a retry from failure would skip the chunk steps a dead
+        run had not started (dagster#20925); a whole new run reuses the chunks it finished."""
+        return {"dagster/priority": str(self.spec.priority), "dagster/retry_strategy": "ALL_STEPS"}
 
     def key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([*self.spec.key_prefix, asset])

@@ -296,10 +296,21 @@ def process_chunk_op(pipeline: PipelineBuild, name: str = "process_chunk", **op_
 def fan_out_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(name=pipeline.node("fan_out_ranges"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
     def fan_out_ranges(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult]):
-        """Once every chunk is shuffled: one dynamic output per order_id range still to process."""
+        """Once every chunk is shuffled: one dynamic output per order_id range still to process.
+
+        A chunk of the plan without its checkpoint is shuffled here first, one at a time: its step left no event
+        in the run (its process or the instance failed before STEP_START was recorded), so a re-execution from
+        failure does not run it again and ``results`` lacks it."""
         data_store = pipeline.resources(context).data_store
-        load = ChunkCheckpoints(data_store.root).load_range
-        yield from pending_steps(context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), load, "range")
+        checkpoints = ChunkCheckpoints(data_store.root)
+        data_store.hold_partition(context, chunk_plan.partition_key)
+        for task in chunk_tasks(chunk_plan):
+            if checkpoints.load_chunk(task) is None:
+                context.log.warning(f"chunk {task.index} has no checkpoint (its step recorded no result): shuffling it here")
+                shuffle_chunk(checkpoints, task)
+        yield from pending_steps(
+            context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), checkpoints.load_range, "range"
+        )
 
     return fan_out_ranges
 
