@@ -40,9 +40,9 @@ PRIORITY_STEP_TAGS = {"dagster/priority": "10"}
 class PipelineBuild:
     spec: PipelineSpec
 
-    @functools.cached_property
+    @property
     def partitions_def(self) -> dg.HourlyPartitionsDefinition:
-        return dg.HourlyPartitionsDefinition(start_date=self.spec.start)
+        return self.spec.partitions_def
 
     @property
     def unprefixed(self) -> bool:
