@@ -20,43 +20,30 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import psutil
-import psycopg2
 import yaml
 from plain_pandas import process as whole_hour
-from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parent.parent
+# This checkout's package and its test helpers (the daemon, a scratch database), ahead of any installed copy.
+sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
 JOB = "scalable_data_processing"
 POOL = "chunk_processing"
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 STEP_STARTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_RESTARTED}
 STEP_ENDS = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY}
-
-
-def connect(url: str, database: str | None = None):
-    parts = make_url(url)
-    return psycopg2.connect(
-        host=parts.host,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname=database or parts.database or "postgres",
-    )
 
 
 def hours_from(first: str, count: int) -> list[str]:
@@ -154,6 +141,7 @@ def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict
     from scalable_pipeline.cli.pools import apply_pool_limits
     from scalable_pipeline.execution.executors import EXECUTOR_ENV
     from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
+    from scalable_pipeline_tests.daemon import start_daemon, stop_daemon
 
     hours = hours_from(args.first, args.hours)
     home, data, pipelines = workdir / "home", workdir / "data", workdir / "pipelines.yaml"
@@ -184,15 +172,7 @@ def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict
     ops = pool_ops(pipelines)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        with (workdir / "daemon.log").open("ab") as log:
-            daemon = subprocess.Popen(
-                [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped with what it launched
-            )
+        daemon = start_daemon(env, workdir / "daemon.log", cwd=REPO)
         try:
             launched_at = time.time()
             backfill = [
@@ -220,12 +200,7 @@ def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict
                 "the pool's slots to be free",
             )
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_daemon(daemon, timeout=120)
 
         records = instance.get_run_records(dg.RunsFilter(job_name=JOB))
         runs = [
@@ -300,20 +275,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (the database is dropped anyway)")
     args = parser.parse_args()
 
-    database = f"scalable_pipeline_bench_{uuid.uuid4().hex[:12]}"
-    admin = connect(args.postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{database}"')
+    from scalable_pipeline_tests.postgres_database import scratch_database
+
     workdir = Path(tempfile.mkdtemp(prefix="week_backfill_"))
     started, before = datetime.now(timezone.utc), machine()
     try:
-        url = make_url(args.postgres).set(drivername="postgresql+psycopg2", database=database)
-        result = run_week(args, workdir, url.render_as_string(hide_password=False))
+        with scratch_database(args.postgres, "scalable_pipeline_bench") as database_url:
+            result = run_week(args, workdir, database_url)
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,12 +1,16 @@
-"""The daemon killed mid-backfill: the hours it was running are run again, each published once, whole.
+"""The daemon killed mid-backfill: every hour of the backfill ends published once, whole, however it was launched.
 
-Six small hours are queued, one ``dagster job launch`` each with its partition tag (the runs of a
-``dagster job backfill`` are never retried: that command records its backfill as completed once it has queued
-them), on a SQLite instance whose ``dagster.yaml`` is the repository's with its monitoring times shortened.
-``dagster-daemon run`` runs them; once an hour has succeeded and others are running, the daemon's process
-group (the daemon, its code server, every run it launched and their step processes) is killed with SIGKILL,
-and a new daemon is started. Every hour must end published by one successful chain of runs (a run and its
-retries), equal to the in-process computation of the hour, with no run left in progress and no pool slot held.
+Six small hours are backfilled in each documented way, on a SQLite instance whose ``dagster.yaml`` is the
+repository's with its monitoring times shortened: ``dagster job backfill`` (it records its backfill as
+completed once it has queued the runs, so Dagster retries none of them and ``<pipeline>_backfill_retries``
+launches their hours again), and the job's backfill as the UI launches it from the job's page (the
+``launchPartitionBackfill`` mutation on the job's partition set, sent here through ``dagster-graphql`` on the
+workspace: the daemon submits the runs and Dagster retries them while the backfill is in progress).
+``dagster-daemon run`` runs them; once an hour has succeeded and others are running, the daemon's process group
+(the daemon, its code server, every run it launched and their step processes) is killed with SIGKILL, and a
+new daemon is started. Every hour must end published by exactly one successful run descending from the run
+its backfill launched (through Dagster's retries or the sensor's), equal to the in-process computation, with
+no run left in progress, no failed run left waiting for a retry and no pool slot held.
 """
 
 import collections
@@ -17,27 +21,33 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import psutil
 import pytest
 import yaml
 
 from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.assembly.sensors import (
+    BACKFILL_RETRY_GRACE_SECONDS,
+    RETRY_OF_TAG,
+    backfill_retry_blocker,
+    build_backfill_retries,
+)
 from scalable_pipeline.cli.pools import apply_pool_limits
+from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
 from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline_tests.daemon import PROJECT, live_members, start_daemon, stop_daemon
 from scalable_pipeline_tests.test_pipelines import PINNED, START
 
-pytestmark = pytest.mark.slow
-
-PROJECT = Path(__file__).resolve().parent.parent
 TEMPLATE = PROJECT / "dagster.yaml"
 JOB = "scalable_data_processing"
 POOL = "chunk_processing"
+ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 HOURS = [f"2026-01-05-{hour:02d}:00" for hour in range(6)]
 PIPELINES = f"""
 pools: {{{POOL}: 2}}
@@ -49,7 +59,7 @@ pipelines:
     scaling: {{chunk_count: 2, {PINNED}}}
 """
 # The repository's run monitoring times, shortened where they are set (a setting it lacks stays unset): a
-# dead run is found 120 s after it started rather than 30 min; the runs here take 5-40 s.
+# dead run is found 120 s after it started rather than 30 min; the runs here take 5-70 s.
 SHORTER = {
     "start_timeout_seconds": 120,
     "cancel_timeout_seconds": 60,
@@ -58,7 +68,7 @@ SHORTER = {
     "free_slots_after_run_end_seconds": 5,
 }
 KILL_DEADLINE_SECONDS = 600
-RECOVERY_DEADLINE_SECONDS = 900
+RECOVERY_DEADLINE_SECONDS = 1200
 SLOTS_DEADLINE_SECONDS = 300
 IN_PROGRESS = {
     dg.DagsterRunStatus.QUEUED,
@@ -68,6 +78,9 @@ IN_PROGRESS = {
     dg.DagsterRunStatus.CANCELING,
 }
 PUBLISHED = ("processed_chunks", "consolidated_output")
+# What the UI sends from the job's page (Materialize all..., a range of hours): a backfill of the job's partition set.
+LAUNCH_BACKFILL = """mutation ($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
 def instance_yaml() -> str:
@@ -79,43 +92,32 @@ def instance_yaml() -> str:
     return yaml.safe_dump(config)
 
 
+def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS) -> None:
+    backfill = ["job", "backfill", "-w", "workspace.yaml", "-j", JOB, "--from", hours[0], "--to", hours[-1], "--noprompt"]
+    subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
+
+
+def from_the_jobs_page(env: dict) -> None:
+    params = {
+        "selector": {
+            "partitionSetName": f"{JOB}_partition_set",
+            "repositorySelector": {"repositoryLocationName": "scalable_pipeline.definitions", "repositoryName": "__repository__"},
+        },
+        "assetSelection": [{"path": [asset]} for asset in ASSETS],
+        "partitionNames": HOURS,
+        "fromFailure": False,
+        "tags": [],
+    }
+    answer = Path(env["DAGSTER_HOME"]) / "launch_backfill.json"
+    graphql = [str(Path(sys.executable).with_name("dagster-graphql")), "-w", "workspace.yaml", "-o", str(answer)]
+    variables = json.dumps({"params": params})
+    subprocess.run([*graphql, "-t", LAUNCH_BACKFILL, "-v", variables], cwd=PROJECT, env=env, check=True, capture_output=True)
+    launched = json.loads(answer.read_text())["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+
 def statuses(instance: dg.DagsterInstance) -> collections.Counter:
     return collections.Counter(run.status for run in instance.get_runs())
-
-
-def start_daemon(env: dict, log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-            cwd=PROJECT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: its code server and every run it launches are in it
-        )
-
-
-def live_members(group: int) -> list[psutil.Process]:
-    """Processes of the process group that are not zombies (PID 1 here may never reap them)."""
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
-                members.append(process)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return members
-
-
-def stop(daemon: subprocess.Popen) -> None:
-    """End a daemon still running and what it launched (SIGTERM, then SIGKILL)."""
-    if daemon.poll() is None:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
 
 
 def wait_for(condition, deadline_seconds: float, what: str, daemon: subprocess.Popen | None = None):
@@ -130,7 +132,16 @@ def wait_for(condition, deadline_seconds: float, what: str, daemon: subprocess.P
 def every_hour_done(instance: dg.DagsterInstance) -> bool:
     runs = instance.get_runs()
     succeeded = {run.tags["dagster/partition"] for run in runs if run.status == dg.DagsterRunStatus.SUCCESS}
-    return succeeded == set(HOURS) and not any(run.status in IN_PROGRESS for run in runs)
+    backfills_running = any(backfill.status.value == "REQUESTED" for backfill in instance.get_backfills())
+    return succeeded == set(HOURS) and not any(run.status in IN_PROGRESS for run in runs) and not backfills_running
+
+
+def origin(run: dg.DagsterRun, runs: dict[str, dg.DagsterRun]) -> str:
+    """The run the backfill launched that ``run`` retries (itself if it is one), through Dagster's retries
+    (parent run) and ``<pipeline>_backfill_retries`` (its tag)."""
+    while parent := run.parent_run_id or run.tags.get(RETRY_OF_TAG):
+        run = runs[parent]
+    return run.run_id
 
 
 def reference_tables(pipelines: Path, reference_root: Path, monkeypatch) -> dict[str, dict[str, pd.DataFrame]]:
@@ -144,7 +155,11 @@ def reference_tables(pipelines: Path, reference_root: Path, monkeypatch) -> dict
     return {hour: {asset: store.read_published_table(asset, hour) for asset in PUBLISHED} for hour in HOURS}
 
 
-def test_a_killed_daemon_and_its_runs_leave_every_hour_published_once(tmp_path, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", [with_dagster_job_backfill, from_the_jobs_page], ids=lambda launch: launch.__name__)
+def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published_once(
+    launch: Callable[[dict], None], tmp_path, monkeypatch
+):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(instance_yaml())
@@ -160,9 +175,7 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_published_once(tmp_path, 
     }
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        for hour in HOURS:  # queued while no daemon runs
-            launch = ["job", "launch", "-w", "workspace.yaml", "-j", JOB, "--tags", json.dumps({"dagster/partition": hour})]
-            subprocess.run([sys.executable, "-m", "dagster", *launch], cwd=PROJECT, env=env, check=True, capture_output=True)
+        launch(env)  # while no daemon runs
 
         daemon = start_daemon(env, tmp_path / "daemon.log")
         try:
@@ -178,7 +191,7 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_published_once(tmp_path, 
             daemon.wait()
             wait_for(lambda: not live_members(daemon.pid), 60, "every process of the daemon's group to die")
         finally:
-            stop(daemon)
+            stop_daemon(daemon)
         killed = {run.run_id for run in instance.get_runs() if run.status in IN_PROGRESS - {dg.DagsterRunStatus.QUEUED}}
         assert len(killed) >= 2
 
@@ -189,8 +202,9 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_published_once(tmp_path, 
             completed = time.time()
             killed_records = instance.get_run_records(dg.RunsFilter(run_ids=list(killed)))
             print(
-                f"\nafter the restart: the killed runs failed by {max(r.end_time for r in killed_records) - restarted:.1f} s,"
-                f" every hour published by {completed - restarted:.1f} s"
+                f"\n{launch.__name__}: after the restart the killed runs failed by"
+                f" {max(r.end_time for r in killed_records) - restarted:.1f} s, every hour was published by"
+                f" {completed - restarted:.1f} s"
             )
             # No pool slot stays claimed or queued for (the concurrency daemon frees a dead run's after it ended).
             wait_for(
@@ -202,32 +216,115 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_published_once(tmp_path, 
                 daemon,
             )
         finally:
-            stop(daemon)
+            stop_daemon(daemon)
 
-        runs = instance.get_runs()
-        assert not [run.run_id for run in runs if run.status in IN_PROGRESS]
-        # Run monitoring marked every killed run failed; each hour's success is a retry in the killed run's chain.
-        assert {run.status for run in runs if run.run_id in killed} == {dg.DagsterRunStatus.FAILURE}
-        chains: dict[str, dict[str, list[dg.DagsterRun]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-        for run in runs:
-            chains[run.tags["dagster/partition"]][run.root_run_id or run.run_id].append(run)
-        assert set(chains) == set(HOURS)
+        runs = {run.run_id: run for run in instance.get_runs()}
+        assert not [run.run_id for run in runs.values() if run.status in IN_PROGRESS]
+        # Run monitoring marked every killed run failed, and each failed run due a retry got one.
+        assert {runs[run_id].status for run_id in killed} == {dg.DagsterRunStatus.FAILURE}
+        unretried = [
+            run.run_id
+            for run in runs.values()
+            if run.status == dg.DagsterRunStatus.FAILURE
+            and run.tags.get(WILL_RETRY_TAG) == "true"
+            and run.tags.get(AUTO_RETRY_RUN_ID_TAG) not in runs
+        ]
+        assert unretried == []
+        by_sensor = [run_id for run_id in killed if RETRY_OF_TAG in runs[runs[run_id].tags[AUTO_RETRY_RUN_ID_TAG]].tags]
+        print(f"{launch.__name__}: {len(killed)} killed runs, {len(by_sensor)} retried by the sensor, the others by Dagster")
+        if launch is with_dagster_job_backfill:  # its backfill completed at once: Dagster retried none of its runs
+            assert len(by_sensor) == len(killed)
+        lineages: dict[str, dict[str, list[dg.DagsterRun]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+        for run in runs.values():
+            lineages[run.tags["dagster/partition"]][origin(run, runs)].append(run)
+        assert set(lineages) == set(HOURS)
         store = VersionedStore(data)
         expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)
-        for hour, by_root in chains.items():
-            assert len(by_root) == 1, f"{hour}: launched once, so one chain of runs"
-            (chain,) = by_root.values()
-            succeeded = [run.run_id for run in chain if run.status == dg.DagsterRunStatus.SUCCESS]
-            assert len(succeeded) == 1, f"{hour}: {[(run.run_id, run.status) for run in chain]}"
-            # One successful materialization of the hour's result, and what readers get is the chain's.
+        for hour, by_origin in lineages.items():
+            assert len(by_origin) == 1, f"{hour}: launched once by the backfill, so one run and its retries"
+            (lineage,) = by_origin.values()
+            succeeded = [run.run_id for run in lineage if run.status == dg.DagsterRunStatus.SUCCESS]
+            assert len(succeeded) == 1, f"{hour}: {[(run.run_id, run.status) for run in lineage]}"
+            # One successful materialization of the hour's result, and what readers get is the lineage's.
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey("consolidated_output"), asset_partitions=[hour]), limit=100
             ).records
             assert [record.run_id for record in records if record.run_id in succeeded] == succeeded
             publishes = [change for change in store.history("consolidated_output", hour) if change["action"] == "publish"]
-            assert publishes and {change["run_id"] for change in publishes} <= {run.run_id for run in chain}
+            assert publishes and {change["run_id"] for change in publishes} <= {run.run_id for run in lineage}
             assert store.published("consolidated_output", hour).version == publishes[-1]["version"]
             for asset in PUBLISHED:
                 pd.testing.assert_frame_equal(
                     store.read_published_table(asset, hour), expected[hour][asset], obj=f"{asset} {hour}"
                 )
+
+
+BACKFILL_RUN = {"dagster/backfill": "abcdefgh", "dagster/partition": HOURS[0], WILL_RETRY_TAG: "true"}
+NOW = 10_000.0
+LONG_FAILED = NOW - BACKFILL_RETRY_GRACE_SECONDS - 1
+
+
+@pytest.mark.parametrize(
+    ("tags", "backfill_status", "failed_at", "newer_run", "blocker"),
+    [
+        (BACKFILL_RUN, "COMPLETED", LONG_FAILED, False, None),  # `dagster job backfill`
+        (BACKFILL_RUN, "COMPLETED_FAILED", LONG_FAILED, False, None),  # a UI backfill that completed before the retry
+        (BACKFILL_RUN, "COMPLETED_SUCCESS", LONG_FAILED, False, None),
+        (BACKFILL_RUN, "REQUESTED", LONG_FAILED, False, "its backfill is in progress"),
+        (BACKFILL_RUN, "CANCELED", LONG_FAILED, False, "its backfill was stopped"),
+        (BACKFILL_RUN, "FAILED", LONG_FAILED, False, "its backfill was stopped"),
+        (BACKFILL_RUN, None, LONG_FAILED, False, "its backfill was stopped"),
+        (BACKFILL_RUN, "COMPLETED", NOW - 1, False, "left to Dagster's run retries"),
+        (BACKFILL_RUN, "COMPLETED", None, False, "left to Dagster's run retries"),
+        (BACKFILL_RUN, "COMPLETED", LONG_FAILED, True, "its hour ran again"),
+        ({**BACKFILL_RUN, AUTO_RETRY_RUN_ID_TAG: "r"}, "COMPLETED", LONG_FAILED, False, "retried"),
+        ({**BACKFILL_RUN, WILL_RETRY_TAG: "false"}, "COMPLETED", LONG_FAILED, False, "not to be retried"),  # a failed step
+        (
+            {k: v for k, v in BACKFILL_RUN.items() if k != "dagster/backfill"},
+            None,
+            LONG_FAILED,
+            False,
+            "not a run of one hour of a backfill",
+        ),
+    ],
+)
+def test_a_failed_backfill_run_is_retried_only_when_dagster_no_longer_does(tags, backfill_status, failed_at, newer_run, blocker):
+    assert backfill_retry_blocker(tags, backfill_status, failed_at, NOW, newer_run) == blocker
+
+
+@pytest.mark.slow
+def test_the_sensor_launches_the_hour_of_a_dead_run_of_a_completed_backfill_again_once(tmp_path):
+    """``dagster job backfill`` queues two hours (no daemon runs them); one run is marked failed as run monitoring
+    marks a dead run. Dagster would retry it but for its completed backfill: the sensor leaves it to Dagster for
+    the grace time, then requests its hour once, and records the retry it finds on the failed run."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(TEMPLATE.read_text())
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(textwrap.dedent(PIPELINES))
+    env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(pipelines), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path)}
+    with_dagster_job_backfill(env, HOURS[:2])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dead, queued = sorted(instance.get_runs(), key=lambda run: run.tags["dagster/partition"])
+        instance.report_run_failed(dead, "Exceeded maximum runtime of 1800 seconds.")
+        failed = instance.get_run_record_by_id(dead.run_id)
+        assert failed.dagster_run.tags[WILL_RETRY_TAG] == "true" and failed.end_time is not None
+        now = failed.end_time + 1
+        sensor = build_backfill_retries(JOB, JOB, clock=lambda: now)
+
+        def tick() -> dg.SensorResult:
+            return sensor(dg.build_sensor_context(instance=instance))
+
+        assert not tick().run_requests  # Dagster's run retries take it up within seconds, if they do
+        now = failed.end_time + BACKFILL_RETRY_GRACE_SECONDS + 1
+        [request] = tick().run_requests
+        assert (request.partition_key, request.run_key) == (HOURS[0], f"retry-of-{dead.run_id}")
+        assert request.tags[RETRY_OF_TAG] == dead.run_id
+        assert queued.status == dg.DagsterRunStatus.QUEUED  # the live hour is left alone
+
+        # The run the daemon launches for the request; the next tick records it as the failed run's retry.
+        job = build_definitions(pipelines).resolve_job_def(JOB)
+        retry = instance.create_run_for_job(job, tags={**request.tags, "dagster/partition": HOURS[0]})
+        assert not tick().run_requests
+        assert instance.get_run_by_id(dead.run_id).tags[AUTO_RETRY_RUN_ID_TAG] == retry.run_id
+        assert not tick().run_requests

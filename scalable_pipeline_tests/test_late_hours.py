@@ -104,10 +104,12 @@ pipelines:
     built = build_definitions(config)
     sensors = sorted(sensor.name for sensor in built.get_repository_def().sensor_defs)
     assert sensors == [
+        "eu_orders_backfill_retries",
         "eu_orders_db_sensor",
         "eu_orders_late_hours",
         "quality_gate_alerts",
         "run_failure_alerts",
+        "us_orders_backfill_retries",
         "us_orders_landing_sensor",
     ]
     eu_output = built.get_assets_def(dg.AssetKey(["eu_orders", "consolidated_output"]))

@@ -5,14 +5,12 @@ Needs ``SCALABLE_PIPELINE_TEST_POSTGRES_URL`` (a server URL such as
 """
 
 import os
-import uuid
 
 import dagster as dg
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
+from scalable_pipeline_tests.postgres_database import connect, scratch_database
 
 POSTGRES_URL = os.environ.get("SCALABLE_PIPELINE_TEST_POSTGRES_URL")
 pytestmark = [
@@ -21,31 +19,10 @@ pytestmark = [
 ]
 
 
-def connect(url: str):
-    parts = make_url(url)
-    return psycopg2.connect(
-        host=parts.host,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname=parts.database or "postgres",
-    )
-
-
 @pytest.fixture
 def postgres_database():
-    server = make_url(POSTGRES_URL)
-    name = f"scalable_pipeline_test_{uuid.uuid4().hex[:12]}"
-    admin = connect(POSTGRES_URL)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database(POSTGRES_URL, "scalable_pipeline_test") as url:
+        yield url
 
 
 def test_pipeline_runs_and_checkpoints_in_postgres(postgres_database):

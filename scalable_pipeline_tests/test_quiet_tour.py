@@ -84,6 +84,7 @@ def test_the_shipped_sensors_are_the_ones_checked_here():
     assert names == {
         "quality_gate_alerts",
         "run_failure_alerts",
+        "scalable_data_processing_backfill_retries",
         "scalable_data_processing_deferred_hours",
         "scalable_data_processing_late_hours",
     }
