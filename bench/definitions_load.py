@@ -12,9 +12,9 @@ resolve every job (what both do next), in a fresh interpreter each time. ``--val
 ``dagster definitions validate -w workspace.yaml`` command: the CLI's start-up, the load, and the snapshot of
 every job (run config schema included) that the code location builds, as the UI's code server does.
 
-``--baseline DIR`` loads the same pipelines file from another checkout of the project too, alternating with
-this one run by run, so that a busy machine slows both alike. Every invocation writes its runs and the load
-average before and after to ``bench/results/definitions-load-<date>-<time>.json``.
+``--baseline DIR`` loads the same pipelines file from another git checkout of the project too, alternating with
+this one run by run, so that a busy machine slows both alike. Every invocation writes its runs, the commits
+and the load average before and after to ``bench/results/definitions-load-<date>-<time>.json``.
 """
 
 import argparse
@@ -127,6 +127,14 @@ def table(what: str, measure: Callable[[int], tuple[float, float]], args: argpar
     return runs
 
 
+def commit_of(checkout: Path) -> str:
+    """The checkout's commit, ``+edits`` when its tracked files differ from it."""
+    git = ["git", "-C", str(checkout)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True).stdout
+    edited = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], check=True, capture_output=True, text=True)
+    return commit.strip() + ("+edits" if edited.stdout.strip() else "")
+
+
 def compared(folder: Path, args: argparse.Namespace) -> dict[int, dict[str, Runs]]:
     """Loads of this checkout and of ``args.baseline``, alternated (which goes first alternates too)."""
     print("| pipelines, checkout | load + resolve every job, wall (median) | CPU (median) | runs (wall/CPU) |")
@@ -152,7 +160,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout of the project, loaded alternately with this one")
     args = parser.parse_args()
     started = datetime.now()
-    report: dict[str, object] = {"argv": sys.argv[1:], "loadavg_before": os.getloadavg()}
+    report: dict[str, object] = {"argv": sys.argv[1:], "commit": commit_of(REPO), "loadavg_before": os.getloadavg()}
+    if args.baseline:
+        report["baseline_commit"] = commit_of(args.baseline)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.baseline:
