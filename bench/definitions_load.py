@@ -4,12 +4,17 @@
     python bench/definitions_load.py --counts 1 100  # other sizes
     python bench/definitions_load.py --paths         # also: one small hour on each path, in process
     python bench/definitions_load.py --validate      # also: `dagster definitions validate` (the code location's load)
+    python bench/definitions_load.py --counts 50 --repeats 10 --baseline ../other-checkout  # before/after, alternated
 
 Load = import ``scalable_pipeline.definitions`` with ``SCALABLE_PIPELINE_CONFIG`` naming a generated pipelines
 file (its module-level ``defs`` is built once, as ``dagster definitions validate`` and the UI build it), then
 resolve every job (what both do next), in a fresh interpreter each time. ``--validate`` also times the whole
 ``dagster definitions validate -w workspace.yaml`` command: the CLI's start-up, the load, and the snapshot of
 every job (run config schema included) that the code location builds, as the UI's code server does.
+
+``--baseline DIR`` loads the same pipelines file from another git checkout of the project too, alternating with
+this one run by run, so that a busy machine slows both alike. Every invocation writes its runs, the commits
+and the load average before and after to ``bench/results/definitions-load-<date>-<time>.json``.
 """
 
 import argparse
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 PINNED = {"cpu_usage_percent": 10, "memory_usage_percent": 10, "available_workers": 2, "queue_length": 0, "chunk_count": 3}
@@ -31,6 +37,8 @@ PATH_SCALING = {
     "fan_out_priority": {"priority_above": 0},
 }
 START, SMALL_HOUR = "2026-01-01-00:00", "2026-01-05-05:00"  # a Monday, 1,639 records
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
 
 
 def pipelines_file(count: int, folder: Path) -> Path:
@@ -60,10 +68,11 @@ print(time.perf_counter() - started, time.process_time() - cpu, len(jobs))
 """
 
 
-def load_seconds(path: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of one load in a fresh interpreter: the CPU figure holds on a busy machine too."""
-    env = {**os.environ, "SCALABLE_PIPELINE_CONFIG": str(path)}
-    out = subprocess.run([sys.executable, "-c", LOAD], env=env, check=True, capture_output=True, text=True)
+def load_seconds(path: Path, checkout: Path = REPO) -> tuple[float, float]:
+    """(wall, CPU) seconds of one load of ``checkout``'s definitions in a fresh interpreter: the CPU figure holds
+    on a busy machine better than the wall one."""
+    env = {**os.environ, "SCALABLE_PIPELINE_CONFIG": str(path), "PYTHONPATH": str(checkout)}
+    out = subprocess.run([sys.executable, "-c", LOAD], env=env, cwd=checkout, check=True, capture_output=True, text=True)
     wall, cpu, _ = out.stdout.split()
     return float(wall), float(cpu)
 
@@ -99,14 +108,47 @@ def path_seconds(folder: Path) -> dict[str, float]:
     return seconds
 
 
-def table(what: str, measure: Callable[[int], tuple[float, float]], args: argparse.Namespace) -> None:
+Runs = list[tuple[float, float]]
+
+
+def row(label: str, runs: Runs) -> str:
+    """The median wall and CPU seconds of ``runs``, and each run."""
+    wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))
+    return f"| {label} | {wall:.2f} s | {cpu:.2f} s | {', '.join(f'{w:.2f}/{c:.2f}' for w, c in runs)} |"
+
+
+def table(what: str, measure: Callable[[int], tuple[float, float]], args: argparse.Namespace) -> dict[int, Runs]:
     """One row per pipeline count: the median wall and CPU seconds of ``args.repeats`` measurements, and each one."""
     print(f"| pipelines | {what}, wall (median) | CPU (median) | runs (wall/CPU) |\n|---:|---:|---:|---|")
+    runs = {}
     for count in args.counts:
-        runs = [measure(count) for _ in range(args.repeats)]
-        wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))
-        listed = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs)
-        print(f"| {count} | {wall:.2f} s | {cpu:.2f} s | {listed} |")
+        runs[count] = [measure(count) for _ in range(args.repeats)]
+        print(row(str(count), runs[count]))
+    return runs
+
+
+def commit_of(checkout: Path) -> str:
+    """The checkout's commit, ``+edits`` when its tracked files differ from it."""
+    git = ["git", "-C", str(checkout)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True).stdout
+    edited = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], check=True, capture_output=True, text=True)
+    return commit.strip() + ("+edits" if edited.stdout.strip() else "")
+
+
+def compared(folder: Path, args: argparse.Namespace) -> dict[int, dict[str, Runs]]:
+    """Loads of this checkout and of ``args.baseline``, alternated (which goes first alternates too)."""
+    print("| pipelines, checkout | load + resolve every job, wall (median) | CPU (median) | runs (wall/CPU) |")
+    print("|---|---:|---:|---|")
+    runs: dict[int, dict[str, Runs]] = {}
+    checkouts = {"this": REPO, "baseline": args.baseline.resolve()}
+    for count in args.counts:
+        path, runs[count] = pipelines_file(count, folder), {name: [] for name in checkouts}
+        for repeat in range(args.repeats):
+            for name in list(checkouts)[:: 1 if repeat % 2 == 0 else -1]:
+                runs[count][name].append(load_seconds(path, checkouts[name]))
+        for name, measured in runs[count].items():
+            print(row(f"{count}, {name}", measured))
+    return runs
 
 
 def main() -> None:
@@ -115,22 +157,37 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paths", action="store_true", help="also time a small hour on each processing path")
     parser.add_argument("--validate", action="store_true", help="also time `dagster definitions validate`")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the project, loaded alternately with this one")
     args = parser.parse_args()
+    started = datetime.now()
+    report: dict[str, object] = {"argv": sys.argv[1:], "commit": commit_of(REPO), "loadavg_before": os.getloadavg()}
+    if args.baseline:
+        report["baseline_commit"] = commit_of(args.baseline)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        table("load + resolve every job", lambda count: load_seconds(pipelines_file(count, folder)), args)
+        if args.baseline:
+            report["load"] = compared(folder, args)
+        else:
+            report["load"] = table("load + resolve every job", lambda count: load_seconds(pipelines_file(count, folder)), args)
         if args.validate:
             (folder / "home").mkdir()
             print()
-            table(
+            report["validate"] = table(
                 "`dagster definitions validate`",
                 lambda count: validate_seconds(pipelines_file(count, folder), folder / "home"),
                 args,
             )
         if args.paths:
             print("\n| path | small hour (1,639 records), in process |\n|---|---:|")
-            for path, seconds in path_seconds(folder).items():
+            report["paths"] = paths = path_seconds(folder)
+            for path, seconds in paths.items():
                 print(f"| {path} | {seconds:.2f} s |")
+    report["loadavg_after"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"definitions-load-{started:%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nload average before/after (1, 5, 15 min): {report['loadavg_before']} / {report['loadavg_after']}")
+    print(f"raw results: {out.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -87,3 +87,32 @@ def test_each_op_is_built_once_per_pipeline_and_aliased_for_the_priority_path(de
     assert eu["eu__join_chunk_results"] is main["join_chunk_results"]  # no resource, no pool: one op for all
     rebuilt = dict(op_nodes(build_definitions(pipelines_file).resolve_job_def("eu").graph))
     assert rebuilt["eu__process_chunk"] is not eu["eu__process_chunk"]  # built per pipeline, not kept by a module
+
+
+SHARING = """
+pipelines:
+  - name: scalable_data_processing
+    key_prefix: []
+  - name: a
+    quality: {max_invalid_ratio: 0.02}
+  - name: b
+    quality: {max_invalid_ratio: 0.02}
+  - name: c
+    source: {kind: synthetic, seed: 3}
+    scaling: {chunk_count: 4}
+    quality: {max_invalid_ratio: 0.2}
+"""
+
+
+def test_pipelines_with_equal_settings_share_one_resource_instance_per_build(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(SHARING)
+    resources = build_definitions(path).resources
+    for key in ("scaling", "source"):  # equal settings (no source: the default one)
+        assert resources[key] is resources[f"a__{key}"] is resources[f"b__{key}"], key
+    assert resources["a__quality"] is resources["b__quality"] and resources["a__quality"] is not resources["quality"]
+    assert resources["a__quality"].max_invalid_ratio == 0.02 and resources["quality"].max_invalid_ratio == 0.05
+    assert resources["c__scaling"].chunk_count == 4 and resources["scaling"].chunk_count != 4  # other settings: its own
+    assert resources["c__source"].seed == 3 and resources["c__quality"].max_invalid_ratio == 0.2
+    assert resources["a__data_store"].pipeline == "a" and resources["b__data_store"].pipeline == "b"
+    assert build_definitions(path).resources["a__scaling"] is not resources["a__scaling"]  # shared within one build only

@@ -1,8 +1,9 @@
 """One pipeline entry -> its four assets with their checks, its job (named after it), its schedule, its resources."""
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -21,6 +22,8 @@ from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline.sources.deferred_hours import build_deferring_schedule
 from scalable_pipeline.sources.resource import OrderSource
 
+R = TypeVar("R", bound=dg.ConfigurableResource)
+
 
 @dataclass(frozen=True)
 class PipelineDefinitions:
@@ -31,7 +34,22 @@ class PipelineDefinitions:
     sensors: list[dg.SensorDefinition]
 
 
-def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderSource]) -> dict:
+@dataclass
+class SharedResources:
+    """The resources of one definitions build by type and settings: pipelines whose scaling or quality settings
+    are equal share one instance (building a ``ConfigurableResource`` infers its config schema, a few ms each)."""
+
+    built: dict[tuple[type, str], Any] = field(default_factory=dict)
+
+    def get(self, resource_type: type[R], **settings: Any) -> R:
+        """The ``resource_type`` with ``settings`` (values of the pipelines file, as JSON), built once."""
+        key = (resource_type, json.dumps(settings, sort_keys=True))
+        if key not in self.built:
+            self.built[key] = resource_type(**settings)
+        return self.built[key]
+
+
+def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderSource], shared: SharedResources) -> dict:
     """The entry's own source, scaling, quality, data store and IO manager, under its resource keys."""
     spec = build.spec
     if spec.source is None:
@@ -41,8 +59,8 @@ def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderS
         source = SOURCE_KINDS[settings.pop("kind")](**settings)
     resources = {
         "source": source,
-        "scaling": ScalingResource(**spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
-        "quality": QualityResource(**spec.quality),
+        "scaling": shared.get(ScalingResource, **spec.scaling, pool=build.pool, reserved_pool=build.reserved_pool),
+        "quality": shared.get(QualityResource, **spec.quality),
         "data_store": DataStoreResource(pipeline=None if build.unprefixed else spec.name),
         "versioned_store_io_manager": store_io_manager(build.resource_key("data_store")),
     }
@@ -50,8 +68,12 @@ def pipeline_resources(build: PipelineBuild, default_source: Callable[[], OrderS
 
 
 def build_pipeline(
-    spec: PipelineSpec, executor_def: dg.ExecutorDefinition, default_source: Callable[[], OrderSource]
+    spec: PipelineSpec,
+    executor_def: dg.ExecutorDefinition,
+    default_source: Callable[[], OrderSource],
+    shared: SharedResources | None = None,
 ) -> PipelineDefinitions:
+    """The definitions of one pipeline entry; ``shared`` holds what the other entries of the same build share."""
     build = PipelineBuild(spec)
     assets = [
         build_raw_volume(build),
@@ -83,7 +105,7 @@ def build_pipeline(
         if spec.schedule
         else []
     )
-    resources = pipeline_resources(build, default_source)
+    resources = pipeline_resources(build, default_source, shared or SharedResources())
     return PipelineDefinitions(
         assets, job, schedules, resources, pipeline_sensors(build, resources[build.resource_key("source")])
     )

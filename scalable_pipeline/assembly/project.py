@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from scalable_pipeline.assembly.factory import build_pipeline
+from scalable_pipeline.assembly.factory import SharedResources, build_pipeline
 from scalable_pipeline.assembly.rollback_partition import build_rollback_partition
 from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
@@ -34,7 +34,8 @@ def build_definitions(pipelines_file: Path) -> dg.Definitions:
     """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
     executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
     specs = load_pipelines(pipelines_file).pipelines
-    pipelines = [build_pipeline(spec, executor, build_source) for spec in specs]
+    default_source, shared = functools.cache(build_source), SharedResources()  # built once for every entry that uses them
+    pipelines = [build_pipeline(spec, executor, default_source, shared) for spec in specs]
     return dg.Definitions(
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],
         jobs=[*(pipeline.job for pipeline in pipelines), build_rollback_partition(specs)],

@@ -34,6 +34,8 @@ SOURCE_KINDS: dict[str, type[OrderSource]] = {
     "postgres": PostgresOrderSource,
 }
 HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
+# Safe loading by libyaml when PyYAML has it (its wheels do): about ten times faster than the pure-Python loader.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Scaling fields the factory sets from the entry (its pool and reserved pool), not settable under scaling.
 ENTRY_SCALING_FIELDS = ("pool", "reserved_pool")
 
@@ -144,7 +146,7 @@ def config_path(environ: Mapping[str, str]) -> Path:
 def load_pipelines(path: Path) -> PipelinesConfig:
     """Read and validate the pipelines file at ``path``."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError) as error:
         raise PipelineConfigError(f"{path}: cannot read the pipelines file: {error}") from error
     return parse_pipelines(raw, path)
