@@ -123,6 +123,16 @@ def stage_hour(store: VersionedStore, partition: str, order_ids: list[int], run_
     return store.write_table("consolidated_output", partition, pd.DataFrame({"order_id": order_ids}), run_id, "digest")
 
 
+def test_a_staged_version_is_in_the_table_folder_and_no_reader_sees_it(tmp_path):
+    store = VersionedStore(tmp_path)
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [1], "published"))
+    staged = stage_hour(store, OFF_PEAK_PARTITION, [2], "auditing")
+
+    assert Path(staged.path).is_relative_to(store.hour_table("consolidated_output").path)
+    for name, read in READERS.items():
+        assert read(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [1], name
+
+
 def test_two_hours_published_at_once_both_land(tmp_path, monkeypatch):
     """Both writers read the same table version before either commits: one commit conflicts and is retried."""
     store = VersionedStore(tmp_path)
