@@ -17,6 +17,7 @@ setup(
         "psycopg2-binary>=2.9,<3",
         "pandas>=2.2,<4",
         "pyarrow>=15,<27",
+        "deltalake==1.6.6",  # the published hours as Delta tables (delta-rs: no JVM, no server)
         "psutil>=5.9,<8",
         "rich>=13,<16",
         "plotly>=5.20,<8",
@@ -27,7 +28,16 @@ setup(
     extras_require={
         # The test extra installs every import of the suite, the Celery extra's included (its settings tests
         # need no broker); tests of services and the browser skip with their reason when none is configured.
-        "test": ["pytest>=8,<10", "playwright>=1.40,<2", *CELERY],
+        # Readers of the Delta tables that the tests point at them: Polars, and DuckDB with its delta extension
+        # (loaded by path from its package: nothing is downloaded at run time).
+        "test": [
+            "pytest>=8,<10",
+            "playwright>=1.40,<2",
+            *CELERY,
+            "polars>=1.30,<3",
+            "duckdb==1.5.5",
+            "duckdb-extension-delta==1.5.5",
+        ],
         "lint": ["ruff==0.17.6", "mypy==2.4.1", "pandas-stubs==3.1.0.261029", "import-linter==2.16", "vulture==2.16"],
         "docs": ["mkdocs-material==9.8.2"],
         # Celery workers (docs: deployment): RabbitMQ through amqp, a celery dependency; Redis via redis.

@@ -33,6 +33,9 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 - ``duckdb``: ``bench/prototype_duckdb.py`` (whole hour, and per order_id range) against the plain script.
 - ``cores``: the plain script alone against two copies at once (largest size): the speedup two processes get
   from this machine's cores, the ceiling of any parallel executor's gain over one process.
+- ``baseline``: the stages in process of this tree against the same stages of another checkout
+  (``--baseline PATH``, its repository root: its own ``bench/run_stages.py`` and package), alternated on one
+  stored raw hour with the plain script; both outputs are checked against the plain one.
 """
 
 import argparse
@@ -58,6 +61,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pyarrow.dataset as ds
+
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -210,12 +215,12 @@ class Workspace:
 
 
 def published_path(data: Path, asset: str, partition: str = PARTITION) -> Path:
-    """The data of the published version (a file or a directory), found through its pointer."""
+    """The data of the published version (a file or a directory), found through its pointer or its Delta table."""
     for pointer in (data / "tables" / asset).glob("*/published.json"):
         document = json.loads(pointer.read_text())
         if document["partition"] == partition:
             return data / document["path"]  # an absolute path stays absolute
-    raise FileNotFoundError(f"{asset} {partition} has no published version under {data}")
+    return Path(VersionedStore(data).require_published(asset, partition).path)
 
 
 def row_count(path: Path) -> int:
@@ -658,6 +663,25 @@ def duckdb_prototype(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def tree_stages(name: str, repo: Path, scale: float) -> Variant:
+    """The stages in process with ``repo``'s package and its own ``bench/run_stages.py``."""
+    command = ["env", f"PYTHONPATH={repo}", sys.executable, str(repo / "bench" / "run_stages.py"), "--partition", PARTITION]
+    options = ["--assets", "stages", "--executor", "in_process", "--scale", str(scale)]
+    return Variant(name, lambda raw, data: [*command, *options], lambda data: published_path(data, "consolidated_output"))
+
+
+def against_baseline(args: argparse.Namespace) -> list[dict]:
+    """The stages in process, this tree against the checkout ``--baseline`` (alternated, same raw hour)."""
+    if not args.baseline:
+        raise SystemExit("baseline: name the other checkout with --baseline PATH")
+    other = Path(args.baseline).resolve()
+    rows = []
+    for scale in args.sizes:
+        variants = [tree_stages("stages, this tree", REPO, scale), tree_stages(f"stages, baseline {other}", other, scale)]
+        rows += [{"scale": scale, **row} for row in compare_with_plain(args, scale, variants)]
+    return rows
+
+
 MEASUREMENTS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "stages": stages_vs_plain,
     "slope": step_overhead_slope,
@@ -667,6 +691,7 @@ MEASUREMENTS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "profile": profiles,
     "duckdb": duckdb_prototype,
     "cores": parallel_ceiling,
+    "baseline": against_baseline,
 }
 
 
@@ -711,6 +736,7 @@ def main() -> None:
     parser.add_argument(
         "--warm-memory-gb", type=float, default=0.0, help="touch this much memory before every run (see warm_memory)"
     )
+    parser.add_argument("--baseline", metavar="PATH", help="baseline: the other checkout's repository root")
     parser.add_argument("--huge", action="store_true", help="also the 100M-record hour (--scale 9000; long)")
     parser.add_argument("--mem-cap-gb", type=float, default=20.0, help="huge: kill a run whose process tree exceeds this")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""Retention: the last N published-good versions stay, older ones and abandoned staging data go."""
+"""Retention: the last N published-good versions stay (Delta tables: what vacuum's window keeps), older ones
+and abandoned staging data go."""
 
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, Crash, materialize_hour
 
-ASSET = "consolidated_output"
+ASSET = "raw_volume"  # kept by count (the Delta tables by vacuum: test_delta_tables)
 PARTITION = "2026-01-05-03:00"
 SECOND = 1_000_000_000
 
@@ -42,7 +43,7 @@ def test_staged_versions_are_deleted_only_after_the_grace_period():
 def publish_frames(store: VersionedStore, count: int) -> list[str]:
     versions = []
     for i in range(count):
-        stored = store.write_table("consolidated_output", PARTITION, pd.DataFrame({"order_id": [i]}), f"run{i:05d}")
+        stored = store.write_table(ASSET, PARTITION, pd.DataFrame({"order_id": [i]}), f"run{i:05d}")
         store.publish(stored, f"run{i:05d}")
         versions.append(stored.version)
     return versions
@@ -51,9 +52,9 @@ def publish_frames(store: VersionedStore, count: int) -> list[str]:
 def test_store_keeps_exactly_n_versions(tmp_path):
     store = VersionedStore(tmp_path, keep_versions=5)
     versions = publish_frames(store, 8)
-    assert store.versions("consolidated_output", PARTITION) == versions[-5:]
-    assert store.require_published("consolidated_output", PARTITION).version == versions[-1]
-    assert [change["version"] for change in store.history("consolidated_output", PARTITION)] == versions
+    assert store.versions(ASSET, PARTITION) == versions[-5:]
+    assert store.require_published(ASSET, PARTITION).version == versions[-1]
+    assert [change["version"] for change in store.history(ASSET, PARTITION)] == versions
 
 
 def test_crash_between_history_line_and_pointer_swap_keeps_the_version_good(tmp_path, monkeypatch):
@@ -89,22 +90,22 @@ def test_published_version_missing_from_the_history_is_still_good(tmp_path):
 
 def test_abandoned_staging_is_cleaned_on_the_next_publish(tmp_path):
     store = VersionedStore(tmp_path, keep_versions=5, staging_grace_seconds=0)
-    abandoned = store.write_table("consolidated_output", PARTITION, pd.DataFrame({"order_id": [1]}), "crashed")
+    abandoned = store.write_table(ASSET, PARTITION, pd.DataFrame({"order_id": [1]}), "crashed")
     publish_frames(store, 1)
     assert not Path(abandoned.path).exists()
-    assert len(store.versions("consolidated_output", PARTITION)) == 1
+    assert len(store.versions(ASSET, PARTITION)) == 1
 
 
 @pytest.mark.slow
 def test_pipeline_keeps_exactly_n_versions_and_prunes_old_plans(instance, data_dir):
-    data_store = DataStoreResource(keep_versions=2)
+    data_store = DataStoreResource(keep_versions=2, retention_hours=0)
     for chunk_count in (2, 3, 4):
         materialize_hour(OFF_PEAK_PARTITION, instance, data_store=data_store, scaling=ScalingResource(chunk_count=chunk_count))
 
     store = data_store.store()
-    for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
+    for asset, kept in (("raw_volume", 2), ("chunk_partitions", 2), ("processed_chunks", 1), ("consolidated_output", 1)):
         versions = store.versions(asset, OFF_PEAK_PARTITION)
-        assert len(versions) == 2, asset
+        assert len(versions) == kept, asset  # the Delta tables: vacuum with a zero window keeps only what the table uses
         assert store.require_published(asset, OFF_PEAK_PARTITION).version == versions[-1]
     plan = store.read_published_document("chunk_partitions", OFF_PEAK_PARTITION)
     plan_dirs = [d.name for d in (data_dir / "checkpoints" / OFF_PEAK_PARTITION.replace(":", "")).iterdir()]

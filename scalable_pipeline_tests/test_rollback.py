@@ -178,7 +178,7 @@ def test_manual_rollback_to_an_earlier_version(instance, data_dir):
 def test_manual_rollback_to_a_missing_version_changes_nothing(instance, data_dir, version):
     materialize_hour(PARTITION, instance)
     before = published_bytes("consolidated_output")
-    pointer = (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text()
+    table_version = store().hour_table("consolidated_output").table().version()
 
     result = run_rollback(instance, raise_on_error=False, asset="consolidated_output", partition=PARTITION, version=version)
 
@@ -186,7 +186,7 @@ def test_manual_rollback_to_a_missing_version_changes_nothing(instance, data_dir
     failure = result.failure_data_for_node("set_published_version")
     assert "Nothing changed" in failure.error.message and "no published-good version" in failure.error.message
     assert published_bytes("consolidated_output") == before
-    assert (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text() == pointer
+    assert store().hour_table("consolidated_output").table().version() == table_version
     assert read_rollbacks(data_dir) == []
 
 
@@ -195,7 +195,7 @@ def test_manual_rollback_waits_for_a_run_writing_the_partition(instance, data_di
     first_version, _ = published_bytes("consolidated_output")
     materialize_hour(PARTITION, instance, source=SyntheticOrderSource(seed=7))
     before = published_bytes("consolidated_output")
-    pointer = (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text()
+    table_version = store().hour_table("consolidated_output").table().version()
     # another run of the partition is still going and holds its lease
     writer = instance.add_run(
         dg.DagsterRun(job_name="scalable_data_processing", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
@@ -208,6 +208,6 @@ def test_manual_rollback_waits_for_a_run_writing_the_partition(instance, data_di
     failure = result.failure_data_for_node("set_published_version")
     assert "Nothing changed" in failure.error.message and writer.run_id in failure.error.message
     assert published_bytes("consolidated_output") == before
-    assert (store().partition_dir("consolidated_output", PARTITION) / "published.json").read_text() == pointer
+    assert store().hour_table("consolidated_output").table().version() == table_version
     assert read_rollbacks(data_dir) == []
     assert PartitionLeases(data_dir).holder(PARTITION) == writer.run_id

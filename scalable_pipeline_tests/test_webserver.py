@@ -22,6 +22,7 @@ import pytest
 from scalable_pipeline.core.constants import JOB_NAME
 from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.pipelines.config import DEFAULT_CONFIG_PATH, find_spec
+from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
 
 pytestmark = pytest.mark.slow
@@ -197,7 +198,4 @@ def test_materialize_from_the_ui_then_see_assets_checks_and_plots(dagster_dev, a
             page.screenshot(path=artifacts / "4-plots-by-partition.png", full_page=True)
         finally:
             browser.close()
-    published = json.loads(
-        (data_dir / "tables" / "consolidated_output" / partition.replace(":", "") / "published.json").read_text()
-    )
-    assert published["partition"] == partition
+    assert VersionedStore(data_dir).hour_table("consolidated_output").hour_files(partition)

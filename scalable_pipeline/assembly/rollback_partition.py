@@ -76,6 +76,7 @@ def target_store(data_store: DataStoreResource, spec: PipelineSpec | None) -> Da
         pipeline=spec.name,
         keep_versions=data_store.keep_versions,
         staging_grace_seconds=data_store.staging_grace_seconds,
+        retention_hours=data_store.retention_hours,
     )
 
 

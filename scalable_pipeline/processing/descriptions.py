@@ -27,6 +27,8 @@ VERSION_ROWS = [
     ("version", "id", "the version written by this run (`v<time_ns>-<run id>`)"),
     ("path", "path", "where that version is stored"),
     ("raw_digest", "hash", "content digest of the raw version it derives from (lineage)"),
+    ("table", "path", "the Delta table the hour is published in (processed_chunks and consolidated_output only)"),
+    ("table_version", "version", "the table version whose commit published this version (time travel reads it)"),
     ("time_rule", "text", "the pipeline's time rule that applied to this hour (pipelines with `time_rules` only)"),
 ]
 

@@ -1,8 +1,9 @@
 """IO manager over the versioned store: every stage loads exactly the version its upstream produced.
 
 Each asset op writes, audits and publishes its own output (write-audit-publish) and returns the
-``StoredVersion`` reference; ``handle_output`` records it (``version``, ``path``, ``raw_digest``) in the
-materialization's metadata. ``load_input`` finds that record in the run that produced the upstream
+``StoredVersion`` reference; ``handle_output`` records it (``version``, ``path``, ``raw_digest``; for a
+Delta table also ``table`` and ``table_version``, the commit that published it) in the materialization's
+metadata. ``load_input`` finds that record in the run that produced the upstream
 output (this run, or the parent run of a re-execution), so a stage never picks up a version another
 run published in between. Reads from outside a run (``load_asset_value``) get the published version.
 
@@ -16,6 +17,7 @@ import dagster as dg
 
 from scalable_pipeline.core.atomic import read_json
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.publishing.delta_table import TABLE_ASSETS
 from scalable_pipeline.publishing.versioned_store import StoredVersion, VersionedStore, read_table
 
 DOCUMENT_TYPES = {"ChunkPlan": ChunkPlan}
@@ -67,9 +69,18 @@ class VersionedStoreIOManager(dg.IOManager):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: return the StoredVersion your op published, not a {type(obj).__name__}"
             )
-        context.add_output_metadata(
-            {"version": obj.version, "path": dg.MetadataValue.path(obj.path), "raw_digest": obj.raw_digest}
-        )
+        metadata: dict[str, dg.MetadataValue] = {
+            "version": dg.MetadataValue.text(obj.version),
+            "path": dg.MetadataValue.path(obj.path),
+            "raw_digest": dg.MetadataValue.text(obj.raw_digest),
+        }
+        if obj.asset in TABLE_ASSETS:
+            table = getattr(context.resources, self.data_store_key).store().hour_table(obj.asset)
+            table_version = table.published_in(obj.version)
+            metadata["table"] = dg.MetadataValue.path(str(table.path))
+            if table_version is not None:
+                metadata["table_version"] = dg.MetadataValue.int(table_version)
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext):
         if not context.has_asset_partitions:

@@ -9,6 +9,7 @@ from pydantic import Field
 from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.core.constants import DATA_DIR_ENV
 from scalable_pipeline.core.paths import InvalidPartitionKey, require_partition_key
+from scalable_pipeline.publishing.delta_table import RETENTION_HOURS
 from scalable_pipeline.publishing.partition_lease import PartitionBusyError, PartitionLeases
 from scalable_pipeline.publishing.versioned_store import KEEP_VERSIONS, STAGING_GRACE_SECONDS, VersionedStore
 
@@ -31,7 +32,15 @@ class DataStoreResource(dg.ConfigurableResource):
         description="A configured pipeline's own folder under the data root (pipelines/<name>); unset: the root itself.",
     )
     keep_versions: int = Field(
-        default=KEEP_VERSIONS, ge=1, description="Published-good versions kept per asset partition (the published one included)."
+        default=KEEP_VERSIONS,
+        ge=1,
+        description="Published-good versions kept per partition of raw_volume and chunk_partitions (the published one included).",
+    )
+    retention_hours: float = Field(
+        default=RETENTION_HOURS,
+        ge=0,
+        description="Delta tables (processed_chunks, consolidated_output): vacuum deletes files the table stopped using "
+        "more than this many hours ago; time travel and rollback reach back this far.",
     )
     staging_grace_seconds: float = Field(
         default=STAGING_GRACE_SECONDS,
@@ -45,7 +54,7 @@ class DataStoreResource(dg.ConfigurableResource):
         return base / "pipelines" / self.pipeline if self.pipeline else base
 
     def store(self) -> VersionedStore:
-        return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds)
+        return VersionedStore(self.root, self.keep_versions, self.staging_grace_seconds, self.retention_hours)
 
     def hold_partition(self, context: StepContext, partition: str) -> str:
         """Check ``partition`` is an hour of the step's pipeline and take (or keep) its lease for this run.

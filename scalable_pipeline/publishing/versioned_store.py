@@ -6,11 +6,16 @@ Layout under the data root::
     tables/<asset>/<partition>/published.json                       pointer to the published version
     tables/<asset>/<partition>/history.jsonl                        append-only log of pointer changes
 
-Writers add a version (staging) and publish it by replacing the pointer atomically; readers only ever
-follow the pointer, so they see the last published version whole, never a half-written one. A version
-that was ever published (in the history, or named by the pointer) is "good"; each publish keeps the
-published version and the newest good ones (``keep_versions`` in all) and deletes older good versions
-and stale never-published (staged) ones.
+The table assets (``processed_chunks``, ``consolidated_output``) are Delta tables instead (see
+``delta_table``): their hour folder is ``tables/<asset>/partition=<hour>/`` and the table's log, not a
+pointer file, says which version each hour publishes.
+
+Writers add a version (staging) and publish it (the pointer replaced atomically, or one Delta transaction);
+readers only ever follow the pointer or the log, so they see the last published version whole, never a
+half-written one. A version that was ever published (in the history, or published now) is "good". Each
+publish applies retention: for documents and raw tables it keeps the published version and the newest good
+ones (``keep_versions`` in all); for Delta tables, vacuum deletes the files the table stopped using more
+than ``retention_hours`` ago. Stale never-published (staged) versions go in both.
 """
 
 import hashlib
@@ -28,7 +33,8 @@ import pyarrow.parquet as pq
 from scalable_pipeline.core.atomic import atomic_write_json, read_json
 from scalable_pipeline.core.jsonl import append_record, read_records
 from scalable_pipeline.core.paths import partition_dirname, safe_name, under_root
-from scalable_pipeline.publishing.retention import versions_to_delete
+from scalable_pipeline.publishing.delta_table import RETENTION_HOURS, TABLE_ASSETS, HourTable, hive_dirname
+from scalable_pipeline.publishing.retention import version_written_ns, versions_to_delete
 
 # Tables are written in row groups of this size unless the writer names another (raw_volume does), so a
 # step reads a row range without reading the whole table (see read_row_range).
@@ -70,14 +76,25 @@ class VersionNotFound(LookupError):
 
 class VersionedStore:
     def __init__(
-        self, root: Path | str, keep_versions: int = KEEP_VERSIONS, staging_grace_seconds: float = STAGING_GRACE_SECONDS
+        self,
+        root: Path | str,
+        keep_versions: int = KEEP_VERSIONS,
+        staging_grace_seconds: float = STAGING_GRACE_SECONDS,
+        retention_hours: float = RETENTION_HOURS,
     ):
         self.root = Path(root)
         self.keep_versions = keep_versions
         self.staging_grace_seconds = staging_grace_seconds
+        self.retention_hours = retention_hours
 
     def partition_dir(self, asset: str, partition: str) -> Path:
+        if asset in TABLE_ASSETS:
+            return under_root(self.root, "tables", asset) / hive_dirname(partition)
         return under_root(self.root, "tables", asset, partition_dirname(partition))
+
+    def hour_table(self, asset: str) -> HourTable:
+        """The Delta table of a table asset (``TABLE_ASSETS``)."""
+        return HourTable(under_root(self.root, "tables", asset))
 
     def write_table(
         self, asset: str, partition: str, frame: pd.DataFrame, run_id: str = "", raw_digest: str = ""
@@ -124,7 +141,11 @@ class VersionedStore:
             "at": time.time(),
         }
         append_record(folder / "history.jsonl", {"action": action, **change})
-        atomic_write_json(folder / "published.json", {**asdict(stored), **change})
+        if stored.asset in TABLE_ASSETS:
+            commit = {"published_version": stored.version, "action": action, "run_id": run_id, "raw_digest": stored.raw_digest}
+            self.hour_table(stored.asset).replace_hour(stored.partition, dataset_parts(stored.path), commit)
+        else:
+            atomic_write_json(folder / "published.json", {**asdict(stored), **change})
         self.clean(stored.asset, stored.partition)
         return previous
 
@@ -150,8 +171,8 @@ class VersionedStore:
         path = next((self.partition_dir(asset, partition) / "versions").glob(f"{safe_name(version, 'version')}.*"), None)
         if path is None:
             raise VersionNotFound(f"{asset} partition {partition} has no stored version {version!r} (deleted by retention?)")
-        published = self.published(asset, partition)
-        known = [published] if published and published.version == version else []
+        pointer = None if asset in TABLE_ASSETS else self.published(asset, partition)
+        known = [pointer] if pointer and pointer.version == version else []
         digests = [change.get("raw_digest", "") for change in self.history(asset, partition) if change["version"] == version]
         raw_digest = known[0].raw_digest if known else (digests[-1] if digests else "")
         return StoredVersion(asset, partition, version, str(path), raw_digest)
@@ -169,6 +190,8 @@ class VersionedStore:
     def clean(self, asset: str, partition: str) -> list[str]:
         """Apply retention to one asset partition; returns the deleted versions."""
         published = self.published(asset, partition)
+        if asset in TABLE_ASSETS:
+            return self.clean_table_hour(asset, partition, published.version if published else None)
         doomed = versions_to_delete(
             self.versions(asset, partition),
             set(self.good_versions(asset, partition)),
@@ -183,7 +206,31 @@ class VersionedStore:
                 remove(path)
         return doomed
 
+    def clean_table_hour(self, asset: str, partition: str, published: str | None) -> list[str]:
+        """Vacuum the asset's table (the whole table: its expired files of every hour), then delete this hour's
+        versions left without data (all their files vacuumed) and its stale never-published ones."""
+        self.hour_table(asset).vacuum(self.retention_hours)
+        good, now_ns = set(self.good_versions(asset, partition)), time.time_ns()
+        folder = self.partition_dir(asset, partition) / "versions"
+        doomed = [
+            version
+            for version in self.versions(asset, partition)
+            if version != published
+            and (
+                not any(part.exists() for part in dataset_parts(folder / f"{version}.parquet"))
+                if version in good
+                else now_ns - version_written_ns(version) > self.staging_grace_seconds * 1e9
+            )
+        ]
+        for version in doomed:
+            for path in folder.glob(f"{version}.*"):
+                remove(path)
+        return doomed
+
     def published(self, asset: str, partition: str) -> StoredVersion | None:
+        if asset in TABLE_ASSETS:
+            files = self.hour_table(asset).hour_files(partition)
+            return self.stored(asset, partition, version_of_file(files[0])) if files else None
         pointer_path = self.partition_dir(asset, partition) / "published.json"
         if not pointer_path.exists():
             return None
@@ -293,6 +340,11 @@ def dataset_parts(path: Path | str, view: str = "") -> list[Path]:
     """The Parquet files of a version (or of its ``view``) in read order: the file itself, or the parts by name."""
     path = Path(path) / view if view else Path(path)
     return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
+def version_of_file(path: str) -> str:
+    """The version a table file belongs to (``partition=<hour>/versions/<version>.parquet[/part-*.parquet]``)."""
+    return Path(path).parts[2].removesuffix(".parquet")
 
 
 def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:

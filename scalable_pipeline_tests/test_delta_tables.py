@@ -1,0 +1,199 @@
+"""The published hours as Delta tables: any engine reads them from the path alone; write-audit-publish,
+rollback, time travel, concurrent hours and vacuum on the table's own log."""
+
+import threading
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_delta
+import pandas as pd
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from scalable_pipeline.definitions import defs
+from scalable_pipeline.publishing import delta_table
+from scalable_pipeline.publishing.data_store import DataStoreResource
+from scalable_pipeline.publishing.delta_table import HourTable
+from scalable_pipeline.publishing.versioned_store import VersionedStore, VersionNotFound
+from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.sources.resource import SyntheticOrderSource
+from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialization_metadata, materialize_hour
+from scalable_pipeline_tests.test_pipeline import expected_from_raw
+from scalable_pipeline_tests.test_rollback import run_rollback
+
+NEXT_HOUR = "2026-01-05-04:00"
+DELTA_EXTENSION = next((Path(duckdb_extension_delta.__file__).parent / "extensions").glob("*/delta.duckdb_extension"))
+
+
+def duckdb_hour(table: Path, partition: str) -> pd.DataFrame:
+    """DuckDB with the delta extension of its PyPI package (loaded by path: nothing downloaded)."""
+    connection = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    connection.execute(f"LOAD '{DELTA_EXTENSION}'")
+    query = f"SELECT * EXCLUDE (partition) FROM delta_scan('{table}') WHERE partition = ? ORDER BY order_id"
+    return connection.execute(query, [partition]).to_arrow_table().to_pandas()
+
+
+def polars_hour(table: Path, partition: str, version: int | None = None) -> pd.DataFrame:
+    hour = pl.read_delta(str(table), version=version).filter(pl.col("partition") == partition)
+    return hour.drop("partition").sort("order_id").to_pandas()
+
+
+def deltalake_hour(table: Path, partition: str, version: int | None = None) -> pd.DataFrame:
+    hour = DeltaTable(table, version=version).to_pandas(filters=[("partition", "=", partition)])
+    return hour.drop(columns="partition").sort_values("order_id").reset_index(drop=True)
+
+
+READERS = {"duckdb": duckdb_hour, "polars": polars_hour, "deltalake": deltalake_hour}
+
+
+def assert_same_records(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Equal values column by column (engines differ in dtypes: nullable vs numpy, time zone spelling)."""
+    actual, expected = actual.reset_index(drop=True), expected.reset_index(drop=True)
+    assert list(actual.columns) == list(expected.columns)
+    for column in expected.columns:
+        left, right = actual[column], expected[column]
+        if column == "event_time":
+            left, right = pd.to_datetime(left, utc=True), pd.to_datetime(right, utc=True)
+        assert (
+            left.astype(object).where(left.notna(), None).tolist() == right.astype(object).where(right.notna(), None).tolist()
+        ), column
+
+
+def table_path(data_dir: Path, asset: str = "consolidated_output") -> Path:
+    return data_dir / "tables" / asset
+
+
+def test_each_engine_reads_exactly_the_published_hours(instance, data_dir):
+    for hour in (OFF_PEAK_PARTITION, NEXT_HOUR):
+        assert materialize_hour(hour, instance).success
+
+    for hour in (OFF_PEAK_PARTITION, NEXT_HOUR):
+        raw = defs.load_asset_value("raw_volume", partition_key=hour, instance=instance)
+        expected = expected_from_raw(raw, hour)["valid"]
+        for name, read in READERS.items():
+            assert_same_records(read(table_path(data_dir), hour), expected), name
+        processed = deltalake_hour(table_path(data_dir, "processed_chunks"), hour)
+        assert sorted(processed["raw_row"]) == list(range(len(raw)))  # every raw record once, rejected ones included
+    hours = pl.read_delta(str(table_path(data_dir)))["partition"].unique().sort().to_list()
+    assert hours == [OFF_PEAK_PARTITION, NEXT_HOUR]
+
+
+def test_a_failed_gate_moves_no_table_version_and_no_reader(instance, data_dir):
+    assert materialize_hour(OFF_PEAK_PARTITION, instance).success
+    tables = {asset: HourTable(table_path(data_dir, asset)) for asset in ("processed_chunks", "consolidated_output")}
+    before_versions = {asset: table.table().version() for asset, table in tables.items()}
+    before = {name: read(table_path(data_dir), OFF_PEAK_PARTITION) for name, read in READERS.items()}
+
+    bad = materialize_hour(OFF_PEAK_PARTITION, instance, raise_on_error=False, quality=QualityResource(max_invalid_ratio=0.0))
+
+    assert not bad.success
+    assert {asset: table.table().version() for asset, table in tables.items()} == before_versions
+    for name, read in READERS.items():
+        pd.testing.assert_frame_equal(read(table_path(data_dir), OFF_PEAK_PARTITION), before[name])
+
+
+def test_rollback_and_republish_are_in_the_table_history_and_time_travel_returns_the_earlier_hour(instance, data_dir):
+    table = table_path(data_dir)
+    first_run = materialize_hour(OFF_PEAK_PARTITION, instance)
+    first_table_version = DeltaTable(table).version()
+    assert materialization_metadata(first_run, "consolidated_output")["table_version"] == first_table_version
+    first = deltalake_hour(table, OFF_PEAK_PARTITION)
+    first_version = DataStoreResource().store().require_published("consolidated_output", OFF_PEAK_PARTITION).version
+    materialize_hour(OFF_PEAK_PARTITION, instance, source=SyntheticOrderSource(seed=7))
+    second = deltalake_hour(table, OFF_PEAK_PARTITION)
+    assert not second.equals(first)
+
+    assert run_rollback(instance, asset="consolidated_output", partition=OFF_PEAK_PARTITION, version=first_version).success
+    pd.testing.assert_frame_equal(deltalake_hour(table, OFF_PEAK_PARTITION), first)
+    materialize_hour(OFF_PEAK_PARTITION, instance, source=SyntheticOrderSource(seed=7))  # re-publish the second feed
+
+    actions = [(commit.get("action"), commit.get("published_version")) for commit in reversed(DeltaTable(table).history())]
+    assert [action for action, _ in actions if action] == ["publish", "publish", "rollback", "publish"]
+    assert actions[-2] == ("rollback", first_version)
+    assert_same_records(deltalake_hour(table, OFF_PEAK_PARTITION), second)
+    for read in (deltalake_hour, polars_hour):  # time travel: the table as it was after the first publish
+        pd.testing.assert_frame_equal(
+            read(table, OFF_PEAK_PARTITION, first_table_version), read(table, OFF_PEAK_PARTITION, first_table_version)
+        )
+        assert_same_records(read(table, OFF_PEAK_PARTITION, first_table_version), first)
+
+
+def stage_hour(store: VersionedStore, partition: str, order_ids: list[int], run_id: str):
+    return store.write_table("consolidated_output", partition, pd.DataFrame({"order_id": order_ids}), run_id, "digest")
+
+
+def test_a_staged_version_is_in_the_table_folder_and_no_reader_sees_it(tmp_path):
+    store = VersionedStore(tmp_path)
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [1], "published"))
+    staged = stage_hour(store, OFF_PEAK_PARTITION, [2], "auditing")
+
+    assert Path(staged.path).is_relative_to(store.hour_table("consolidated_output").path)
+    for name, read in READERS.items():
+        assert read(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [1], name
+
+
+def test_two_hours_published_at_once_both_land(tmp_path, monkeypatch):
+    """Both writers read the same table version before either commits: one commit conflicts and is retried."""
+    store = VersionedStore(tmp_path)
+    for hour in ("2026-01-05-01:00", OFF_PEAK_PARTITION, NEXT_HOUR):
+        store.publish(stage_hour(store, hour, [0], "first"))
+    staged = [stage_hour(store, hour, [n], f"run{n}") for n, hour in enumerate((OFF_PEAK_PARTITION, NEXT_HOUR), start=1)]
+    both_opened = threading.Barrier(2)
+    open_table = HourTable.open_or_create
+    attempts: list[str] = []
+
+    def open_together(self, schema):
+        table = open_table(self, schema)
+        attempts.append(threading.current_thread().name)
+        if attempts.count(threading.current_thread().name) == 1:
+            both_opened.wait(timeout=30)
+        return table
+
+    monkeypatch.setattr(HourTable, "open_or_create", open_together)
+    threads = [threading.Thread(target=store.publish, args=(version,), name=version.partition) for version in staged]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(attempts) == 3  # two first attempts, one retry
+    hours = (
+        deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION),
+        deltalake_hour(store.hour_table("consolidated_output").path, NEXT_HOUR),
+    )
+    assert [hour["order_id"].tolist() for hour in hours] == [[1], [2]]
+    assert DeltaTable(store.hour_table("consolidated_output").path).to_pandas()["order_id"].sort_values().tolist() == [0, 1, 2]
+
+
+def test_vacuum_keeps_the_files_rollback_and_time_travel_need_within_its_window(tmp_path):
+    store = VersionedStore(tmp_path, retention_hours=1)
+    first = stage_hour(store, OFF_PEAK_PARTITION, [1], "first")
+    store.publish(first)
+    first_table_version = DeltaTable(store.hour_table("consolidated_output").path).version()
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [2], "second"))  # vacuums: the first is within the window
+
+    assert Path(first.path).exists()
+    assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION, first_table_version)[
+        "order_id"
+    ].tolist() == [1]
+    store.publish(store.version("consolidated_output", OFF_PEAK_PARTITION, first.version), action="rollback")
+    assert store.read_published_table("consolidated_output", OFF_PEAK_PARTITION)["order_id"].tolist() == [1]
+    assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [1]
+
+
+def test_vacuum_past_its_window_deletes_unused_files_and_never_the_published_ones(tmp_path):
+    store = VersionedStore(tmp_path, retention_hours=0)
+    first = stage_hour(store, OFF_PEAK_PARTITION, [1], "first")
+    store.publish(first)
+    second = stage_hour(store, OFF_PEAK_PARTITION, [2], "second")
+    store.publish(second)
+
+    assert not Path(first.path).exists() and Path(second.path).exists()
+    with pytest.raises(VersionNotFound):
+        store.version("consolidated_output", OFF_PEAK_PARTITION, first.version)
+    assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [2]
+
+
+def test_the_table_folder_of_an_hour_is_the_delta_writers_one():
+    assert delta_table.hive_dirname(OFF_PEAK_PARTITION) == "partition=2026-01-05-03%3A00"
