@@ -67,6 +67,9 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
     status = capsys.readouterr().out
     for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
         assert store.published(asset, HOUR).version in status
+    # The Delta table version whose commit published the hour: each table's newest, the second run's publish.
+    for asset in ("processed_chunks", "consolidated_output"):
+        assert f"table version {store.hour_table(asset).table().version()}" in status
     assert re.search(r"volume_anomaly\s+│\s+WARN\s+│\s+passed", status)
     assert re.search(r"invalid_ratio\s+│\s+ERROR\s+│\s+passed", status)
     assert "runs: 2" in status

@@ -13,6 +13,7 @@ from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.core.paths import partition_dirname
 from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord, recorded_versions
 from scalable_pipeline.publishing.data_store import default_data_dir
+from scalable_pipeline.publishing.delta_table import TABLE_ASSETS
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 
@@ -36,7 +37,8 @@ NOT_RECORDED = "[red]not recorded in the instance[/red] (its run ended before re
 
 
 def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recorded: dict[str, set[str]]) -> Table:
-    """Per asset: the published version (flagged when no materialization in ``recorded`` names it) and its rollbacks."""
+    """Per asset: the published version (with the Delta table version that published it, for the table assets;
+    flagged when no materialization in ``recorded`` names it) and its rollbacks."""
     table = Table(title=f"{pipeline}, hour {hour.partition}: what readers get", title_justify="left")
     for column in ("asset", "published version", "rollbacks (newest last)"):
         table.add_column(column)
@@ -45,6 +47,9 @@ def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recor
         rollbacks = [r for r in hour.rollbacks if r.asset == asset]
         rollback_text = "\n".join(f"{r.kind}: {r.gate or r.reason} -> {r.restored_version or '(none)'}" for r in rollbacks[-3:])
         version = published.version if published else "(none)"
+        if published and asset in TABLE_ASSETS:
+            table_version = store.hour_table(asset).published_in(published.version)
+            version += f"\ntable version {table_version}" if table_version is not None else ""
         if published and published.version not in recorded[asset]:
             version += f"\n{NOT_RECORDED}"
         table.add_row(asset, version, rollback_text or "-")
