@@ -47,11 +47,11 @@ def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recor
         rollbacks = [r for r in hour.rollbacks if r.asset == asset]
         rollback_text = "\n".join(f"{r.kind}: {r.gate or r.reason} -> {r.restored_version or '(none)'}" for r in rollbacks[-3:])
         version = published.version if published else "(none)"
+        if published and published.version not in recorded[asset]:
+            version += f"\n{NOT_RECORDED}"
         if published and asset in TABLE_ASSETS:
             table_version = store.hour_table(asset).published_in(published.version)
             version += f"\ntable version {table_version}" if table_version is not None else ""
-        if published and published.version not in recorded[asset]:
-            version += f"\n{NOT_RECORDED}"
         table.add_row(asset, version, rollback_text or "-")
     return table
 
