@@ -71,6 +71,11 @@ class PipelineBuild:
         run had not started (dagster#20925); a whole new run reuses the chunks it finished."""
         return {"dagster/priority": str(self.spec.priority), "dagster/retry_strategy": "ALL_STEPS"}
 
+    @property
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        """A backfill runs up to ``backfill_hours_per_run`` hours per run, each hour processed and gated on its own."""
+        return dg.BackfillPolicy.multi_run(self.spec.backfill_hours_per_run)
+
     def key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([*self.spec.key_prefix, asset])
 
@@ -104,6 +109,7 @@ class PipelineBuild:
             partitions_def=self.partitions_def,
             group_name=self.group,
             io_manager_key=self.io_manager_key,
+            backfill_policy=self.backfill_policy,
             **asset_args,
         )
 

@@ -33,6 +33,9 @@ SOURCE_KINDS: dict[str, type[OrderSource]] = {
     "landing": LandingFileSource,
     "postgres": PostgresOrderSource,
 }
+# A backfill's hours per run: a day by default; a week at most (a run's event log and its dynamic steps grow with it).
+DEFAULT_BACKFILL_HOURS_PER_RUN = 24
+MAX_BACKFILL_HOURS_PER_RUN = 168
 HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
 # Safe loading by libyaml when PyYAML has it (its wheels do): about ten times faster than the pure-Python loader.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -74,6 +77,9 @@ class PipelineEntry(_Strict):
     time_rules: list[TimeRuleEntry] = Field(default_factory=list)
     freshness: FreshnessEntry | None = None
     on_source_outage: Literal["fail", "defer"] = "defer"
+    backfill_hours_per_run: int = Field(
+        default=DEFAULT_BACKFILL_HOURS_PER_RUN, ge=1, le=MAX_BACKFILL_HOURS_PER_RUN, description="Hours of a backfill per run."
+    )
 
 
 class PipelinesFile(_Strict):
@@ -98,6 +104,9 @@ class PipelineSpec:
     time_rules: tuple[TimeRule, ...]
     freshness_minutes: int | None = None  # deadline of consolidated_output after each hour (docs/quality.md, late hours)
     on_source_outage: Literal["fail", "defer"] = "defer"
+    backfill_hours_per_run: int = (
+        DEFAULT_BACKFILL_HOURS_PER_RUN  # a backfill's runs take up to this many hours each (BackfillPolicy.multi_run)
+    )
 
     @property
     def pool_use(self) -> PoolUse:
@@ -310,6 +319,7 @@ def _spec(entry: PipelineEntry) -> PipelineSpec:
         time_rules=tuple(_time_rule(i, rule, scaling, quality) for i, rule in enumerate(entry.time_rules)),
         freshness_minutes=entry.freshness.deadline_minutes if entry.freshness else None,
         on_source_outage=entry.on_source_outage,
+        backfill_hours_per_run=entry.backfill_hours_per_run,
     )
 
 

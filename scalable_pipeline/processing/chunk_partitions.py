@@ -1,12 +1,17 @@
 """chunk_partitions: the chunk plan for the hour, sized by the scaling resource."""
 
+from functools import partial
+
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_plan import ChunkPlan, ChunkSpec, coverage_problems, range_cuts, split_rows
 from scalable_pipeline.processing.descriptions import CHUNK_PARTITIONS, chunk_plan_table
+from scalable_pipeline.processing.hours import HourVersions, each_hour, left_out_upstream, step_hours
+from scalable_pipeline.processing.io_manager import stored_metadata
 from scalable_pipeline.processing.ranges import inline_ranges, range_count, range_sources
 from scalable_pipeline.publishing.versioned_store import StoredVersion
 from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
@@ -69,13 +74,24 @@ def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         description=CHUNK_PARTITIONS,
         check_specs=pipeline.check_specs(CHECKS),
     )
-    def chunk_partitions(context: dg.AssetExecutionContext, raw_volume: StoredVersion):
-        """Measure the machine, decide the strategy, split the raw hour this run produced into row ranges."""
+    def chunk_partitions(context: dg.AssetExecutionContext, raw_volume: HourVersions):
+        """Measure the machine, decide the strategy, split each raw hour this run produced into row ranges."""
+        store = pipeline.resources(context).data_store.store()
+        hours = step_hours(context)
+        yield from each_hour(
+            context,
+            pipeline.key("chunk_partitions"),
+            hours,
+            lambda hour_context, hour: plan_hour(hour_context, raw_volume[hour]),
+            missing=left_out_upstream(hours, raw_volume, "raw_volume"),
+            stored_metadata=partial(stored_metadata, store),
+        )
+
+    def plan_hour(context: StepContext, raw: StoredVersion):
         resources = pipeline.resources(context)
         scaling, data_store, quality = resources.scaling, resources.data_store, resources.quality
         partition = data_store.hold_partition(context, context.partition_key)
         store = data_store.store()
-        raw = raw_volume
         parquet = pq.ParquetFile(raw.path)  # its footer, read once, serves every figure below
         total_records = parquet.metadata.num_rows
         row_bytes = bytes_per_record(parquet.metadata)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -23,10 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalable_pipeline.checkpoints.checkpoints import ChunkCheckpoints, ChunkResult, ChunkTask, RangeResult, RangeTask
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.core.constants import ORDER_COLUMNS
 from scalable_pipeline.core.partition_keys import partition_start
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_plan import ChunkPlan
+from scalable_pipeline.processing.hours import HourPlans, each_hour, left_out_upstream, step_hours
+from scalable_pipeline.processing.io_manager import stored_metadata
 from scalable_pipeline.processing.order_rules import (
     DUPLICATE_CODE,
     RAW_ROW_COLUMN,
@@ -187,29 +191,38 @@ def final_attempt(context: dg.OpExecutionContext, what: str, partition: str, err
     )
 
 
+def mapping_key(kind: str, task: Task, by_hour: bool) -> str:
+    """A step's mapping key: ``chunk_00003``, or ``chunk_2026010510_00003`` in a run of several hours."""
+    hour = "".join(c for c in task.partition_key if c.isdigit())[:10]
+    return f"{kind}_{hour}_{task.index:05d}" if by_hour else f"{kind}_{task.index:05d}"
+
+
 def pending_steps(
     context: dg.OpExecutionContext,
     data_store: DataStoreResource,
-    partition: str,
-    tasks: Sequence[Task],
+    plans: Sequence[ChunkPlan],
+    tasks_of: Callable[[ChunkPlan], Sequence[Task]],
     load: Callable,
     kind: str,
 ) -> Iterator[dg.DynamicOutput]:
-    """One dynamic output per task still to compute; tasks already checkpointed for this plan start no step."""
-    data_store.hold_partition(context, partition)
+    """One dynamic output per task of the plans still to compute (every hour's tasks fanned out together);
+    tasks already checkpointed for their plan start no step."""
+    for plan in plans:
+        data_store.hold_partition(context, plan.partition_key)
+    tasks = [task for plan in plans for task in tasks_of(plan)]
     pending = [task for task in tasks if load(task) is None]
     context.log.info(f"{len(pending)} of {len(tasks)} {kind} steps to compute; the rest are checkpointed")
     for task in pending:
-        yield dg.DynamicOutput(task, mapping_key=f"{kind}_{task.index:05d}")
+        yield dg.DynamicOutput(task, mapping_key=mapping_key(kind, task, len(plans) > 1))
 
 
 def fan_out_chunks_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(name=pipeline.node("fan_out_chunks"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
-    def fan_out_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
-        """One dynamic output per chunk still to compute."""
+    def fan_out_chunks(context: dg.OpExecutionContext, plans: list[ChunkPlan]):
+        """One dynamic output per chunk still to compute, of every hour on this path."""
         data_store = pipeline.resources(context).data_store
         load = ChunkCheckpoints(data_store.root).load_chunk
-        yield from pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk")
+        yield from pending_steps(context, data_store, plans, chunk_tasks, load, "chunk")
 
     return fan_out_chunks
 
@@ -295,7 +308,7 @@ def process_chunk_op(pipeline: PipelineBuild, name: str = "process_chunk", **op_
 
 def fan_out_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(name=pipeline.node("fan_out_ranges"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
-    def fan_out_ranges(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, results: list[ChunkResult]):
+    def fan_out_ranges(context: dg.OpExecutionContext, plans: list[ChunkPlan], results: list[ChunkResult]):
         """Once every chunk is shuffled: one dynamic output per order_id range still to process.
 
         A chunk of the plan without its checkpoint is shuffled here first, one at a time: its step left no event
@@ -303,14 +316,13 @@ def fan_out_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
         failure does not run it again and ``results`` lacks it."""
         data_store = pipeline.resources(context).data_store
         checkpoints = ChunkCheckpoints(data_store.root)
-        data_store.hold_partition(context, chunk_plan.partition_key)
-        for task in chunk_tasks(chunk_plan):
+        for task in (task for plan in plans for task in chunk_tasks(plan)):
             if checkpoints.load_chunk(task) is None:
-                context.log.warning(f"chunk {task.index} has no checkpoint (its step recorded no result): shuffling it here")
+                context.log.warning(
+                    f"chunk {task.index} of {task.partition_key} has no checkpoint (its step recorded no result): shuffling it here"
+                )
                 shuffle_chunk(checkpoints, task)
-        yield from pending_steps(
-            context, data_store, chunk_plan.partition_key, range_tasks(chunk_plan), checkpoints.load_range, "range"
-        )
+        yield from pending_steps(context, data_store, plans, range_tasks, checkpoints.load_range, "range")
 
     return fan_out_ranges
 
@@ -364,25 +376,48 @@ def all_results(plan: ChunkPlan, chunks: list[ChunkResult], ranges: list[RangeRe
 
 @dataclass(frozen=True)
 class PathResults:
-    """What one processing path computed: its name and every chunk and range result of this run."""
+    """What one processing path computed: its name, the plans (fingerprints) it took, every chunk and range
+    result of this run."""
 
     path: str
+    plans: tuple[str, ...]
     chunks: list[ChunkResult]
     ranges: list[RangeResult]
+
+    def of_plan(self, plan: ChunkPlan) -> tuple[list[ChunkResult], list[RangeResult]]:
+        """This run's chunk and range results of one plan."""
+        mine = plan.fingerprint
+        return [r for r in self.chunks if r.plan_fingerprint == mine], [r for r in self.ranges if r.plan_fingerprint == mine]
+
+
+def path_results(path: str, plans: list[ChunkPlan], chunks: list[ChunkResult], ranges: list[RangeResult]) -> PathResults:
+    return PathResults(path, tuple(plan.fingerprint for plan in plans), chunks, ranges)
 
 
 def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(
         name=pipeline.node("collect_ranges"), required_resource_keys=pipeline.resource_keys("quality", "data_store"), **op_args
     )
-    def collect_ranges(context: dg.OpExecutionContext, chunk_plan: ChunkPlan, paths: list[PathResults]):
-        """Fan-in of the one path that ran (the others were skipped): every range of this run's plan, audited,
-        published in order as one dataset version."""
+    def collect_ranges(context: dg.AssetExecutionContext, chunk_plan: HourPlans, paths: list[PathResults]):
+        """Fan-in of the paths that ran (the others were skipped): each hour's ranges audited and published."""
+        hours = step_hours(context)
+        store = pipeline.resources(context).data_store.store()
+        yield from each_hour(
+            context,
+            pipeline.key(ASSET),
+            hours,
+            lambda hour_context, hour: collect_hour(hour_context, chunk_plan[hour], paths),
+            missing=left_out_upstream(hours, chunk_plan, "chunk_partitions"),
+            stored_metadata=partial(stored_metadata, store),
+        )
+
+    def collect_hour(context: StepContext, chunk_plan: ChunkPlan, paths: list[PathResults]):
+        """Every range of the hour's plan, audited, published in order as one dataset version."""
         resources = pipeline.resources(context)
         quality, data_store = resources.quality, resources.data_store
         started = time.perf_counter()
-        (ran,) = paths
-        processing_path, chunk_results, range_results = ran.path, ran.chunks, ran.ranges
+        ran = next(path for path in paths if chunk_plan.fingerprint in path.plans)
+        processing_path, (chunk_results, range_results) = ran.path, ran.of_plan(chunk_plan)
         partition = data_store.hold_partition(context, chunk_plan.partition_key)
         checkpoints = ChunkCheckpoints(data_store.root)
         chunks, ranges = all_results(chunk_plan, chunk_results, range_results, checkpoints)

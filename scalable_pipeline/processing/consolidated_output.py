@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -9,9 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.chunk_steps import VALID_VIEW
 from scalable_pipeline.processing.descriptions import CONSOLIDATED_OUTPUT, end_to_end_records_per_second
+from scalable_pipeline.processing.hours import HourVersions, each_hour, left_out_upstream, step_hours
+from scalable_pipeline.processing.io_manager import stored_metadata
 from scalable_pipeline.processing.order_rules import DUPLICATE, REASON_COLUMN
 from scalable_pipeline.processing.ranges import unique_ascending_problems
 from scalable_pipeline.publishing.versioned_store import StoredVersion, dataset_parts
@@ -113,11 +117,27 @@ def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         kinds={"pandas", "parquet"},
         description=CONSOLIDATED_OUTPUT,
         check_specs=pipeline.check_specs(CHECKS),
+        output_required=False,  # a range materializes hour by hour (hours.each_hour)
     )
-    def consolidated_output(context: dg.AssetExecutionContext, raw_volume: StoredVersion, processed_chunks: StoredVersion):
-        """Keep the valid rows of the processed hour, in the raw record's columns, sorted by order_id.
+    def consolidated_output(context: dg.AssetExecutionContext, raw_volume: HourVersions, processed_chunks: HourVersions):
+        """Keep the valid rows of each processed hour, in the raw record's columns, sorted by order_id."""
+        store = pipeline.resources(context).data_store.store()
+        hours = step_hours(context)
+        yield from each_hour(
+            context,
+            pipeline.key(ASSET),
+            hours,
+            lambda hour_context, hour: consolidate_hour(hour_context, raw_volume[hour], processed_chunks[hour]),
+            missing={
+                **left_out_upstream(hours, raw_volume, "raw_volume"),
+                **left_out_upstream(hours, processed_chunks, "processed_chunks"),
+            },
+            stored_metadata=partial(stored_metadata, store),
+            materialize_each=True,
+        )
 
-        The valid rows are the processed version's ``valid`` parts (one per order_id range, written by the range
+    def consolidate_hour(context: StepContext, raw_volume: StoredVersion, processed_chunks: StoredVersion):
+        """The valid rows are the processed version's ``valid`` parts (one per order_id range, written by the range
         steps): linked into this version, not copied. Counts, totals and the order check read a few columns of one
         part at a time: no step holds the hour.
         """

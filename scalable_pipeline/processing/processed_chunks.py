@@ -31,6 +31,7 @@ from scalable_pipeline.processing.chunk_steps import (
     fan_out_chunks_op,
     fan_out_ranges_op,
     final_attempt,
+    path_results,
     pending_steps,
     process_chunk_op,
     process_range_op,
@@ -38,6 +39,7 @@ from scalable_pipeline.processing.chunk_steps import (
     shuffle_chunk,
 )
 from scalable_pipeline.processing.descriptions import PROCESSED_CHUNKS
+from scalable_pipeline.processing.hours import HourPlans, hour_context
 from scalable_pipeline.scaling.pools import (
     FAN_OUT,
     FAN_OUT_PRIORITY,
@@ -52,36 +54,43 @@ RESERVED, SHARED = "reserved", "shared"
 
 def route_hour_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(name=pipeline.node("route_hour"), required_resource_keys=pipeline.resource_keys("scaling"), **op_args)
-    def route_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
-        """The plan on the output of the hour's path (the others stay empty, so their steps are skipped)."""
-        scaling = pipeline.resources(context).scaling
-        path = processing_path(chunk_plan.total_records, scaling.single_step_below, scaling.priority_above)
-        context.log.info(
-            f"{chunk_plan.total_records} records -> {path} "
-            f"(single_step_below={scaling.single_step_below}, priority_above={scaling.priority_above})"
-        )
-        yield dg.Output(chunk_plan, path)
+    def route_hour(context: dg.OpExecutionContext, chunk_plan: HourPlans):
+        """Each hour's plan on the output of its path; a path no hour takes stays empty, so its steps are skipped."""
+        by_path: dict[str, list[ChunkPlan]] = {}
+        for hour, plan in sorted(chunk_plan.items()):
+            scaling = pipeline.resources(hour_context(context, hour)).scaling  # the hour's time rule applies
+            path = processing_path(plan.total_records, scaling.single_step_below, scaling.priority_above)
+            context.log.info(
+                f"{hour}: {plan.total_records} records -> {path} "
+                f"(single_step_below={scaling.single_step_below}, priority_above={scaling.priority_above})"
+            )
+            by_path.setdefault(path, []).append(plan)
+        for path, plans in by_path.items():
+            yield dg.Output(plans, path)
 
     return route_hour
 
 
 def process_hour_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinition:
     @dg.op(name=pipeline.node("process_hour"), required_resource_keys=pipeline.resource_keys("data_store"), **op_args)
-    def process_hour(context: dg.OpExecutionContext, chunk_plan: ChunkPlan) -> PathResults:
-        """Every chunk, then every range of the plan, in this one step (or reuse their checkpoints)."""
+    def process_hour(context: dg.OpExecutionContext, plans: list[ChunkPlan]) -> PathResults:
+        """Every chunk, then every range of each plan, in this one step (or reuse their checkpoints)."""
         data_store = pipeline.resources(context).data_store
-        partition = data_store.hold_partition(context, chunk_plan.partition_key)
         checkpoints = ChunkCheckpoints(data_store.root)
-        try:
-            shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
-            own = [result for _, results in shuffled for result in results]
-            done = {result.index for result in own}
-            ranges = own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
-            chunks = [chunk for chunk, _ in shuffled]
-        except Exception as error:
-            plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
-            raise final_attempt(context, "the single step", partition, error, plan_dir) from error
-        return PathResults(SINGLE_STEP, chunks, ranges)
+        chunks: list[ChunkResult] = []
+        ranges: list[RangeResult] = []
+        for chunk_plan in plans:
+            partition = data_store.hold_partition(context, chunk_plan.partition_key)
+            try:
+                shuffled = [shuffle_chunk(checkpoints, task) for task in chunk_tasks(chunk_plan)]
+                own = [result for _, results in shuffled for result in results]
+                done = {result.index for result in own}
+                ranges += own + compute_ranges(checkpoints, [task for task in range_tasks(chunk_plan) if task.index not in done])
+                chunks += [chunk for chunk, _ in shuffled]
+            except Exception as error:
+                plan_dir = str(checkpoints.plan_dir(partition, chunk_plan.fingerprint))
+                raise final_attempt(context, "the single step", partition, error, plan_dir) from error
+        return path_results(SINGLE_STEP, plans, chunks, ranges)
 
     return process_hour
 
@@ -92,12 +101,12 @@ def fan_out_priority_chunks_op(pipeline: PipelineBuild, **op_args: Any) -> dg.Op
         required_resource_keys=pipeline.resource_keys("data_store", "scaling"),
         **op_args,
     )
-    def fan_out_priority_chunks(context: dg.OpExecutionContext, chunk_plan: ChunkPlan):
+    def fan_out_priority_chunks(context: dg.OpExecutionContext, plans: list[ChunkPlan]):
         """The chunks still to compute, spread over the reserved and the shared pool by their free slots now."""
         resources = pipeline.resources(context)
         data_store, scaling = resources.data_store, resources.scaling
         load = ChunkCheckpoints(data_store.root).load_chunk
-        pending = list(pending_steps(context, data_store, chunk_plan.partition_key, chunk_tasks(chunk_plan), load, "chunk"))
+        pending = list(pending_steps(context, data_store, plans, chunk_tasks, load, "chunk"))
         free = [
             (RESERVED if pool == scaling.reserved_pool else SHARED, len(pending) if slots is None else slots)  # None: no limit
             for pool, slots in scaling.free_slots(context.instance)
@@ -116,13 +125,13 @@ def join_chunk_results(reserved: list[ChunkResult], shared: list[ChunkResult]) -
 
 
 @dg.op
-def fan_out_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
-    return PathResults(FAN_OUT, chunk_results, range_results)
+def fan_out_results(plans: list[ChunkPlan], chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
+    return path_results(FAN_OUT, plans, chunk_results, range_results)
 
 
 @dg.op
-def priority_results(chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
-    return PathResults(FAN_OUT_PRIORITY, chunk_results, range_results)
+def priority_results(plans: list[ChunkPlan], chunk_results: list[ChunkResult], range_results: list[RangeResult]) -> PathResults:
+    return path_results(FAN_OUT_PRIORITY, plans, chunk_results, range_results)
 
 
 def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
@@ -139,7 +148,7 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         return op.alias(pipeline.node(name)).tag(tags)
 
     chunk_step: dict[str, Any] = {"retry_policy": CHUNK_RETRY_POLICY, "pool": pipeline.pool}
-    route = route_hour_op(pipeline, out={path: dg.Out(ChunkPlan, is_required=False) for path in PROCESSING_PATHS})
+    route = route_hour_op(pipeline, out={path: dg.Out(list[ChunkPlan], is_required=False) for path in PROCESSING_PATHS})
     single = process_hour_op(pipeline, **chunk_step)
     chunks_out = fan_out_chunks_op(pipeline, out=dg.DynamicOut(ChunkTask))
     ranges_out = fan_out_ranges_op(pipeline, out=dg.DynamicOut(RangeTask))
@@ -164,24 +173,27 @@ def build_processed_chunks(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         key_prefix=list(pipeline.spec.key_prefix),
         ins=pipeline.ins("chunk_partitions"),
         partitions_def=pipeline.partitions_def,
+        backfill_policy=pipeline.backfill_policy,
         group_name=pipeline.group,
         check_specs=gates,
         kinds={"pandas", "parquet"},
         description=PROCESSED_CHUNKS,
     )
-    def processed_chunks(chunk_partitions: ChunkPlan):
+    def processed_chunks(chunk_partitions: HourPlans):
         """Every raw row with its verdict (rejection_reason empty = valid), sorted by order_id, range by range."""
         routed = route(chunk_partitions)
         by_step = single(getattr(routed, SINGLE_STEP))
 
         fan = getattr(routed, FAN_OUT)
         fan_chunks = chunks_out(fan).map(chunk).collect()
-        by_fan_out = fan_done(fan_chunks, ranges_out(fan, fan_chunks).map(range_step).collect())
+        by_fan_out = fan_done(fan, fan_chunks, ranges_out(fan, fan_chunks).map(range_step).collect())
 
         priority = getattr(routed, FAN_OUT_PRIORITY)
         reserved, shared = priority_out(priority)
         priority_chunks = join_chunks(reserved.map(reserved_chunk).collect(), shared.map(priority_chunk).collect())
-        by_priority = priority_done(priority_chunks, priority_ranges_out(priority, priority_chunks).map(priority_range).collect())
+        by_priority = priority_done(
+            priority, priority_chunks, priority_ranges_out(priority, priority_chunks).map(priority_range).collect()
+        )
 
         collected = collect(chunk_partitions, [by_step, by_fan_out, by_priority])
         return {"result": collected.result, **{name: getattr(collected, name) for name in gate_outputs}}

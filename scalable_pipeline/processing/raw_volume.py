@@ -1,11 +1,16 @@
 """raw_volume: the hour's raw records as the source delivered them, stored as Parquet."""
 
+from functools import partial
+
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
+from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.processing.descriptions import RAW_VOLUME, end_to_end_estimate
+from scalable_pipeline.processing.hours import each_hour, step_hours
+from scalable_pipeline.processing.io_manager import stored_metadata
 from scalable_pipeline.processing.order_rules import schema_problems
 from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.quality.gate_history import gate_threshold
@@ -61,10 +66,14 @@ def build_raw_volume(pipeline: PipelineBuild) -> dg.AssetsDefinition:
         check_specs=pipeline.check_specs(CHECKS),
     )
     def raw_volume(context: dg.AssetExecutionContext):
-        """Fetch the hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered.
+        """Fetch each hour from the ``source`` resource (behind its circuit breaker) and keep it as delivered."""
+        store = pipeline.resources(context).data_store.store()
+        yield from each_hour(
+            context, pipeline.key("raw_volume"), step_hours(context), fetch_hour, stored_metadata=partial(stored_metadata, store)
+        )
 
-        The hour goes block by block from the source into the staged Parquet version: no step holds it whole.
-        """
+    def fetch_hour(context: StepContext, _hour: str):
+        """The hour goes block by block from the source into the staged Parquet version: no step holds it whole."""
         resources = pipeline.resources(context)
         source, data_store, quality = resources.source, resources.data_store, resources.quality
         circuit_breaker, faults = resources.circuit_breaker, resources.faults
