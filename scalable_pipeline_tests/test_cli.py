@@ -18,6 +18,7 @@ import pytest
 from scalable_pipeline.assembly.project import build_definitions
 from scalable_pipeline.cli.main import main, parser
 from scalable_pipeline.cli.progress import FOLLOWED_EVENTS, ProgressDisplay, RunView
+from scalable_pipeline.observing.read_model import PIPELINE_ASSETS
 from scalable_pipeline.pipelines.config import CONFIG_ENV, PipelineConfigError
 from scalable_pipeline.publishing.rollback_log import read_rollbacks
 from scalable_pipeline.publishing.versioned_store import VersionedStore
@@ -96,6 +97,8 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
         (["report", "--pipeline", "nope"], "--pipeline: no pipeline 'nope'"),
         (["metrics", "--port", "70000"], "not a TCP port"),
         (["rollback", "consolidated_output", HOUR], "has nothing published"),
+        (["backfill", "--from", "2026-01-05-05:00", "--to", "2026-01-05-04:00"], "is after --to"),
+        (["backfill", "--from", "2025-12-31-23:00", "--to", HOUR], "outside the partitions"),
     ],
 )
 def test_bad_options_are_one_line_errors(home, capsys, argv, message):
@@ -125,6 +128,18 @@ def test_scale_and_seed_are_errors_with_a_landing_source(home, capsys, tmp_path,
     for option in (["--scale", "2"], ["--seed", "1"]):
         assert main(["run", "--partition", HOUR, *option]) == 2
         assert "--scale and --seed apply to the synthetic source" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backfill_launches_the_job_page_s_backfill_of_the_hours(home, capsys):
+    assert main(["backfill", "--from", "2026-01-05-03:00", "--to", "2026-01-05-06:00"]) == 0
+    out = capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        [backfill] = instance.get_backfills()
+        assert backfill.backfill_id in out and "at least 1 run(s) of up to 24 hours" in out
+        assert list(backfill.partition_names) == [f"2026-01-05-{hour:02d}:00" for hour in range(3, 7)]
+        assert backfill.partition_set_origin.partition_set_name == "scalable_data_processing_partition_set"
+        assert {key.to_user_string() for key in backfill.asset_selection} == set(PIPELINE_ASSETS)
 
 
 def test_version_and_help_with_defaults(capsys):
