@@ -4,8 +4,9 @@ Six small hours are backfilled at once, three in each documented way, on a SQLit
 is the repository's with its monitoring times shortened: ``dagster job backfill`` (it records its backfill as
 completed once it has queued the runs, so Dagster retries none of them and ``<pipeline>_backfill_retries``
 launches their hours again), and the job's backfill as the UI launches it from the job's page (the
-``launchPartitionBackfill`` mutation on the job's partition set, sent here through ``dagster-graphql`` on the
-workspace: the daemon submits the runs and Dagster retries them while the backfill is in progress).
+``launchPartitionBackfill`` mutation on the job's partition set, sent by ``scalable_pipeline backfill``: the
+daemon submits one run of the three hours, by the assets' backfill policy, and Dagster retries it while the
+backfill is in progress).
 ``dagster-daemon run`` runs them; once an hour has succeeded and each backfill has a run going, the daemon's
 process group (the daemon, its code server, every run it launched and their step processes) is killed with
 SIGKILL, and a new daemon is started. Every hour must end published by exactly one successful run descending
@@ -14,7 +15,6 @@ computation, with no run left in progress, no failed run left waiting for a retr
 """
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -35,10 +35,11 @@ from scalable_pipeline.assembly.sensors import (
     backfill_retry_blocker,
     build_backfill_retries,
 )
+from scalable_pipeline.cli.backfill import launch_backfill
 from scalable_pipeline.cli.pools import apply_pool_limits
 from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
-from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
+from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines, spec_named
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.daemon import PROJECT, live_members, start_daemon, stop_daemon
 from scalable_pipeline_tests.test_pipelines import PINNED, START
@@ -46,7 +47,6 @@ from scalable_pipeline_tests.test_pipelines import PINNED, START
 TEMPLATE = PROJECT / "dagster.yaml"
 JOB = "scalable_data_processing"
 POOL = "chunk_processing"
-ASSETS = ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output")
 HOURS = [f"2026-01-05-{hour:02d}:00" for hour in range(6)]
 PIPELINES = f"""
 pools: {{{POOL}: 2}}
@@ -77,9 +77,6 @@ IN_PROGRESS = {
     dg.DagsterRunStatus.CANCELING,
 }
 PUBLISHED = ("processed_chunks", "consolidated_output")
-# What the UI sends from the job's page (Materialize all..., a range of hours): a backfill of the job's partition set.
-LAUNCH_BACKFILL = """mutation ($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
 def instance_yaml() -> str:
@@ -96,25 +93,6 @@ def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS) -> None:
     subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
 
 
-def from_the_jobs_page(env: dict, hours: list[str] = HOURS) -> None:
-    params = {
-        "selector": {
-            "partitionSetName": f"{JOB}_partition_set",
-            "repositorySelector": {"repositoryLocationName": "scalable_pipeline.definitions", "repositoryName": "__repository__"},
-        },
-        "assetSelection": [{"path": [asset]} for asset in ASSETS],
-        "partitionNames": hours,
-        "fromFailure": False,
-        "tags": [],
-    }
-    answer = Path(env["DAGSTER_HOME"]) / "launch_backfill.json"
-    graphql = [str(Path(sys.executable).with_name("dagster-graphql")), "-w", "workspace.yaml", "-o", str(answer)]
-    variables = json.dumps({"params": params})
-    subprocess.run([*graphql, "-t", LAUNCH_BACKFILL, "-v", variables], cwd=PROJECT, env=env, check=True, capture_output=True)
-    launched = json.loads(answer.read_text())["data"]["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-
-
 def statuses(instance: dg.DagsterInstance) -> collections.Counter:
     return collections.Counter(run.status for run in instance.get_runs())
 
@@ -128,9 +106,17 @@ def wait_for(condition, deadline_seconds: float, what: str, daemon: subprocess.P
     return result
 
 
+def hours_of(run: dg.DagsterRun) -> set[str]:
+    """The hours a run processes: its partition, or every hour of its range (a backfill's run of several hours)."""
+    if "dagster/partition" in run.tags:
+        return {run.tags["dagster/partition"]}
+    first, last = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
+    return {hour for hour in HOURS if first <= hour <= last}
+
+
 def every_hour_done(instance: dg.DagsterInstance) -> bool:
     runs = instance.get_runs()
-    succeeded = {run.tags["dagster/partition"] for run in runs if run.status == dg.DagsterRunStatus.SUCCESS}
+    succeeded = {hour for run in runs if run.status == dg.DagsterRunStatus.SUCCESS for hour in hours_of(run)}
     backfills_running = any(backfill.status.value == "REQUESTED" for backfill in instance.get_backfills())
     return succeeded == set(HOURS) and not any(run.status in IN_PROGRESS for run in runs) and not backfills_running
 
@@ -173,11 +159,11 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
         with_dagster_job_backfill(env, by_cli)  # while no daemon runs: its runs are queued first
-        from_the_jobs_page(env, by_page)
+        launch_backfill(spec_named(load_pipelines(pipelines).pipelines, JOB), by_page, env)  # as the job's page does
 
         def started_of_each_launch() -> bool:
             runs = instance.get_runs()
-            started = {run.tags["dagster/partition"] for run in runs if run.status == dg.DagsterRunStatus.STARTED}
+            started = {hour for run in runs if run.status == dg.DagsterRunStatus.STARTED for hour in hours_of(run)}
             succeeded = [run for run in runs if run.status == dg.DagsterRunStatus.SUCCESS]
             return bool(succeeded) and bool(started & set(by_cli)) and bool(started & set(by_page))
 
@@ -234,11 +220,12 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
         by_sensor = [run_id for run_id in killed if run_id in sensor_retries]
         print(f"{len(killed)} killed runs, {len(by_sensor)} retried by the sensor, the others by Dagster")
         # `dagster job backfill` completed its backfill at once: Dagster retried none of its runs, the sensor all.
-        killed_of_cli = {run_id for run_id in killed if runs[run_id].tags["dagster/partition"] in by_cli}
+        killed_of_cli = {run_id for run_id in killed if hours_of(runs[run_id]) <= set(by_cli)}
         assert killed_of_cli and killed_of_cli <= set(by_sensor)
         lineages: dict[str, dict[str, list[dg.DagsterRun]]] = collections.defaultdict(lambda: collections.defaultdict(list))
         for run in runs.values():
-            lineages[run.tags["dagster/partition"]][origin(run, runs)].append(run)
+            for hour in hours_of(run):
+                lineages[hour][origin(run, runs)].append(run)
         assert set(lineages) == set(HOURS)
         store = VersionedStore(data)
         expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)

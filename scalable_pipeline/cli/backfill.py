@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from scalable_pipeline.cli.options import (
@@ -58,8 +59,9 @@ def backfill_params(spec: PipelineSpec, hours: list[str]) -> dict:
     }
 
 
-def launch_backfill(spec: PipelineSpec, hours: list[str], workspace: Path = WORKSPACE) -> str:
-    """Launch the backfill of ``hours`` on the instance of ``$DAGSTER_HOME``; its id."""
+def launch_backfill(spec: PipelineSpec, hours: list[str], env: Mapping[str, str] | None = None) -> str:
+    """Launch the backfill of ``hours`` on the instance of ``$DAGSTER_HOME`` (of ``env``, default this process's); its id."""
+    workspace = WORKSPACE
     graphql = Path(sys.executable).with_name("dagster-graphql")
     variables = json.dumps({"params": backfill_params(spec, hours)})
     with tempfile.TemporaryDirectory() as scratch:
@@ -67,6 +69,7 @@ def launch_backfill(spec: PipelineSpec, hours: list[str], workspace: Path = WORK
         completed = subprocess.run(
             [str(graphql), "-w", str(workspace), "-o", str(answer_file), "-t", LAUNCH_BACKFILL, "-v", variables],
             cwd=workspace.parent,
+            env=env,
             capture_output=True,
             text=True,
             check=False,
