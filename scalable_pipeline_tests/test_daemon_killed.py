@@ -2,7 +2,7 @@
 
 Six small hours are backfilled at once, three in each documented way, on a SQLite instance whose ``dagster.yaml``
 is the repository's with its monitoring times shortened: ``dagster job backfill`` (it records its backfill as
-completed once it has queued the runs, so Dagster retries none of them and ``<pipeline>_backfill_retries``
+completed once it has queued the runs, so Dagster retries none of them and ``scalable_data_processing_backfill_retries``
 launches their hours again), and the job's backfill as the UI launches it from the job's page (the
 ``launchPartitionBackfill`` mutation on the job's partition set, sent by ``scalable_pipeline backfill``: the
 daemon submits one run of the three hours, by the assets' backfill policy, and Dagster retries it while the
@@ -29,14 +29,14 @@ import pytest
 import yaml
 
 from scalable_pipeline.assembly.project import build_definitions
-from scalable_pipeline.assembly.sensors import (
+from scalable_pipeline.cli.backfill import launch_backfill
+from scalable_pipeline.cli.pools import apply_pool_limits
+from scalable_pipeline.events.backfill_retries import (
     BACKFILL_RETRY_GRACE_SECONDS,
     RETRY_OF_TAG,
     backfill_retry_blocker,
     build_backfill_retries,
 )
-from scalable_pipeline.cli.backfill import launch_backfill
-from scalable_pipeline.cli.pools import apply_pool_limits
 from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines, spec_named
@@ -53,6 +53,12 @@ pools: {{{POOL}: 2}}
 pipelines:
   - name: {JOB}
     key_prefix: []
+    start: "{START}"
+    source: {{kind: synthetic, scale: 0.2}}
+    scaling: {{chunk_count: 2, {PINNED}}}
+"""
+OTHER = "eu_orders"
+TWO_PIPELINES = f"""{PIPELINES}  - name: {OTHER}
     start: "{START}"
     source: {{kind: synthetic, scale: 0.2}}
     scaling: {{chunk_count: 2, {PINNED}}}
@@ -88,8 +94,8 @@ def instance_yaml() -> str:
     return yaml.safe_dump(config)
 
 
-def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS) -> None:
-    backfill = ["job", "backfill", "-w", "workspace.yaml", "-j", JOB, "--from", hours[0], "--to", hours[-1], "--noprompt"]
+def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS, job: str = JOB) -> None:
+    backfill = ["job", "backfill", "-w", "workspace.yaml", "-j", job, "--from", hours[0], "--to", hours[-1], "--noprompt"]
     subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
 
 
@@ -123,7 +129,7 @@ def every_hour_done(instance: dg.DagsterInstance) -> bool:
 
 def origin(run: dg.DagsterRun, runs: dict[str, dg.DagsterRun]) -> str:
     """The run the backfill launched that ``run`` retries (itself if it is one), through Dagster's retries
-    (parent run) and ``<pipeline>_backfill_retries`` (its tag)."""
+    (parent run) and ``scalable_data_processing_backfill_retries`` (its tag)."""
     while parent := run.parent_run_id or run.tags.get(RETRY_OF_TAG):
         run = runs[parent]
     return run.run_id
@@ -281,25 +287,34 @@ def test_a_failed_backfill_run_is_retried_only_when_dagster_no_longer_does(tags,
     assert backfill_retry_blocker(tags, backfill_status, failed_at, NOW, newer_run) == blocker
 
 
+def backfilled_with_the_cli(tmp_path: Path, pipelines_text: str, hours_by_job: dict[str, list[str]]) -> tuple[Path, Path]:
+    """An instance (its home) on the repository's ``dagster.yaml`` in which ``dagster job backfill`` has queued
+    ``hours_by_job`` (no daemon runs them), and the pipelines file."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(TEMPLATE.read_text())
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(textwrap.dedent(pipelines_text))
+    env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(pipelines), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path)}
+    for job, hours in hours_by_job.items():
+        with_dagster_job_backfill(env, hours, job)
+    return home, pipelines
+
+
 @pytest.mark.slow
 def test_the_sensor_launches_the_hour_of_a_dead_run_of_a_completed_backfill_again_once(tmp_path):
     """``dagster job backfill`` queues two hours (no daemon runs them); one run is marked failed as run monitoring
     marks a dead run. Dagster would retry it but for its completed backfill: the sensor leaves it to Dagster for
     the grace time, then requests its hour once, and records the retry it finds on the failed run."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(TEMPLATE.read_text())
-    pipelines = tmp_path / "pipelines.yaml"
-    pipelines.write_text(textwrap.dedent(PIPELINES))
-    env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(pipelines), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path)}
-    with_dagster_job_backfill(env, HOURS[:2])
+    home, pipelines = backfilled_with_the_cli(tmp_path, PIPELINES, {JOB: HOURS[:2]})
+    job = build_definitions(pipelines).resolve_job_def(JOB)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         dead, queued = sorted(instance.get_runs(), key=lambda run: run.tags["dagster/partition"])
         instance.report_run_failed(dead, "Exceeded maximum runtime of 1800 seconds.")
         failed = instance.get_run_record_by_id(dead.run_id)
         assert failed.dagster_run.tags[WILL_RETRY_TAG] == "true" and failed.end_time is not None
         now = failed.end_time + 1
-        sensor = build_backfill_retries(JOB, JOB, clock=lambda: now)
+        sensor = build_backfill_retries([job], clock=lambda: now)
 
         def tick() -> dg.SensorResult:
             return sensor(dg.build_sensor_context(instance=instance))
@@ -312,8 +327,43 @@ def test_the_sensor_launches_the_hour_of_a_dead_run_of_a_completed_backfill_agai
         assert queued.status == dg.DagsterRunStatus.QUEUED  # the live hour is left alone
 
         # The run the daemon launches for the request; the next tick records it as the failed run's retry.
-        job = build_definitions(pipelines).resolve_job_def(JOB)
         retry = instance.create_run_for_job(job, tags={**request.tags, "dagster/partition": HOURS[0]})
         assert not tick().run_requests
         assert instance.get_run_by_id(dead.run_id).tags[AUTO_RETRY_RUN_ID_TAG] == retry.run_id
         assert not tick().run_requests
+
+
+@pytest.mark.slow
+def test_one_tick_launches_again_the_hours_of_dead_backfill_runs_of_two_pipelines(tmp_path):
+    """One completed backfill per pipeline, of a different hour each, whose runs are marked failed as run monitoring
+    marks dead runs: one tick requests both hours, each for its own pipeline's job, and the next records both
+    retries."""
+    home, pipelines = backfilled_with_the_cli(tmp_path, TWO_PIPELINES, {JOB: HOURS[:1], OTHER: HOURS[1:2]})
+    definitions = build_definitions(pipelines)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dead = {run.job_name: run for run in instance.get_runs()}
+        assert sorted(dead) == sorted([JOB, OTHER])
+        for run in dead.values():
+            instance.report_run_failed(run, "Exceeded maximum runtime of 1800 seconds.")
+        failed_at = max(instance.get_run_record_by_id(run.run_id).end_time for run in dead.values())
+        jobs = [definitions.resolve_job_def(job) for job in (JOB, OTHER)]
+        sensor = build_backfill_retries(jobs, clock=lambda: failed_at + BACKFILL_RETRY_GRACE_SECONDS + 1)
+
+        def tick() -> dg.SensorResult:
+            return sensor(dg.build_sensor_context(instance=instance))
+
+        requests = tick().run_requests
+        assert sorted((r.job_name, r.partition_key, r.run_key, r.tags[RETRY_OF_TAG]) for r in requests) == sorted(
+            [
+                (JOB, HOURS[0], f"retry-of-{dead[JOB].run_id}", dead[JOB].run_id),
+                (OTHER, HOURS[1], f"retry-of-{dead[OTHER].run_id}", dead[OTHER].run_id),
+            ]
+        )
+        retries = {
+            request.job_name: instance.create_run_for_job(
+                definitions.resolve_job_def(request.job_name), tags={**request.tags, "dagster/partition": request.partition_key}
+            ).run_id
+            for request in requests
+        }
+        assert not tick().run_requests
+        assert {job: instance.get_run_by_id(run.run_id).tags[AUTO_RETRY_RUN_ID_TAG] for job, run in dead.items()} == retries

@@ -104,14 +104,16 @@ pipelines:
     built = build_definitions(config)
     sensors = sorted(sensor.name for sensor in built.get_repository_def().sensor_defs)
     assert sensors == [
-        "eu_orders_backfill_retries",
         "eu_orders_db_sensor",
         "eu_orders_late_hours",
         "quality_gate_alerts",
         "run_failure_alerts",
-        "us_orders_backfill_retries",
+        "scalable_data_processing_backfill_retries",
         "us_orders_landing_sensor",
     ]
+    # One sensor retries the backfill runs of every pipeline's job.
+    retries = built.resolve_sensor_def("scalable_data_processing_backfill_retries")
+    assert sorted(job.name for job in retries.jobs) == ["eu_orders", "us_orders"]
     eu_output = built.get_assets_def(dg.AssetKey(["eu_orders", "consolidated_output"]))
     assert eu_output.specs_by_key[dg.AssetKey(["eu_orders", "consolidated_output"])].freshness_policy == freshness_policy(45)
     config.write_text(

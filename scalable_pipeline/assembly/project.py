@@ -9,6 +9,7 @@ import dagster as dg
 from scalable_pipeline.assembly.factory import SharedResources, build_pipeline
 from scalable_pipeline.assembly.rollback_partition import build_rollback_partition
 from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
+from scalable_pipeline.events.backfill_retries import build_backfill_retries
 from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
 from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
 from scalable_pipeline.execution.executors import pipeline_executor
@@ -31,7 +32,7 @@ def shared_resources() -> dict:
 
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
-    """Every pipeline of ``pipelines_file`` with the project's job, sensor and shared resources."""
+    """Every pipeline of ``pipelines_file`` with the project's job, sensors and shared resources."""
     executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
     specs = load_pipelines(pipelines_file).pipelines
     default_source, shared = functools.cache(build_source), SharedResources()  # built once for every entry that uses them
@@ -47,6 +48,7 @@ def build_definitions(pipelines_file: Path) -> dg.Definitions:
                 minimum_interval_seconds=alert_interval_seconds(),
                 backoff_base_seconds=alert_interval_seconds(),
             ),
+            build_backfill_retries([pipeline.job for pipeline in pipelines]),
             *(sensor for pipeline in pipelines for sensor in pipeline.sensors),
         ],
         resources={**shared_resources(), **{key: r for pipeline in pipelines for key, r in pipeline.resources.items()}},

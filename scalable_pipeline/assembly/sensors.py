@@ -1,29 +1,12 @@
-"""The sensors the pipeline factory adds per entry: its data-arrival sensor, chosen by its source, and the
-retry of backfill runs that Dagster leaves unretried (``<pipeline>_backfill_retries``).
+"""The sensors the pipeline factory adds per entry: its data-arrival sensor, chosen by its source, the launcher
+of the hours its schedule deferred and its late hours."""
 
-Run monitoring ends a run whose process died and run retries run it again, but Dagster retries no run of a
-backfill that has ended: ``dagster job backfill`` records its backfill as completed once it has queued the
-runs, and a job's backfill that the daemon runs (the UI's, from the job's page) completes as soon as none of
-its runs is in progress, which can fall between a run's failure and its retry. ``<pipeline>_backfill_retries`` launches the hour of such a run again:
-a run of the pipeline's job, in a backfill that completed (not one an operator canceled), that Dagster marked
-to be retried (``dagster/will_retry``: it failed as a whole, not in a step, with retries left) and that got
-no retry, once the run has been failed for ``BACKFILL_RETRY_GRACE_SECONDS`` and no newer run of its hour
-exists. The new run is tagged ``scalable_pipeline/retry_of`` and recorded on the failed run as its retry
-(``dagster/auto_retry_run_id``, as Dagster records its own), so ``run_failure_alerts`` waits for its outcome.
-"""
-
-import time
-from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import DEFAULT_START, PARTITION_TAG
-from scalable_pipeline.core.tick_log import log_tick
+from scalable_pipeline.core.constants import DEFAULT_START
 from scalable_pipeline.events.late_hour_alerts import build_late_hour_alerts
-from scalable_pipeline.events.quality_gate_alerts import DEFAULT_INTERVAL_SECONDS
-from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from scalable_pipeline.sources.db_sensor import build_db_sensor
 from scalable_pipeline.sources.deferral import OutageMode
 from scalable_pipeline.sources.deferred_hours import build_deferred_hours_sensor
@@ -32,18 +15,6 @@ from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, P
 
 if TYPE_CHECKING:  # the pipelines package imports this module
     from scalable_pipeline.pipelines.build import PipelineBuild
-
-BACKFILL_TAG = "dagster/backfill"
-RETRY_OF_TAG = "scalable_pipeline/retry_of"
-# Backfills that ended by themselves; a canceled or failed one keeps its failed runs as they are.
-ENDED_BACKFILLS = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED"})
-# Dagster's run retries take up a failed run within seconds (every 5 s): a younger failure is left to them.
-BACKFILL_RETRY_GRACE_SECONDS = 30.0
-# Failed runs updated within this window are looked at (a day: a daemon down longer fails its dead runs
-# only once it is back, and they are updated then).
-BACKFILL_RETRY_LOOKBACK_SECONDS = 24 * 3600.0
-# Tags of the failed run its retry keeps besides the job's own: the operator's, and these of Dagster's.
-CARRIED_DAGSTER_TAGS = ("dagster/priority", "dagster/max_runtime")
 
 
 def source_sensors(
@@ -76,98 +47,12 @@ def source_sensors(
     return []
 
 
-def backfill_retry_blocker(
-    tags: Mapping[str, str], backfill_status: str | None, failed_at: float | None, now: float, newer_run: bool
-) -> str | None:
-    """Why a failed run of a backfill gets no retry from ``<pipeline>_backfill_retries`` (None: it gets one).
-    ``backfill_status`` is its backfill's (None when the backfill is gone), ``newer_run`` whether its hour has a
-    run created after it."""
-    if tags.get(AUTO_RETRY_RUN_ID_TAG):
-        return "retried"
-    if tags.get(WILL_RETRY_TAG, "").lower() != "true":
-        return "not to be retried"
-    if BACKFILL_TAG not in tags or PARTITION_TAG not in tags:
-        return "not a run of one hour of a backfill"
-    if failed_at is None or now - failed_at < BACKFILL_RETRY_GRACE_SECONDS:
-        return "left to Dagster's run retries"
-    if backfill_status not in ENDED_BACKFILLS:
-        return "its backfill is in progress" if backfill_status == "REQUESTED" else "its backfill was stopped"
-    if newer_run:
-        return "its hour ran again"
-    return None
-
-
-def build_backfill_retries(
-    pipeline: str,
-    job_name: str,
-    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
-    clock: Callable[[], float] = time.time,
-) -> dg.SensorDefinition:
-    """``<pipeline>_backfill_retries``: the hours of ``job_name``'s backfill runs that died after their backfill
-    ended (or as it ended), launched again; on by default, it launches no hour no backfill asked for."""
-
-    @dg.sensor(
-        name=f"{pipeline}_backfill_retries",
-        job_name=job_name,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Launches again the hour of a {job_name} run that a backfill launched and whose process died "
-        "(or that timed out) once Dagster no longer retries it: its backfill had completed.",
-    )
-    def backfill_retries(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        instance, now = context.instance, clock()
-        since = datetime.fromtimestamp(now - BACKFILL_RETRY_LOOKBACK_SECONDS, timezone.utc)
-        failed = [
-            record
-            for record in instance.get_run_records(
-                dg.RunsFilter(
-                    job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE], tags={WILL_RETRY_TAG: "true"}, updated_after=since
-                )
-            )
-            if BACKFILL_TAG in record.dagster_run.tags and not record.dagster_run.tags.get(AUTO_RETRY_RUN_ID_TAG)
-        ]
-        requests, linked = [], 0
-        for record in failed:
-            run = record.dagster_run
-            retry = instance.get_run_ids(dg.RunsFilter(job_name=job_name, tags={RETRY_OF_TAG: run.run_id}), limit=1)
-            if retry:  # launched by an earlier tick: recorded as the run's retry
-                instance.add_run_tags(run.run_id, {AUTO_RETRY_RUN_ID_TAG: retry[0]})
-                linked += 1
-                continue
-            backfill = instance.get_backfill(run.tags[BACKFILL_TAG])
-            hour = run.tags.get(PARTITION_TAG)
-            newer = hour is not None and bool(
-                instance.get_run_ids(
-                    dg.RunsFilter(job_name=job_name, tags={PARTITION_TAG: hour}, created_after=record.create_timestamp), limit=1
-                )
-            )
-            status = backfill.status.value if backfill is not None else None
-            if backfill_retry_blocker(run.tags, status, record.end_time, now, newer) is None:
-                kept = {
-                    k: v for k, v in run.tags.items() if not k.startswith(("dagster/", ".dagster")) or k in CARRIED_DAGSTER_TAGS
-                }
-                requests.append(
-                    dg.RunRequest(run_key=f"retry-of-{run.run_id}", partition_key=hour, tags={**kept, RETRY_OF_TAG: run.run_id})
-                )
-        hours = [request.partition_key for request in requests]
-        summary = (
-            f"{len(failed)} failed backfill runs awaiting a retry, {len(requests)} hours of ended backfills launched again "
-            f"{hours[:5]}, {linked} retries recorded"
-        )
-        log_tick(context.log, summary, acted=bool(requests) or linked > 0)
-        return dg.SensorResult(run_requests=requests, skip_reason=None if requests else dg.SkipReason(summary))
-
-    return backfill_retries
-
-
 def pipeline_sensors(build: "PipelineBuild", source: OrderSource) -> list[dg.SensorDefinition]:
     """Every sensor of one pipeline entry: its data-arrival sensor, the launcher of the hours its schedule
-    deferred, the retry of its backfill runs Dagster leaves unretried and, with a freshness deadline, its
-    late hours."""
+    deferred and, with a freshness deadline, its late hours."""
     spec = build.spec
     data_store_key = build.resource_key("data_store")
     sensors = source_sensors(spec.name, spec.name, source, spec.on_source_outage, data_store_key, spec.start)
-    sensors.append(build_backfill_retries(spec.name, spec.name))
     if spec.schedule:
         sensors.append(
             build_deferred_hours_sensor(spec.name, spec.name, build.resource_key("source"), data_store_key=data_store_key)
