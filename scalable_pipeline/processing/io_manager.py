@@ -1,11 +1,11 @@
 """IO manager over the versioned store: every stage loads exactly the version its upstream produced.
 
 Each asset op writes, audits and publishes its own output (write-audit-publish) and returns the
-``StoredVersion`` reference; ``handle_output`` records it (``version``, ``path``, ``raw_digest``; for a
-Delta table also ``table`` and ``table_version``, the commit that published it) in the materialization's
-metadata. ``load_input`` finds that record in the run that produced the upstream
-output (this run, or the parent run of a re-execution), so a stage never picks up a version another
-run published in between. Reads from outside a run (``load_asset_value``) get the published version.
+``StoredVersion`` it published; ``handle_output`` records it (``version``, ``path``, ``raw_digest``; for a
+Delta table also ``table`` and ``table_version``, the version of the commit that published it, as ``publish``
+returned it) in the materialization's metadata. ``load_input`` finds that record in the run that produced
+the upstream output (this run, or the parent run of a re-execution), so a stage never picks up a version
+another run published in between. Reads from outside a run (``load_asset_value``) get the published version.
 
 An input annotated ``StoredVersion`` receives the reference; any other input receives the data (a
 pandas DataFrame for tables, the typed document for JSON documents such as the chunk plan).
@@ -76,10 +76,9 @@ class VersionedStoreIOManager(dg.IOManager):
         }
         if obj.asset in TABLE_ASSETS:
             table = getattr(context.resources, self.data_store_key).store().hour_table(obj.asset)
-            table_version = table.published_in(obj.version)
             metadata["table"] = dg.MetadataValue.path(str(table.path))
-            if table_version is not None:
-                metadata["table_version"] = dg.MetadataValue.int(table_version)
+        if obj.table_version is not None:
+            metadata["table_version"] = dg.MetadataValue.int(obj.table_version)
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext):

@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +68,7 @@ class StoredVersion:
     version: str
     path: str
     raw_digest: str = ""  # content lineage: digest of the raw version this data derives from (raw: its own)
+    table_version: int | None = None  # the Delta table version whose commit published it (set by ``publish``)
 
 
 class VersionNotFound(LookupError):
@@ -125,8 +126,9 @@ class VersionedStore:
         atomic_write_json(path, document)
         return StoredVersion(asset, partition, version, str(path), raw_digest)
 
-    def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion | None:
-        """Log the change, point readers at ``stored``, apply retention; returns the version it replaced.
+    def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion:
+        """Log the change, point readers at ``stored``, delete the hour's abandoned staged versions; returns ``stored``
+        as published (for a table asset with the table version of its commit).
 
         The history line goes first: a crash before the pointer swap leaves a good version that is not
         published, never a published one that is not recorded as good.
@@ -143,11 +145,13 @@ class VersionedStore:
         append_record(folder / "history.jsonl", {"action": action, **change})
         if stored.asset in TABLE_ASSETS:
             commit = {"published_version": stored.version, "action": action, "run_id": run_id, "raw_digest": stored.raw_digest}
-            self.hour_table(stored.asset).replace_hour(stored.partition, dataset_parts(stored.path), commit)
+            table_version = self.hour_table(stored.asset).replace_hour(stored.partition, dataset_parts(stored.path), commit)
+            stored = replace(stored, table_version=table_version)
         else:
-            atomic_write_json(folder / "published.json", {**asdict(stored), **change})
+            reference = {"asset": stored.asset, "partition": stored.partition, "version": stored.version, "path": stored.path}
+            atomic_write_json(folder / "published.json", {**reference, **change})
         self.clean(stored.asset, stored.partition)
-        return previous
+        return stored
 
     def history(self, asset: str, partition: str) -> list[dict]:
         """Every pointer change of the partition, oldest first."""
