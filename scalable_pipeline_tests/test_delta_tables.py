@@ -275,8 +275,9 @@ def test_vacuum_keeps_the_files_rollback_and_time_travel_need_within_its_window(
     first = stage_hour(store, OFF_PEAK_PARTITION, [1], "first")
     store.publish(first)
     first_table_version = DeltaTable(store.hour_table("consolidated_output").path).version()
-    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [2], "second"))  # vacuums: the first is within the window
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [2], "second"))
 
+    assert store.vacuum_table("consolidated_output") == []  # the first is within the window
     assert Path(first.path).exists()
     assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION, first_table_version)[
         "order_id"
@@ -292,11 +293,33 @@ def test_vacuum_past_its_window_deletes_unused_files_and_never_the_published_one
     store.publish(first)
     second = stage_hour(store, OFF_PEAK_PARTITION, [2], "second")
     store.publish(second)
+    assert Path(first.path).exists()  # publishing vacuums nothing: the vacuum pass does
 
+    table = store.hour_table("consolidated_output").path
+    assert store.vacuum_table("consolidated_output") == [str(Path(first.path).relative_to(table))]
     assert not Path(first.path).exists() and Path(second.path).exists()
+    assert store.versions("consolidated_output", OFF_PEAK_PARTITION) == [second.version]  # the emptied version is gone
     with pytest.raises(VersionNotFound):
         store.version("consolidated_output", OFF_PEAK_PARTITION, first.version)
     assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [2]
+
+
+def test_vacuum_never_deletes_a_staged_version_whatever_its_window_and_age(tmp_path):
+    """A version a run is still auditing is not in the log: vacuum never lists it, however old it is."""
+    store = VersionedStore(tmp_path, retention_hours=0, staging_grace_seconds=0)
+    for n in (1, 2):
+        store.publish(stage_hour(store, NEXT_HOUR, [n], f"other{n}"))
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [1], "published"))
+    staged = stage_hour(store, OFF_PEAK_PARTITION, [2], "auditing")
+
+    assert len(store.vacuum_table("consolidated_output")) == 1  # the other hour's first version
+    assert store.versions("consolidated_output", OFF_PEAK_PARTITION) == [
+        store.require_published("consolidated_output", OFF_PEAK_PARTITION).version,
+        staged.version,
+    ]
+    assert store.read_published_table("consolidated_output", OFF_PEAK_PARTITION)["order_id"].tolist() == [1]
+    assert pd.read_parquet(staged.path)["order_id"].tolist() == [2]
+    assert store.publish(staged).table_version == DeltaTable(store.hour_table("consolidated_output").path).version()
 
 
 def test_the_table_folder_of_an_hour_is_the_delta_writers_one():

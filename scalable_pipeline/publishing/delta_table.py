@@ -106,14 +106,17 @@ class HourTable:
 
     def vacuum(self, retention_hours: float) -> list[str]:
         """Delete files the table stopped using more than ``retention_hours`` ago (only those: staged versions and
-        everything else not in the log stay); returns them."""
+        everything else not in the log stay); returns them (paths relative to the table, as on disk)."""
         if not self.exists():
             return []
         table = self.table()
         hours = int(retention_hours)
-        if not table.vacuum(hours, dry_run=True, enforce_retention_duration=False):
-            return []  # nothing expired: no commit
-        return table.vacuum(hours, dry_run=False, enforce_retention_duration=False)
+        # Vacuum lists every expired file the log still names, deleted already or not, and commits twice each time.
+        expired = table.vacuum(hours, dry_run=True, enforce_retention_duration=False)
+        present = [file for file in expired if (self.path / file).exists()]
+        if present:
+            table.vacuum(hours, dry_run=False, enforce_retention_duration=False)
+        return present
 
 
 def log_path_to_file(path: str) -> str:
