@@ -4,8 +4,8 @@ For one peak hour's table (the synthetic source's records; consolidated_output i
 times, on the local filesystem, with the median of ``--repeats`` rounds:
 
 - stage: writing a new version (Parquet) -- the write every run does anyway, WAP or not;
-- publish: the history line, the Delta transaction that replaces the hour's files, and retention (vacuum
-  within its window) -- WAP's own cost;
+- publish: the history line, the Delta transaction that replaces the hour's files, and the hour's retention
+  (no vacuum: the vacuum_tables job does that) -- WAP's own cost;
 - automatic rollback: deleting the staged version and appending the rollback record;
 - manual rollback: validating the version and committing its files back, plus the record;
 - rollback_partition job: the same manual rollback run as a Dagster job in process (fixed overhead).

@@ -99,6 +99,7 @@ def test_run_is_quiet_and_its_summary_matches_the_stored_data_then_status_and_ro
         (["rollback", "consolidated_output", HOUR], "has nothing published"),
         (["backfill", "--from", "2026-01-05-05:00", "--to", "2026-01-05-04:00"], "is after --to"),
         (["backfill", "--from", "2025-12-31-23:00", "--to", HOUR], "outside the partitions"),
+        (["vacuum", "--pipeline", "nope"], "--pipeline: no pipeline 'nope'"),
     ],
 )
 def test_bad_options_are_one_line_errors(home, capsys, argv, message):
@@ -107,6 +108,20 @@ def test_bad_options_are_one_line_errors(home, capsys, argv, message):
     [line] = captured.err.strip().splitlines()
     assert message in line and line.startswith("scalable-pipeline"), line
     assert captured.out == ""
+
+
+def test_vacuum_keeps_what_a_table_version_within_the_window_uses_and_says_what_it_deleted(home, capsys, data_dir):
+    store = VersionedStore(data_dir)
+    for n in (1, 2):
+        store.publish(store.write_table("consolidated_output", HOUR, pd.DataFrame({"order_id": [n]}), f"run{n}", "digest"))
+    versions = store.versions("consolidated_output", HOUR)
+
+    assert main(["vacuum"]) == 0
+    assert capsys.readouterr().out.splitlines() == [  # the default window, 168 h: the first version is kept
+        "scalable_data_processing processed_chunks: 0 file(s) of 0 version(s) deleted",
+        "scalable_data_processing consolidated_output: 0 file(s) of 0 version(s) deleted",
+    ]
+    assert len(versions) == 2 and store.versions("consolidated_output", HOUR) == versions
 
 
 def test_a_typo_in_the_pipelines_file_is_a_one_line_usage_error_with_the_field_it_meant(home, capsys, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb_extension_delta
@@ -14,10 +15,12 @@ import pytest
 from deltalake import DeltaTable
 
 from scalable_pipeline.definitions import defs
+from scalable_pipeline.observing.read_model import publishing_table_version, recorded_versions
 from scalable_pipeline.publishing import delta_table
 from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.delta_table import HourTable
-from scalable_pipeline.publishing.versioned_store import VersionedStore, VersionNotFound
+from scalable_pipeline.publishing.rollback_log import RollbackRecord, read_rollbacks
+from scalable_pipeline.publishing.versioned_store import StoredVersion, VersionedStore, VersionNotFound, dataset_parts
 from scalable_pipeline.quality.resource import QualityResource
 from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, materialization_metadata, materialize_hour
@@ -121,6 +124,7 @@ def test_rollback_and_republish_are_in_the_table_history_and_time_travel_returns
 
     assert run_rollback(instance, asset="consolidated_output", partition=OFF_PEAK_PARTITION, version=first_version).success
     pd.testing.assert_frame_equal(deltalake_hour(table, OFF_PEAK_PARTITION), first)
+    assert read_rollbacks(data_dir)[-1].table_version == DeltaTable(table).version()  # the rollback's own commit
     materialize_hour(OFF_PEAK_PARTITION, instance, source=SyntheticOrderSource(seed=7))  # re-publish the second feed
 
     actions = [(commit.get("action"), commit.get("published_version")) for commit in reversed(DeltaTable(table).history())]
@@ -136,6 +140,84 @@ def test_rollback_and_republish_are_in_the_table_history_and_time_travel_returns
 
 def stage_hour(store: VersionedStore, partition: str, order_ids: list[int], run_id: str):
     return store.write_table("consolidated_output", partition, pd.DataFrame({"order_id": order_ids}), run_id, "digest")
+
+
+def commit_of(table: Path, version: str) -> int:
+    """The table version of the one commit that published the store's ``version`` (the whole history, read by a test)."""
+    [commit] = [c["version"] for c in DeltaTable(table).history() if c.get("published_version") == version]
+    return commit
+
+
+def commit_other_hour(store: VersionedStore, commits: int) -> None:
+    """``commits`` commits of another hour, as other runs make them, alternating between two versions of it."""
+    versions = [stage_hour(store, "2026-01-05-01:00", [n], f"other{n}") for n in (0, 1)]
+    for n in range(commits):
+        store.hour_table("consolidated_output").replace_hour(
+            "2026-01-05-01:00", dataset_parts(versions[n % 2].path), {"published_version": versions[n % 2].version}
+        )
+
+
+def test_publish_returns_the_version_of_its_own_commit_when_another_hour_commits_right_after(tmp_path, monkeypatch):
+    store = VersionedStore(tmp_path)
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [1], "first"))
+    staged = stage_hour(store, OFF_PEAK_PARTITION, [2], "second")
+    commit = DeltaTable.create_write_transaction
+    others: list[int] = []
+
+    def commit_then_another_hour(table, *args, **kwargs):
+        commit(table, *args, **kwargs)
+        if not others:  # once, and not for the other hour's own commit
+            others.append(1)
+            commit_other_hour(store, 1)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", commit_then_another_hour)
+    published = store.publish(staged)
+
+    path = store.hour_table("consolidated_output").path
+    assert published == replace(staged, table_version=commit_of(path, staged.version))
+    assert DeltaTable(path).version() == published.table_version + 1  # the other hour's commit came after it
+    assert deltalake_hour(path, OFF_PEAK_PARTITION, published.table_version)["order_id"].tolist() == [2]
+
+
+def test_the_materialization_records_its_commit_however_many_commits_land_before_it(instance, data_dir, monkeypatch):
+    """More commits of other hours land between the publish and its materialization than any look-back would read."""
+    publish = VersionedStore.publish
+
+    def publish_then_a_busy_table(store, stored, run_id="", action="publish"):
+        published = publish(store, stored, run_id, action)
+        if stored.asset == "consolidated_output":
+            commit_other_hour(store, 101)
+        return published
+
+    monkeypatch.setattr(VersionedStore, "publish", publish_then_a_busy_table)
+    result = materialize_hour(OFF_PEAK_PARTITION, instance)
+
+    metadata = materialization_metadata(result, "consolidated_output")
+    table = table_path(data_dir)
+    assert metadata["table_version"] == commit_of(table, metadata["version"]) == DeltaTable(table).version() - 101
+    recorded = recorded_versions(instance, "consolidated_output", OFF_PEAK_PARTITION)
+    assert publishing_table_version(metadata["version"], recorded, []) == metadata["table_version"]
+
+
+def test_the_table_version_of_a_version_is_that_of_its_newest_publish_or_manual_rollback():
+    def rollback(restored: str, table_version: int | None) -> RollbackRecord:
+        return RollbackRecord(
+            "manual",
+            "consolidated_output",
+            OFF_PEAK_PARTITION,
+            "run",
+            restored,
+            None,
+            "consolidated_output",
+            table_version=table_version,
+        )
+
+    recorded = {"v1": 3, "v2": 5, "raw": None}
+    assert publishing_table_version("v1", recorded, []) == 3
+    assert publishing_table_version("v1", recorded, [rollback("v1", 8), rollback("v2", 9), rollback("v1", 6)]) == 8
+    assert publishing_table_version("v3", recorded, [rollback("v3", 7)]) == 7  # restored, its run not recorded
+    assert publishing_table_version("raw", recorded, [rollback("raw", None)]) is None
+    assert publishing_table_version("v9", recorded, []) is None
 
 
 def test_a_staged_version_is_in_the_table_folder_and_no_reader_sees_it(tmp_path):
@@ -166,7 +248,11 @@ def test_two_hours_published_at_once_both_land(tmp_path, monkeypatch):
         return table
 
     monkeypatch.setattr(HourTable, "open_or_create", open_together)
-    threads = [threading.Thread(target=store.publish, args=(version,), name=version.partition) for version in staged]
+    published: list[StoredVersion] = []
+    threads = [
+        threading.Thread(target=lambda v=version: published.append(store.publish(v)), name=version.partition)
+        for version in staged
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -179,6 +265,9 @@ def test_two_hours_published_at_once_both_land(tmp_path, monkeypatch):
     )
     assert [hour["order_id"].tolist() for hour in hours] == [[1], [2]]
     assert DeltaTable(store.hour_table("consolidated_output").path).to_pandas()["order_id"].sort_values().tolist() == [0, 1, 2]
+    path = store.hour_table("consolidated_output").path
+    assert sorted(p.table_version for p in published) == [4, 5]  # each publish knows its own commit: the retried one too
+    assert all(p.table_version == commit_of(path, p.version) for p in published)
 
 
 def test_vacuum_keeps_the_files_rollback_and_time_travel_need_within_its_window(tmp_path):
@@ -186,8 +275,9 @@ def test_vacuum_keeps_the_files_rollback_and_time_travel_need_within_its_window(
     first = stage_hour(store, OFF_PEAK_PARTITION, [1], "first")
     store.publish(first)
     first_table_version = DeltaTable(store.hour_table("consolidated_output").path).version()
-    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [2], "second"))  # vacuums: the first is within the window
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [2], "second"))
 
+    assert store.vacuum_table("consolidated_output") == []  # the first is within the window
     assert Path(first.path).exists()
     assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION, first_table_version)[
         "order_id"
@@ -203,11 +293,33 @@ def test_vacuum_past_its_window_deletes_unused_files_and_never_the_published_one
     store.publish(first)
     second = stage_hour(store, OFF_PEAK_PARTITION, [2], "second")
     store.publish(second)
+    assert Path(first.path).exists()  # publishing vacuums nothing: the vacuum pass does
 
+    table = store.hour_table("consolidated_output").path
+    assert store.vacuum_table("consolidated_output") == [str(Path(first.path).relative_to(table))]
     assert not Path(first.path).exists() and Path(second.path).exists()
+    assert store.versions("consolidated_output", OFF_PEAK_PARTITION) == [second.version]  # the emptied version is gone
     with pytest.raises(VersionNotFound):
         store.version("consolidated_output", OFF_PEAK_PARTITION, first.version)
     assert deltalake_hour(store.hour_table("consolidated_output").path, OFF_PEAK_PARTITION)["order_id"].tolist() == [2]
+
+
+def test_vacuum_never_deletes_a_staged_version_whatever_its_window_and_age(tmp_path):
+    """A version a run is still auditing is not in the log: vacuum never lists it, however old it is."""
+    store = VersionedStore(tmp_path, retention_hours=0, staging_grace_seconds=0)
+    for n in (1, 2):
+        store.publish(stage_hour(store, NEXT_HOUR, [n], f"other{n}"))
+    store.publish(stage_hour(store, OFF_PEAK_PARTITION, [1], "published"))
+    staged = stage_hour(store, OFF_PEAK_PARTITION, [2], "auditing")
+
+    assert len(store.vacuum_table("consolidated_output")) == 1  # the other hour's first version
+    assert store.versions("consolidated_output", OFF_PEAK_PARTITION) == [
+        store.require_published("consolidated_output", OFF_PEAK_PARTITION).version,
+        staged.version,
+    ]
+    assert store.read_published_table("consolidated_output", OFF_PEAK_PARTITION)["order_id"].tolist() == [1]
+    assert pd.read_parquet(staged.path)["order_id"].tolist() == [2]
+    assert store.publish(staged).table_version == DeltaTable(store.hour_table("consolidated_output").path).version()
 
 
 def test_the_table_folder_of_an_hour_is_the_delta_writers_one():

@@ -63,10 +63,10 @@ def with_fault(args, build, synthetic):
 publish = VersionedStore.publish
 
 def publish_then_fill(store, stored, run_id="", action="publish"):
-    previous = publish(store, stored, run_id, action)
+    published = publish(store, stored, run_id, action)
     if stored.asset == "consolidated_output":
         fill(settings["fill_after_publish"])
-    return previous
+    return published
 
 run_command.run_config = with_fault
 if settings["fill_after_publish"]:

@@ -1,11 +1,15 @@
-"""Retention: the last N published-good versions stay (Delta tables: what vacuum's window keeps), older ones
-and abandoned staging data go."""
+"""Retention: the last N published-good versions stay (Delta tables: what the vacuum pass's window keeps), older
+ones and abandoned staging data go."""
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.definitions import defs
+from scalable_pipeline.pipelines.config import CONFIG_ENV
 from scalable_pipeline.publishing import versioned_store
 from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.publishing.retention import versions_to_delete
@@ -96,11 +100,69 @@ def test_abandoned_staging_is_cleaned_on_the_next_publish(tmp_path):
     assert len(store.versions(ASSET, PARTITION)) == 1
 
 
+TWO_PIPELINES = """
+pipelines:
+  - name: scalable_data_processing
+    key_prefix: []
+    start: "2026-01-01-00:00"
+  - name: eu_orders
+    start: "2026-01-02-00:00"
+"""
+
+
+def test_the_vacuum_job_vacuums_the_tables_of_the_pipeline_it_names_or_of_every_one(tmp_path, monkeypatch, data_dir):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(textwrap.dedent(TWO_PIPELINES))
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    stores = {
+        "scalable_data_processing": VersionedStore(data_dir),
+        "eu_orders": VersionedStore(data_dir / "pipelines" / "eu_orders"),
+    }
+    versions = {}
+    for name, store in stores.items():
+        for n in (1, 2):
+            frame = pd.DataFrame({"order_id": [n]})
+            store.publish(store.write_table("consolidated_output", PARTITION, frame, f"run{n}", "digest"))
+        staged = store.write_table("consolidated_output", PARTITION, pd.DataFrame({"order_id": [3]}), "auditing", "digest")
+        versions[name] = store.versions("consolidated_output", PARTITION)
+        assert len(versions[name]) == 3 and versions[name][-1] == staged.version
+    job = build_definitions(path).resolve_job_def("vacuum_tables")
+
+    def vacuum(pipeline: str | None) -> list[tuple]:
+        result = job.execute_in_process(
+            run_config={"ops": {"vacuum_delta_tables": {"config": {"pipeline": pipeline}}}},
+            resources={"data_store": DataStoreResource(retention_hours=0)},
+        )
+        return [
+            (row["pipeline"], row["asset"], row["files"], row["versions"])
+            for row in result.output_for_node("vacuum_delta_tables")
+        ]
+
+    assert vacuum("eu_orders") == [("eu_orders", "processed_chunks", 0, 0), ("eu_orders", "consolidated_output", 1, 1)]
+    assert stores["eu_orders"].versions("consolidated_output", PARTITION) == versions["eu_orders"][1:]  # the staged one stays
+    assert stores["scalable_data_processing"].versions("consolidated_output", PARTITION) == versions["scalable_data_processing"]
+    assert vacuum(None) == [
+        ("scalable_data_processing", "processed_chunks", 0, 0),
+        ("scalable_data_processing", "consolidated_output", 1, 1),
+        ("eu_orders", "processed_chunks", 0, 0),
+        ("eu_orders", "consolidated_output", 0, 0),
+    ]
+    assert (
+        stores["scalable_data_processing"].versions("consolidated_output", PARTITION) == versions["scalable_data_processing"][1:]
+    )
+
+
 @pytest.mark.slow
 def test_pipeline_keeps_exactly_n_versions_and_prunes_old_plans(instance, data_dir):
     data_store = DataStoreResource(keep_versions=2, retention_hours=0)
     for chunk_count in (2, 3, 4):
         materialize_hour(OFF_PEAK_PARTITION, instance, data_store=data_store, scaling=ScalingResource(chunk_count=chunk_count))
+    vacuum = defs.resolve_job_def("vacuum_tables").execute_in_process(resources={"data_store": data_store}, instance=instance)
+    # each table: the versions of the two earlier runs
+    assert [(row["asset"], row["versions"]) for row in vacuum.output_for_node("vacuum_delta_tables")] == [
+        ("processed_chunks", 2),
+        ("consolidated_output", 2),
+    ]
 
     store = data_store.store()
     for asset, kept in (("raw_volume", 2), ("chunk_partitions", 2), ("processed_chunks", 1), ("consolidated_output", 1)):

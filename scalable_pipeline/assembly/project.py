@@ -8,6 +8,7 @@ import dagster as dg
 
 from scalable_pipeline.assembly.factory import SharedResources, build_pipeline
 from scalable_pipeline.assembly.rollback_partition import build_rollback_partition
+from scalable_pipeline.assembly.vacuum_tables import build_vacuum_tables
 from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.events.backfill_retries import build_backfill_retries
 from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
@@ -32,15 +33,16 @@ def shared_resources() -> dict:
 
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
-    """Every pipeline of ``pipelines_file`` with the project's job, sensors and shared resources."""
+    """Every pipeline of ``pipelines_file`` with the project's jobs (rollback, vacuum), sensors and shared resources."""
     executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
     specs = load_pipelines(pipelines_file).pipelines
     default_source, shared = functools.cache(build_source), SharedResources()  # built once for every entry that uses them
     pipelines = [build_pipeline(spec, executor, default_source, shared) for spec in specs]
+    vacuum_job, vacuum_schedule = build_vacuum_tables(specs)
     return dg.Definitions(
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],
-        jobs=[*(pipeline.job for pipeline in pipelines), build_rollback_partition(specs)],
-        schedules=[schedule for pipeline in pipelines for schedule in pipeline.schedules],
+        jobs=[*(pipeline.job for pipeline in pipelines), build_rollback_partition(specs), vacuum_job],
+        schedules=[*(schedule for pipeline in pipelines for schedule in pipeline.schedules), vacuum_schedule],
         sensors=[
             quality_gate_alerts,
             build_run_failure_alerts(

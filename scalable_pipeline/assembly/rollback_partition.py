@@ -126,7 +126,7 @@ def set_version(
     current = store.published(config.asset, config.partition)
     if current and current.version == target.version:
         raise dg.Failure(description=f"Nothing changed: {target.version} is already the published version.", allow_retries=False)
-    store.publish(target, context.run.run_id, action="rollback")
+    restored = store.publish(target, context.run.run_id, action="rollback")
     record = RollbackRecord(
         kind="manual",
         asset=config.asset,
@@ -136,6 +136,7 @@ def set_version(
         replaced_version=current.version if current else None,
         cause_asset=config.asset,
         reason=config.reason,
+        table_version=restored.table_version,
     )
     record_rollback(context, store.root, record, key)
     context.log.info(f"{config.asset} {config.partition}: readers now get {target.version} (was {record.replaced_version})")

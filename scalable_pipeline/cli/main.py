@@ -8,7 +8,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from scalable_pipeline.cli import backfill, land, metrics, pools, report, rollback, run, status
+from scalable_pipeline.cli import backfill, land, metrics, pools, report, rollback, run, status, vacuum
 from scalable_pipeline.cli.options import CliError, Parser
 from scalable_pipeline.cli.worker import add_worker_parser
 from scalable_pipeline.pipelines.config import PipelineConfigError
@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     main_parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = main_parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     commands.add_parser = with_parents(commands.add_parser, common)  # type: ignore[method-assign]
-    for command in (run, backfill, status, rollback, report, metrics, land):
+    for command in (run, backfill, status, rollback, vacuum, report, metrics, land):
         command.register(commands)
     pools.add_command(commands)
     add_worker_parser(commands)

@@ -11,9 +11,8 @@ from rich.table import Table
 from scalable_pipeline.cli.options import add_pipeline_option, latest_hour, partition_key, pipeline_hour, pipeline_named
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
 from scalable_pipeline.core.paths import partition_dirname
-from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord, recorded_versions
+from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, HourRecord, publishing_table_version, recorded_versions
 from scalable_pipeline.publishing.data_store import default_data_dir
-from scalable_pipeline.publishing.delta_table import TABLE_ASSETS
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
 
@@ -36,9 +35,10 @@ def checkpoint_counts(root: Path, partition: str) -> dict[str, tuple[int, int]]:
 NOT_RECORDED = "[red]not recorded in the instance[/red] (its run ended before recording it): run the hour again"
 
 
-def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recorded: dict[str, set[str]]) -> Table:
-    """Per asset: the published version (with the Delta table version that published it, for the table assets;
-    flagged when no materialization in ``recorded`` names it) and its rollbacks."""
+def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recorded: dict[str, dict[str, int | None]]) -> Table:
+    """Per asset: the published version (with the Delta table version whose commit published it, for the table
+    assets, as its materialization or manual rollback recorded it; flagged when no materialization in ``recorded``
+    names it) and its rollbacks."""
     table = Table(title=f"{pipeline}, hour {hour.partition}: what readers get", title_justify="left")
     for column in ("asset", "published version", "rollbacks (newest last)"):
         table.add_column(column)
@@ -49,9 +49,8 @@ def versions_table(hour: HourRecord, store: VersionedStore, pipeline: str, recor
         version = published.version if published else "(none)"
         if published and published.version not in recorded[asset]:
             version += f"\n{NOT_RECORDED}"
-        if published and asset in TABLE_ASSETS:
-            table_version = store.hour_table(asset).published_in(published.version)
-            version += f"\ntable version {table_version}" if table_version is not None else ""
+        table_version = publishing_table_version(published.version, recorded[asset], rollbacks) if published else None
+        version += f"\ntable version {table_version}" if table_version is not None else ""
         table.add_row(asset, version, rollback_text or "-")
     return table
 

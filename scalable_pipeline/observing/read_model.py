@@ -166,13 +166,14 @@ def newest_materializations(
         cursor = result.cursor
 
 
-def recorded_versions(instance: dg.DagsterInstance, asset: str | dg.AssetKey, partition: str) -> set[str]:
-    """Every version of ``asset`` for ``partition`` that a materialization recorded (its ``version`` metadata).
+def recorded_versions(instance: dg.DagsterInstance, asset: str | dg.AssetKey, partition: str) -> dict[str, int | None]:
+    """Every version of ``asset`` for ``partition`` that a materialization recorded (its ``version`` metadata), with
+    the ``table_version`` the materialization recorded (None for an asset that is not a Delta table).
 
     A version is published before its materialization is written, so a run that dies in between (its
     instance full or gone) leaves a published version the instance does not know: the next run of the
     hour publishes and records a new one."""
-    versions: set[str] = set()
+    versions: dict[str, int | None] = {}
     cursor = None
     while True:
         result = instance.fetch_materializations(
@@ -181,12 +182,20 @@ def recorded_versions(instance: dg.DagsterInstance, asset: str | dg.AssetKey, pa
             cursor=cursor,
         )
         for record in result.records:
-            version = record.asset_materialization.metadata.get("version") if record.asset_materialization else None
-            if version is not None:
-                versions.add(str(version.value))
+            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+            if "version" in metadata:
+                table_version = metadata_number(metadata, "table_version")
+                versions[str(metadata["version"].value)] = int(table_version) if table_version is not None else None
         if not result.has_more:
             return versions
         cursor = result.cursor
+
+
+def publishing_table_version(version: str, recorded: Mapping[str, int | None], rollbacks: Iterable[RollbackRecord]) -> int | None:
+    """The table version whose commit published ``version`` last: the newest of the one its materialization
+    recorded (``recorded_versions``) and those of the manual rollbacks that restored it."""
+    candidates = [recorded.get(version), *(r.table_version for r in rollbacks if r.restored_version == version)]
+    return max((candidate for candidate in candidates if candidate is not None), default=None)
 
 
 def gate_results(

@@ -106,9 +106,9 @@ def build_chunk_partitions(pipeline: PipelineBuild) -> dg.AssetsDefinition:
             all_true("chunk_plan_covers_raw", coverage_problems(plan), "chunk coverage"),
             lineage_gate("plan_lineage", store, staged),
         ]
-        yield from audit_then_publish(context, store, staged, verdicts, quality)
+        published = yield from audit_then_publish(context, store, staged, verdicts, quality)
         yield dg.Output(
-            staged,
+            published,
             metadata={
                 **strategy.as_metadata(),
                 "chunk_count": len(plan.chunks),

@@ -464,8 +464,8 @@ def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
             OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
             **resources.time_rule_metadata,
         }
-        yield from audit_then_publish(context, store, staged, verdicts, quality)
-        yield dg.Output(staged, "result", metadata=metadata)
+        published = yield from audit_then_publish(context, store, staged, verdicts, quality)
+        yield dg.Output(published, "result", metadata=metadata)
         checkpoints.drop_shuffle(partition, chunk_plan.fingerprint)  # the hour is published: the shuffle is spent
         checkpoints.prune(partition, chunk_plan.fingerprint)  # and other plans are stale
 

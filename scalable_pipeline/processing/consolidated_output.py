@@ -172,7 +172,7 @@ def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
             "end_to_end_records_per_second": end_to_end_records_per_second(context.instance, context.run.run_id, raw_records),
             **resources.time_rule_metadata,
         }
-        yield from audit_then_publish(
+        published = yield from audit_then_publish(
             context,
             store,
             staged,
@@ -185,6 +185,6 @@ def build_consolidated_output(pipeline: PipelineBuild) -> dg.AssetsDefinition:
             quality,
         )
         data_store.release_partition(context, partition)  # the run's last write for the hour
-        yield dg.Output(staged, metadata=metadata)
+        yield dg.Output(published, metadata=metadata)
 
     return consolidated_output

@@ -1,11 +1,11 @@
 """IO manager over the versioned store: every stage loads exactly the version its upstream produced.
 
 Each asset op writes, audits and publishes its own output (write-audit-publish) and returns the
-``StoredVersion`` reference; ``handle_output`` records it (``version``, ``path``, ``raw_digest``; for a
-Delta table also ``table`` and ``table_version``, the commit that published it) in the materialization's
-metadata. ``load_input`` finds that record in the run that produced the upstream
-output (this run, or the parent run of a re-execution), so a stage never picks up a version another
-run published in between. Reads from outside a run (``load_asset_value``) get the published version.
+``StoredVersion`` it published; ``handle_output`` records it (``version``, ``path``, ``raw_digest``; for a
+Delta table also ``table`` and ``table_version``, the version of the commit that published it, as ``publish``
+returned it) in the materialization's metadata. ``load_input`` finds that record in the run that produced
+the upstream output (this run, or the parent run of a re-execution), so a stage never picks up a version
+another run published in between. Reads from outside a run (``load_asset_value``) get the published version.
 
 An input annotated ``HourVersions`` receives the references by hour, ``HourPlans`` the chunk plans by hour
 (every hour of the step's partition or range that the run's lineage produced; an hour an upstream step left
@@ -85,11 +85,9 @@ def stored_metadata(store: VersionedStore, stored: StoredVersion) -> dict[str, d
         "raw_digest": dg.MetadataValue.text(stored.raw_digest),
     }
     if stored.asset in TABLE_ASSETS:
-        table = store.hour_table(stored.asset)
-        table_version = table.published_in(stored.version)
-        metadata["table"] = dg.MetadataValue.path(str(table.path))
-        if table_version is not None:
-            metadata["table_version"] = dg.MetadataValue.int(table_version)
+        metadata["table"] = dg.MetadataValue.path(str(store.hour_table(stored.asset).path))
+    if stored.table_version is not None:
+        metadata["table_version"] = dg.MetadataValue.int(stored.table_version)
     return metadata
 
 

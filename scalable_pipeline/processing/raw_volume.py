@@ -113,9 +113,9 @@ def build_raw_volume(pipeline: PipelineBuild) -> dg.AssetsDefinition:
             records, pq.read_metadata(previous.path).num_rows if previous else None, max_drop.value, quality.allow_volume_drop
         )
         verdicts = [all_true("raw_schema", problems, "order record schema"), explained(drop, max_drop)]
-        yield from audit_then_publish(context, store, staged, verdicts, quality)
+        published = yield from audit_then_publish(context, store, staged, verdicts, quality)
         yield dg.Output(
-            staged,
+            published,
             metadata={
                 "total_records": records,
                 "peak_hour": is_peak_hour(hour_start),

@@ -39,8 +39,8 @@ class DataStoreResource(dg.ConfigurableResource):
     retention_hours: float = Field(
         default=RETENTION_HOURS,
         ge=0,
-        description="Delta tables (processed_chunks, consolidated_output): vacuum deletes files the table stopped using "
-        "more than this many hours ago; time travel and rollback reach back this far.",
+        description="Delta tables (processed_chunks, consolidated_output): vacuum (the vacuum_tables job) deletes files "
+        "the table stopped using more than this many hours ago; time travel and rollback reach back this far.",
     )
     staging_grace_seconds: float = Field(
         default=STAGING_GRACE_SECONDS,

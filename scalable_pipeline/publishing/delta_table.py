@@ -9,8 +9,9 @@ Layout (``tables/<asset>/``, a Delta table partitioned by the string column ``pa
 
 The data files carry no ``partition`` column: readers take it from the log (Delta's partition values).
 Publishing an hour is one transaction that removes the hour's files and adds the new version's, so a
-reader sees the old hour or the new one. A transaction that lost a race with another hour's commit is
-retried on the new table version (the same hour is never written by two runs: see ``partition_lease``).
+reader sees the old hour or the new one, and its table version is the one after the version it read: a
+transaction that lost a race with another hour's commit commits nothing and is retried on the new table
+version (the same hour is never written by two runs: see ``partition_lease``).
 """
 
 import json
@@ -69,7 +70,7 @@ class HourTable:
 
     def replace_hour(self, partition: str, files: Sequence[Path], metadata: dict[str, str]) -> int | None:
         """One transaction: the hour is ``files`` (inside the table folder) and nothing else; returns the table version
-        (None when there is nothing to commit: no file and no table yet). ``metadata`` goes into the commit."""
+        it committed (None when there is nothing to commit: no file and no table yet). ``metadata`` goes into the commit."""
         if not files and not self.exists():
             return None
         adds: list[AddAction | RemoveAction] = [add_action(self.path, Path(file), partition) for file in files]
@@ -83,10 +84,10 @@ class HourTable:
                     schema=schema or table.schema(),
                     partition_by=[PARTITION_COLUMN],
                     partition_filters=[(PARTITION_COLUMN, "=", partition)],
-                    commit_properties=CommitProperties(custom_metadata=metadata),
+                    commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0),
                 )
-                return self.table().version()
-            except CommitFailedError:  # another hour committed first: our hour's files are untouched, try again
+                return table.version() + 1  # no retry inside delta-rs: the commit is the version after the one read
+            except CommitFailedError:  # another commit landed after the version read: nothing committed, try again
                 if attempt == COMMIT_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
@@ -105,22 +106,17 @@ class HourTable:
 
     def vacuum(self, retention_hours: float) -> list[str]:
         """Delete files the table stopped using more than ``retention_hours`` ago (only those: staged versions and
-        everything else not in the log stay); returns them."""
+        everything else not in the log stay); returns them (paths relative to the table, as on disk)."""
         if not self.exists():
             return []
         table = self.table()
         hours = int(retention_hours)
-        if not table.vacuum(hours, dry_run=True, enforce_retention_duration=False):
-            return []  # nothing expired: no commit
-        return table.vacuum(hours, dry_run=False, enforce_retention_duration=False)
-
-    def published_in(self, version: str, look_back: int = 100) -> int | None:
-        """The table version whose commit published the store's ``version`` (the newest of the last ``look_back``)."""
-        return next((c["version"] for c in self.history(look_back) if c.get("published_version") == version), None)
-
-    def history(self, limit: int | None = None) -> list[dict]:
-        """The table's commits, newest first (Delta's history, with this project's commit metadata)."""
-        return self.table().history(limit) if self.exists() else []
+        # Vacuum lists every expired file the log still names, deleted already or not, and commits twice each time.
+        expired = table.vacuum(hours, dry_run=True, enforce_retention_duration=False)
+        present = [file for file in expired if (self.path / file).exists()]
+        if present:
+            table.vacuum(hours, dry_run=False, enforce_retention_duration=False)
+        return present
 
 
 def log_path_to_file(path: str) -> str:

@@ -24,6 +24,7 @@ class RollbackRecord:
     failed_gates: list[dict] = field(default_factory=list)
     reason: str = ""
     at: float = field(default_factory=time.time)
+    table_version: int | None = None  # manual, of a Delta table: the version of the commit that restored it
 
     def as_metadata(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None and key != "failed_gates"}

@@ -13,9 +13,10 @@ pointer file, says which version each hour publishes.
 Writers add a version (staging) and publish it (the pointer replaced atomically, or one Delta transaction);
 readers only ever follow the pointer or the log, so they see the last published version whole, never a
 half-written one. A version that was ever published (in the history, or published now) is "good". Each
-publish applies retention: for documents and raw tables it keeps the published version and the newest good
-ones (``keep_versions`` in all); for Delta tables, vacuum deletes the files the table stopped using more
-than ``retention_hours`` ago. Stale never-published (staged) versions go in both.
+publish applies retention to its partition: for documents and raw tables it keeps the published version and
+the newest good ones (``keep_versions`` in all); stale never-published (staged) versions go in both. A Delta
+table is vacuumed on its own (``vacuum_table``, the ``vacuum_tables`` job), never on the publish path: vacuum
+deletes the files the table stopped using more than ``retention_hours`` ago, and the versions left without data.
 """
 
 import hashlib
@@ -23,7 +24,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ from scalable_pipeline.core.atomic import atomic_write_json, read_json
 from scalable_pipeline.core.jsonl import append_record, read_records
 from scalable_pipeline.core.paths import partition_dirname, safe_name, under_root
 from scalable_pipeline.publishing.delta_table import RETENTION_HOURS, TABLE_ASSETS, HourTable, hive_dirname
-from scalable_pipeline.publishing.retention import version_written_ns, versions_to_delete
+from scalable_pipeline.publishing.retention import abandoned_versions, versions_to_delete
 
 # Tables are written in row groups of this size unless the writer names another (raw_volume does), so a
 # step reads a row range without reading the whole table (see read_row_range).
@@ -68,6 +69,7 @@ class StoredVersion:
     version: str
     path: str
     raw_digest: str = ""  # content lineage: digest of the raw version this data derives from (raw: its own)
+    table_version: int | None = None  # the Delta table version whose commit published it (set by ``publish``)
 
 
 class VersionNotFound(LookupError):
@@ -125,8 +127,9 @@ class VersionedStore:
         atomic_write_json(path, document)
         return StoredVersion(asset, partition, version, str(path), raw_digest)
 
-    def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion | None:
-        """Log the change, point readers at ``stored``, apply retention; returns the version it replaced.
+    def publish(self, stored: StoredVersion, run_id: str = "", action: str = "publish") -> StoredVersion:
+        """Log the change, point readers at ``stored``, delete the hour's abandoned staged versions; returns ``stored``
+        as published (for a table asset with the table version of its commit).
 
         The history line goes first: a crash before the pointer swap leaves a good version that is not
         published, never a published one that is not recorded as good.
@@ -143,11 +146,13 @@ class VersionedStore:
         append_record(folder / "history.jsonl", {"action": action, **change})
         if stored.asset in TABLE_ASSETS:
             commit = {"published_version": stored.version, "action": action, "run_id": run_id, "raw_digest": stored.raw_digest}
-            self.hour_table(stored.asset).replace_hour(stored.partition, dataset_parts(stored.path), commit)
+            table_version = self.hour_table(stored.asset).replace_hour(stored.partition, dataset_parts(stored.path), commit)
+            stored = replace(stored, table_version=table_version)
         else:
-            atomic_write_json(folder / "published.json", {**asdict(stored), **change})
+            reference = {"asset": stored.asset, "partition": stored.partition, "version": stored.version, "path": stored.path}
+            atomic_write_json(folder / "published.json", {**reference, **change})
         self.clean(stored.asset, stored.partition)
-        return previous
+        return stored
 
     def history(self, asset: str, partition: str) -> list[dict]:
         """Every pointer change of the partition, oldest first."""
@@ -207,25 +212,25 @@ class VersionedStore:
         return doomed
 
     def clean_table_hour(self, asset: str, partition: str, published: str | None) -> list[str]:
-        """Vacuum the asset's table (the whole table: its expired files of every hour), then delete this hour's
-        versions left without data (all their files vacuumed) and its stale never-published ones."""
-        self.hour_table(asset).vacuum(self.retention_hours)
-        good, now_ns = set(self.good_versions(asset, partition)), time.time_ns()
-        folder = self.partition_dir(asset, partition) / "versions"
-        doomed = [
-            version
-            for version in self.versions(asset, partition)
-            if version != published
-            and (
-                not any(part.exists() for part in dataset_parts(folder / f"{version}.parquet"))
-                if version in good
-                else now_ns - version_written_ns(version) > self.staging_grace_seconds * 1e9
-            )
-        ]
+        """Delete the hour's good versions left without data (their files vacuumed) and its abandoned staged ones."""
+        good, folder = set(self.good_versions(asset, partition)), self.partition_dir(asset, partition) / "versions"
+        stored = self.versions(asset, partition)
+        without_data = [v for v in stored if v in good and v != published and not has_data(folder / f"{v}.parquet")]
+        doomed = without_data + abandoned_versions(stored, good, published, time.time_ns(), int(self.staging_grace_seconds * 1e9))
         for version in doomed:
             for path in folder.glob(f"{version}.*"):
                 remove(path)
         return doomed
+
+    def vacuum_table(self, asset: str) -> list[str]:
+        """Vacuum the asset's Delta table: delete the files it stopped using more than ``retention_hours`` ago (never
+        a staged version's: not in the log), then the versions those files leave without data; returns the files."""
+        table = self.hour_table(asset)
+        files = table.vacuum(self.retention_hours)
+        for version in {table.path / version_path(file) for file in files}:
+            if not has_data(version):
+                remove(version)
+        return files
 
     def published(self, asset: str, partition: str) -> StoredVersion | None:
         if asset in TABLE_ASSETS:
@@ -342,9 +347,20 @@ def dataset_parts(path: Path | str, view: str = "") -> list[Path]:
     return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
 
 
+def version_path(path: str) -> Path:
+    """The version a table file belongs to, relative to the table (``partition=<hour>/versions/<version>.parquet``
+    of ``partition=<hour>/versions/<version>.parquet[/part-*.parquet]``)."""
+    return Path(*Path(path).parts[:3])
+
+
 def version_of_file(path: str) -> str:
-    """The version a table file belongs to (``partition=<hour>/versions/<version>.parquet[/part-*.parquet]``)."""
-    return Path(path).parts[2].removesuffix(".parquet")
+    """The version id a table file belongs to."""
+    return version_path(path).name.removesuffix(".parquet")
+
+
+def has_data(path: Path) -> bool:
+    """Whether any Parquet file of a version (file or dataset folder) is still there."""
+    return any(part.exists() for part in dataset_parts(path))
 
 
 def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:

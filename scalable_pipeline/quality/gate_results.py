@@ -6,7 +6,7 @@ stays on the last good version, and the rollback is recorded on the stage and on
 published: each is whole and audited, and re-execution from failure loads them as its inputs.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -77,9 +77,9 @@ def audit_then_publish(
     staged: StoredVersion,
     verdicts: Sequence[GateVerdict],
     quality: QualityResource,
-) -> Iterator[dg.AssetCheckResult]:
+) -> Generator[dg.AssetCheckResult, None, StoredVersion]:
     """Report every gate at its configured severity; publish ``staged`` only when no ERROR gate
-    failed, else roll the stage back and fail the step."""
+    failed (returns it as published), else roll the stage back and fail the step."""
     verdicts = [replace(v, severity=quality.policy(v.name).severity) for v in verdicts]
     for verdict in verdicts:
         yield check_result(step_asset_key(context, staged.asset), verdict)
@@ -95,7 +95,7 @@ def audit_then_publish(
             ),
             metadata={"staged_version": staged.version, "failed_gates": [v.name for v in blocking]},
         )
-    store.publish(staged, context.run.run_id)
+    return store.publish(staged, context.run.run_id)
 
 
 def roll_back_stage(
