@@ -36,6 +36,7 @@ from scalable_pipeline.events.backfill_retries import (
     RETRY_OF_TAG,
     backfill_retry_blocker,
     build_backfill_retries,
+    hours_tags,
 )
 from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
@@ -255,6 +256,12 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
 
 
 BACKFILL_RUN = {"dagster/backfill": "abcdefgh", "dagster/partition": HOURS[0], WILL_RETRY_TAG: "true"}
+RANGE_RUN = {
+    "dagster/backfill": "abcdefgh",
+    "dagster/asset_partition_range_start": HOURS[0],
+    "dagster/asset_partition_range_end": HOURS[2],
+    WILL_RETRY_TAG: "true",
+}
 NOW = 10_000.0
 LONG_FAILED = NOW - BACKFILL_RETRY_GRACE_SECONDS - 1
 
@@ -279,12 +286,31 @@ LONG_FAILED = NOW - BACKFILL_RETRY_GRACE_SECONDS - 1
             None,
             LONG_FAILED,
             False,
-            "not a run of one hour of a backfill",
+            "not a run of a backfill's hours",
+        ),
+        (RANGE_RUN, "COMPLETED", LONG_FAILED, False, None),  # a run of several hours, its backfill completed
+        (RANGE_RUN, "REQUESTED", LONG_FAILED, False, "its backfill is in progress"),
+        (RANGE_RUN, "COMPLETED", LONG_FAILED, True, "its hour ran again"),
+        (
+            {k: v for k, v in RANGE_RUN.items() if k != "dagster/asset_partition_range_end"},
+            "COMPLETED",
+            LONG_FAILED,
+            False,
+            "not a run of a backfill's hours",
         ),
     ],
 )
 def test_a_failed_backfill_run_is_retried_only_when_dagster_no_longer_does(tags, backfill_status, failed_at, newer_run, blocker):
     assert backfill_retry_blocker(tags, backfill_status, failed_at, NOW, newer_run) == blocker
+
+
+def test_a_retry_names_the_hours_of_the_failed_run():
+    assert hours_tags(BACKFILL_RUN) == {"dagster/partition": HOURS[0]}
+    assert hours_tags(RANGE_RUN) == {
+        "dagster/asset_partition_range_start": HOURS[0],
+        "dagster/asset_partition_range_end": HOURS[2],
+    }
+    assert hours_tags({"dagster/backfill": "abcdefgh"}) == {}
 
 
 def backfilled_with_the_cli(tmp_path: Path, pipelines_text: str, hours_by_job: dict[str, list[str]]) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ its runs is in progress, which can fall between a run's failure and its retry. T
 such a run again: a run of a pipeline job, in a backfill that completed (not one an operator canceled), that
 Dagster marked to be retried (``dagster/will_retry``: it failed as a whole, not in a step, with retries left)
 and that got no retry, once the run has been failed for ``BACKFILL_RETRY_GRACE_SECONDS`` and no newer run of
-its hour exists. Each tick reads the failed runs of every pipeline job in one query. The new run is tagged
+its hour (or of its range, for a run of several hours) exists. Each tick reads the failed runs of every pipeline job in one query. The new run is tagged
 ``scalable_pipeline/retry_of`` and recorded on the failed run as its retry (``dagster/auto_retry_run_id``, as
 Dagster records its own), so ``run_failure_alerts`` waits for its outcome.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
+from scalable_pipeline.core.constants import JOB_NAME, PARTITION_RANGE_TAGS, PARTITION_TAG
 from scalable_pipeline.core.tick_log import log_tick
 from scalable_pipeline.events.quality_gate_alerts import DEFAULT_INTERVAL_SECONDS
 from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
@@ -40,17 +40,24 @@ BACKFILL_RETRY_LOOKBACK_SECONDS = 24 * 3600.0
 CARRIED_DAGSTER_TAGS = ("dagster/priority", "dagster/max_runtime")
 
 
+def hours_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags naming a run's hours: its partition, or its range (a backfill's run of several hours); {} if neither."""
+    if PARTITION_TAG in tags:
+        return {PARTITION_TAG: tags[PARTITION_TAG]}
+    return {tag: tags[tag] for tag in PARTITION_RANGE_TAGS} if all(tag in tags for tag in PARTITION_RANGE_TAGS) else {}
+
+
 def backfill_retry_blocker(
     tags: Mapping[str, str], backfill_status: str | None, failed_at: float | None, now: float, newer_run: bool
 ) -> str | None:
     """Why a failed run of a backfill gets no retry from the sensor (None: it gets one). ``backfill_status`` is
-    its backfill's (None when the backfill is gone), ``newer_run`` whether its hour has a run created after it."""
+    its backfill's (None when the backfill is gone), ``newer_run`` whether its hours have a run created after it."""
     if tags.get(AUTO_RETRY_RUN_ID_TAG):
         return "retried"
     if tags.get(WILL_RETRY_TAG, "").lower() != "true":
         return "not to be retried"
-    if BACKFILL_TAG not in tags or PARTITION_TAG not in tags:
-        return "not a run of one hour of a backfill"
+    if BACKFILL_TAG not in tags or not hours_tags(tags):
+        return "not a run of a backfill's hours"
     if failed_at is None or now - failed_at < BACKFILL_RETRY_GRACE_SECONDS:
         return "left to Dagster's run retries"
     if backfill_status not in ENDED_BACKFILLS:
@@ -105,11 +112,10 @@ def build_backfill_retries(
                 linked += 1
                 continue
             backfill = instance.get_backfill(run.tags[BACKFILL_TAG])
-            hour = run.tags.get(PARTITION_TAG)
-            newer = hour is not None and bool(
+            hours = hours_tags(run.tags)
+            newer = bool(hours) and bool(
                 instance.get_run_ids(
-                    dg.RunsFilter(job_name=run.job_name, tags={PARTITION_TAG: hour}, created_after=record.create_timestamp),
-                    limit=1,
+                    dg.RunsFilter(job_name=run.job_name, tags=hours, created_after=record.create_timestamp), limit=1
                 )
             )
             status = backfill.status.value if backfill is not None else None
@@ -121,14 +127,18 @@ def build_backfill_retries(
                     dg.RunRequest(
                         run_key=f"retry-of-{run.run_id}",
                         job_name=run.job_name,
-                        partition_key=hour,
-                        tags={**kept, RETRY_OF_TAG: run.run_id},
+                        partition_key=hours.get(PARTITION_TAG),
+                        tags={
+                            **kept,
+                            **{tag: hours[tag] for tag in PARTITION_RANGE_TAGS if tag in hours},
+                            RETRY_OF_TAG: run.run_id,
+                        },
                     )
                 )
-        hours = [f"{request.job_name} {request.partition_key}" for request in requests]
+        relaunched = [f"{request.job_name} {' to '.join(hours_tags(request.tags).values())}" for request in requests]
         summary = (
             f"{len(failed)} failed backfill runs awaiting a retry, {len(requests)} hours of ended backfills launched again "
-            f"{hours[:5]}, {linked} retries recorded"
+            f"{relaunched[:5]}, {linked} retries recorded"
         )
         log_tick(context.log, summary, acted=bool(requests) or linked > 0)
         return dg.SensorResult(run_requests=requests, skip_reason=None if requests else dg.SkipReason(summary))
