@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from scalable_pipeline.observing.read_model import runs_by_partition
 from scalable_pipeline.processing.hours import NOT_PUBLISHED_KEY, PUBLISHED_KEY
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
@@ -63,6 +64,7 @@ class RangeRun:
     outputs: dict[str, pd.DataFrame]  # each published consolidated_output hour
     status: dict[str, dg.AssetPartitionStatus]  # each hour's consolidated_output as the instance has it
     published: dict[str, set[str]]  # the hours of each asset with a published version
+    runs_of_hour: dict[str, list[str]]  # the runs `status` lists for each hour
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,10 @@ def range_runs(tmp_path_factory) -> dict[str, RangeRun]:
                     dg.AssetKey([job, "consolidated_output"]), HOURS, defs.resolve_job_def(job).partitions_def
                 ),
                 done,
+                {
+                    hour: [r.dagster_run.run_id for r in records]
+                    for hour, records in runs_by_partition(instance, HOURS, job, [job]).items()
+                },
             )
         assert defs.resolve_job_def("routed").asset_layer.get(dg.AssetKey(["routed", "raw_volume"])).backfill_policy == (
             dg.BackfillPolicy.multi_run(8)
@@ -109,6 +115,7 @@ def test_one_run_publishes_every_hour_of_its_range_equal_to_the_whole_hour(range
         paths.add(materializations(routed, "processed_chunks")[hour]["processing_path"])
         assert materializations(routed, "consolidated_output")[hour]["valid"] == len(output)
     assert paths == {"single_step", "fan_out", "fan_out_priority"}  # every path in the one run
+    assert run.runs_of_hour == {hour: [routed.run_id] for hour in HOURS}  # `status` lists the run under each hour
     # Each hour's gates are recorded on its own partition.
     assert dict.fromkeys(HOURS, True).items() <= check_evaluations(routed, "invalid_ratio").items()
     # The chunk steps of the hours on one path were fanned out together (the priority path: 09:00 and 10:00),

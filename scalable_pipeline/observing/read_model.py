@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from scalable_pipeline.assembly.factory import build_pipeline
-from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
+from scalable_pipeline.core.constants import JOB_NAME, PARTITION_RANGE_TAGS, PARTITION_TAG
 from scalable_pipeline.core.metadata import metadata_number
 from scalable_pipeline.events.evaluations import evaluation_of
 from scalable_pipeline.pipelines.build import PipelineBuild
@@ -118,16 +118,29 @@ class HourRecord:
         return run_rate(records, run)
 
 
+# Runs of several hours are found among this many of the newest runs (their hours are not one tag value).
+RANGE_RUNS_SCANNED = 1000
+
+
 def runs_by_partition(
     instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str = JOB_NAME, key_prefix: Sequence[str] = ()
 ) -> dict[str, list[dg.RunRecord]]:
-    """The pipeline's runs tagged with one of ``partitions``, newest first: runs of its job, and asset runs
-    (materializations from the UI, ``materialize``) of its assets."""
+    """The pipeline's runs of one of ``partitions``, newest first: runs of its job, and asset runs (materializations
+    from the UI, ``materialize``) of its assets; a run of several hours (a backfill's range, among the newest
+    ``RANGE_RUNS_SCANNED`` runs) under each of its hours."""
     found: dict[str, list[dg.RunRecord]] = {key: [] for key in partitions}
     keys = {dg.AssetKey([*key_prefix, asset]) for asset in PIPELINE_ASSETS}
     for record in instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: list(partitions)})):
         if runs_assets(instance, record.dagster_run, pipeline, keys):
             found.setdefault(record.dagster_run.tags[PARTITION_TAG], []).append(record)
+    for record in instance.get_run_records(limit=RANGE_RUNS_SCANNED):
+        first, last = (record.dagster_run.tags.get(tag) for tag in PARTITION_RANGE_TAGS)
+        if first and last and runs_assets(instance, record.dagster_run, pipeline, keys):
+            for partition in partitions:
+                if first <= partition <= last:  # hour keys sort as their times
+                    found[partition].append(record)
+    for records in found.values():
+        records.sort(key=lambda record: record.create_timestamp, reverse=True)
     return found
 
 
