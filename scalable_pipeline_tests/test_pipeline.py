@@ -15,9 +15,11 @@ from deltalake import DeltaTable
 
 from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.definitions import defs
+from scalable_pipeline.execution.executors import EXECUTOR_MODE_TAG, auto_executor_config, run_executor_mode
 from scalable_pipeline.processing import ranges
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline.quality.resource import QualityResource
+from scalable_pipeline.scaling.decision import executor_mode
 from scalable_pipeline.scaling.resource import ScalingResource
 from scalable_pipeline.sources.resource import SyntheticOrderSource
 from scalable_pipeline_tests.conftest import OFF_PEAK_PARTITION, PEAK_PARTITION, materialization_metadata, materialize_hour
@@ -227,6 +229,20 @@ def test_data_root_set_in_run_config_reaches_every_step(tmp_path, data_dir):
 
 def test_max_concurrent_reaches_the_executor_and_the_scaling_decision():
     job = defs.resolve_job_def("scalable_data_processing")
-    executor_config = dg.validate_run_config(job, {"execution": {"config": {"max_concurrent": 3}}})["execution"]["multiprocess"]
+    config = {"mode": "multiprocess", "max_concurrent": 3}
+    executor_config = dg.validate_run_config(job, {"execution": {"config": config}})["execution"]["auto"]["multiprocess"]
     assert executor_config["max_concurrent"] == 3
     assert "forkserver" in executor_config["start_method"]
+    assert auto_executor_config({"mode": "in_process"}) == {"in_process": {}}
+
+
+def test_a_run_picks_its_executor_mode_in_its_config_else_the_machine_s(instance):
+    job = defs.resolve_job_def("scalable_data_processing")
+    assert job.executor_def.name == "auto"
+    machine_mode = job.tags[EXECUTOR_MODE_TAG]
+    assert machine_mode == executor_mode(len(os.sched_getaffinity(0)))  # this machine has no CPU quota
+    assert run_executor_mode("auto", {}, job.tags) == machine_mode
+    assert run_executor_mode("auto", {"execution": {"config": {"mode": "multiprocess"}}}, job.tags) == "multiprocess"
+    assert run_executor_mode("multiprocess", {}, job.tags) is None
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(job, {"execution": {"config": {"mode": "threads"}}})

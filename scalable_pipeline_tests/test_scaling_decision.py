@@ -23,6 +23,7 @@ from scalable_pipeline.scaling.decision import (
     estimate_run,
     execution_profile,
     executor_kind,
+    executor_mode,
     processing_mode,
     smallest_efficient_chunk,
     worker_slots,
@@ -238,6 +239,12 @@ def test_profile_is_the_median_of_history_else_safe_defaults():
     assert measured.step_overhead_source == "history: median of 3 run(s)"
     assert measured.throughput_source == "history: median of 2 run(s)"
     assert executor_kind("execute_in_process_executor") == "in_process" and executor_kind("multiprocess") == "multiprocess"
+    assert executor_kind("auto", "multiprocess") == "multiprocess" and executor_kind("auto", "in_process") == "in_process"
+
+
+@pytest.mark.parametrize(("cpus", "mode"), [(1, "in_process"), (2, "in_process"), (2.5, "multiprocess"), (8, "multiprocess")])
+def test_a_process_per_step_only_where_the_machine_has_more_cores_than_a_chunk_step_uses(cpus, mode):
+    assert executor_mode(cpus) == mode
 
 
 def test_smallest_efficient_chunk_spends_exactly_the_overhead_budget():

@@ -72,8 +72,10 @@ def build_pipeline(
     executor_def: dg.ExecutorDefinition,
     default_source: Callable[[], OrderSource],
     shared: SharedResources | None = None,
+    executor_tags: dict[str, str] | None = None,
 ) -> PipelineDefinitions:
-    """The definitions of one pipeline entry; ``shared`` holds what the other entries of the same build share."""
+    """The definitions of one pipeline entry; ``shared`` holds what the other entries of the same build share,
+    ``executor_tags`` the job's tags of its executor (the auto executor's mode)."""
     build = PipelineBuild(spec)
     assets = [
         build_raw_volume(build),
@@ -87,7 +89,7 @@ def build_pipeline(
         spec.name,
         selection=dg.AssetSelection.groups(build.group),
         executor_def=executor_def,
-        tags=build.run_tags,
+        tags={**build.run_tags, **(executor_tags or {})},
         description=f"{spec.name}: raw hour -> chunk plan -> processed chunks (by volume: single step, fan-out or "
         "priority fan-out) -> consolidated output.",
     )

@@ -13,10 +13,13 @@ from scalable_pipeline.core.constants import JOB_NAME, LANDING_DIR_ENV
 from scalable_pipeline.events.backfill_retries import build_backfill_retries
 from scalable_pipeline.events.quality_gate_alerts import alert_interval_seconds, quality_gate_alerts
 from scalable_pipeline.events.run_failure_alerts import build_run_failure_alerts
-from scalable_pipeline.execution.executors import pipeline_executor
+from scalable_pipeline.execution.executors import EXECUTOR_MODE_TAG, pipeline_executor
 from scalable_pipeline.faults.resource import FaultInjectionResource
 from scalable_pipeline.pipelines.config import config_path, load_pipelines
 from scalable_pipeline.publishing.data_store import DataStoreResource
+from scalable_pipeline.scaling.cgroups import CGROUP_V2_DIR
+from scalable_pipeline.scaling.decision import executor_mode
+from scalable_pipeline.scaling.machine import Machine
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, SyntheticOrderSource
 
@@ -34,10 +37,11 @@ def shared_resources() -> dict:
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
     """Every pipeline of ``pipelines_file`` with the project's jobs (rollback, vacuum), sensors and shared resources."""
-    executor = pipeline_executor()  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
+    mode = executor_mode(Machine(Path(CGROUP_V2_DIR)).cpus().value)  # the auto executor's, when a run's config names none
+    executor = pipeline_executor(mode)  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
     specs = load_pipelines(pipelines_file).pipelines
     default_source, shared = functools.cache(build_source), SharedResources()  # built once for every entry that uses them
-    pipelines = [build_pipeline(spec, executor, default_source, shared) for spec in specs]
+    pipelines = [build_pipeline(spec, executor, default_source, shared, {EXECUTOR_MODE_TAG: mode}) for spec in specs]
     vacuum_job, vacuum_schedule = build_vacuum_tables(specs)
     return dg.Definitions(
         assets=[asset for pipeline in pipelines for asset in pipeline.assets],

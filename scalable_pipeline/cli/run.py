@@ -33,7 +33,7 @@ from scalable_pipeline.cli.options import (
 from scalable_pipeline.cli.progress import INVOCATION_TAG, ProgressDisplay, RunFollower
 from scalable_pipeline.core.constants import JOB_NAME, PARTITION_TAG
 from scalable_pipeline.core.dagster_home import ensure_dagster_home
-from scalable_pipeline.execution.executors import start_step_server
+from scalable_pipeline.execution.executors import AUTO_EXECUTOR, executor_choice, start_step_server
 from scalable_pipeline.pipelines.build import PipelineBuild
 from scalable_pipeline.pipelines.config import PipelineSpec
 from scalable_pipeline.sources.resource import SyntheticOrderSource
@@ -72,7 +72,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--multiprocess",
         action="store_true",
-        help="run each step in its own process with the job's executor, as `dagster dev` and the schedule do "
+        help="run each step in its own process with the job's executor (its multiprocess mode) "
         "(default: every step in this process, faster on small machines; see docs/performance.md)",
     )
     parser.add_argument("--max-concurrent", type=positive_int, help="with --multiprocess: steps at once (default: CPU count)")
@@ -113,8 +113,12 @@ def run_config(args: argparse.Namespace, build: PipelineBuild, synthetic: bool) 
         "resources": resources,
         "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}},
     }
-    if args.multiprocess and args.max_concurrent:
-        config["execution"] = {"config": {"max_concurrent": args.max_concurrent}}
+    if args.multiprocess:
+        execution = {"mode": "multiprocess"} if executor_choice() == AUTO_EXECUTOR else {}
+        if args.max_concurrent:
+            execution["max_concurrent"] = args.max_concurrent
+        if execution:
+            config["execution"] = {"config": execution}
     return config
 
 

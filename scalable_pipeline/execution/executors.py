@@ -1,8 +1,9 @@
 """The executor of every pipeline job, chosen by deployment: ``$SCALABLE_PIPELINE_EXECUTOR``.
 
-``in_process`` (every step in the run's process), ``multiprocess`` (the default: a process per step,
-forked from a server with the project preloaded) or ``celery`` (steps sent to Celery workers started
-with ``scalable-pipeline worker``; needs the ``celery`` extra and a PostgreSQL instance). The Celery
+``auto`` (the default: each run in process or multiprocess, as its run config says, else as the machine
+needs), ``in_process`` (every step in the run's process), ``multiprocess`` (a process per step, forked
+from a server with the project preloaded) or ``celery`` (steps sent to Celery workers started with
+``scalable-pipeline worker``; needs the ``celery`` extra and a PostgreSQL instance). The Celery
 broker, result backend, queue and Redis visibility timeout come from the variables below, read by the
 run and the workers alike.
 
@@ -30,8 +31,13 @@ BACKEND_ENV = "SCALABLE_PIPELINE_CELERY_BACKEND"
 QUEUE_ENV = "SCALABLE_PIPELINE_CELERY_QUEUE"
 VISIBILITY_TIMEOUT_ENV = "SCALABLE_PIPELINE_CELERY_VISIBILITY_TIMEOUT"
 
-EXECUTOR_CHOICES = ("in_process", "multiprocess", "celery")
-DEFAULT_EXECUTOR = "multiprocess"
+EXECUTOR_CHOICES = ("auto", "in_process", "multiprocess", "celery")
+DEFAULT_EXECUTOR = "auto"
+# The two modes of the ``auto`` executor; a run names one in its run config (``execution: {config: {mode: ...}}``),
+# else it runs in the mode its job's tag names (the machine's, chosen when the definitions load).
+EXECUTOR_MODES = ("in_process", "multiprocess")
+AUTO_EXECUTOR = "auto"
+EXECUTOR_MODE_TAG = "scalable_pipeline/executor_mode"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 # Results travel back to the run over the broker connection (``rpc://``): no second service to run.
 DEFAULT_BACKEND = "rpc://"
@@ -60,7 +66,7 @@ class ExecutorSettingError(ValueError):
 
 
 def executor_choice(environ: Mapping[str, str] = os.environ) -> str:
-    """The validated value of ``$SCALABLE_PIPELINE_EXECUTOR`` (``multiprocess`` when unset or empty)."""
+    """The validated value of ``$SCALABLE_PIPELINE_EXECUTOR`` (``auto`` when unset or empty)."""
     choice = environ.get(EXECUTOR_ENV, "").strip() or DEFAULT_EXECUTOR
     if choice not in EXECUTOR_CHOICES:
         raise ExecutorSettingError(f"{EXECUTOR_ENV}={choice!r} is not one of {', '.join(EXECUTOR_CHOICES)}")
@@ -151,7 +157,7 @@ def start_step_server(environ: Mapping[str, str] = os.environ) -> None:
 
     The executor reuses a running server. Call it once the environment (and stderr) the steps should
     inherit is final: they inherit the server's, not the run's."""
-    if executor_choice(environ) != "multiprocess":
+    if executor_choice(environ) not in ("multiprocess", AUTO_EXECUTOR):
         return
     multiprocessing.get_context("forkserver").set_forkserver_preload([STEP_PROCESS_MODULE])
     multiprocessing.forkserver.ensure_running()
@@ -170,6 +176,38 @@ parallel_executor = dg.multiprocess_executor.configured(
 )
 
 
+def auto_executor_config(config: dict) -> dict:
+    """The ``auto`` executor's config as ``multi_or_in_process_executor``'s: its mode, and for multiprocess the
+    preloaded step-process server and ``max_concurrent``."""
+    if config["mode"] == "in_process":
+        return {"in_process": {}}
+    return {"multiprocess": parallel_executor_config(config)}
+
+
+def auto_executor(default_mode: str) -> dg.ExecutorDefinition:
+    """Dagster's ``multi_or_in_process_executor``: in process or a process per step, as the run's config says
+    (``mode``), else ``default_mode``."""
+    return dg.multi_or_in_process_executor.configured(
+        auto_executor_config,
+        name=AUTO_EXECUTOR,
+        config_schema={
+            "mode": dg.Field(
+                dg.Enum("ExecutorMode", [dg.EnumValue(mode) for mode in EXECUTOR_MODES]),
+                default_value=default_mode,
+                description="in_process: every step in the run's process; multiprocess: a process per step.",
+            ),
+            "max_concurrent": dg.Field(int, is_required=False, description="multiprocess: steps at once (default: CPU count)."),
+        },
+    )
+
+
+def run_executor_mode(executor_name: str, run_config: Mapping, tags: Mapping[str, str]) -> str | None:
+    """The mode an ``auto`` executor's run runs in: its run config's, else its job's tag (None for another executor)."""
+    if executor_name != AUTO_EXECUTOR:
+        return None
+    return ((run_config.get("execution") or {}).get("config") or {}).get("mode") or tags.get(EXECUTOR_MODE_TAG)
+
+
 def celery_executor(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
     """dagster-celery's executor on the broker, backend and queue of the environment (the ``celery`` extra)."""
     try:
@@ -181,9 +219,12 @@ def celery_executor(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefin
     return dagster_celery_executor.configured(celery_app_settings(environ), name="celery")
 
 
-def pipeline_executor(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
-    """The executor of every pipeline job for this deployment (``$SCALABLE_PIPELINE_EXECUTOR``)."""
+def pipeline_executor(default_mode: str, environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
+    """The executor of every pipeline job for this deployment (``$SCALABLE_PIPELINE_EXECUTOR``); ``auto`` runs in
+    ``default_mode`` unless a run's config names one."""
     choice = executor_choice(environ)
+    if choice == AUTO_EXECUTOR:
+        return auto_executor(default_mode)
     if choice == "in_process":
         return dg.in_process_executor
     if choice == "celery":

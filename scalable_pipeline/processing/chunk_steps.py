@@ -44,8 +44,7 @@ from scalable_pipeline.publishing.versioned_store import read_row_range
 from scalable_pipeline.quality.gate_history import ratio_gate
 from scalable_pipeline.quality.gate_results import LINEAGE_GATE_DESCRIPTION, audit_then_publish, gate_spec, lineage_gate
 from scalable_pipeline.quality.gates import all_true
-from scalable_pipeline.scaling.decision import executor_kind
-from scalable_pipeline.scaling.history import EXECUTOR_KEY, OVERHEAD_KEY, run_step_overhead
+from scalable_pipeline.scaling.history import EXECUTOR_KEY, OVERHEAD_KEY, run_executor_kind, run_step_overhead
 
 ASSET = "processed_chunks"
 GATES = [
@@ -460,7 +459,7 @@ def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
             "records_per_second": round(sum(r.rows_in for r in computed) / compute_seconds, 1) if compute_seconds else None,
             "plan_fingerprint": chunk_plan.fingerprint,
             "processing_path": processing_path,
-            EXECUTOR_KEY: executor_kind(context.job_def.executor_def.name),
+            EXECUTOR_KEY: run_executor_kind(context),
             OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
             **resources.time_rule_metadata,
         }

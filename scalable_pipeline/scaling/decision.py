@@ -89,9 +89,22 @@ class ExecutionProfile:
     throughput_source: str
 
 
-def executor_kind(executor_name: str) -> str:
-    """``in_process`` for Dagster's in-process executors, else the executor's name (e.g. ``multiprocess``)."""
+def executor_kind(executor_name: str, mode: str | None = None) -> str:
+    """The ``mode`` an ``auto`` executor ran in; else ``in_process`` for Dagster's in-process executors, else the
+    executor's name (e.g. ``multiprocess``)."""
+    if mode:
+        return mode
     return "in_process" if "in_process" in executor_name else executor_name
+
+
+# A chunk step keeps two cores busy itself (the rules judged on a second thread while Arrow groups the rows), so
+# a process per step pays for its start only where the machine has more cores than that.
+CORES_PER_STEP = 2
+
+
+def executor_mode(cpus: float) -> str:
+    """The ``auto`` executor's mode for a machine of ``cpus`` (cgroup-aware) when a run names none."""
+    return "multiprocess" if cpus > CORES_PER_STEP else "in_process"
 
 
 def execution_profile(executor: str, step_overheads: list[float], throughputs: list[float]) -> ExecutionProfile:

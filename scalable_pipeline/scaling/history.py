@@ -13,6 +13,8 @@ import dagster as dg
 
 from scalable_pipeline.core.asset_keys import StepContext
 from scalable_pipeline.core.metadata import metadata_number
+from scalable_pipeline.execution.executors import run_executor_mode
+from scalable_pipeline.scaling.decision import executor_kind
 
 HISTORY_RUNS = 10
 # Step overheads come from the newest HISTORY_RUNS runs under the executor in use, among this many times as
@@ -130,3 +132,10 @@ def end_to_end_rates(instance: dg.DagsterInstance, key_prefix: Sequence[str] = (
         )
         rates += [] if rate is None else [rate]
     return rates
+
+
+def run_executor_kind(context: StepContext) -> str:
+    """The executor kind the step's run runs on (``in_process``, ``multiprocess``, ``celery``): for the ``auto``
+    executor, the mode the run picked."""
+    name = context.job_def.executor_def.name
+    return executor_kind(name, run_executor_mode(name, context.run_config, context.run.tags))

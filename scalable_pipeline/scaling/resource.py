@@ -20,7 +20,6 @@ from scalable_pipeline.scaling.decision import (
     ScalingStrategy,
     decide_strategy,
     execution_profile,
-    executor_kind,
     worker_slots,
 )
 from scalable_pipeline.scaling.history import (
@@ -28,6 +27,7 @@ from scalable_pipeline.scaling.history import (
     OVERHEAD_LOOKBACK,
     pipeline_key_prefix,
     processed_history,
+    run_executor_kind,
     step_overheads_in,
     throughputs_in,
 )
@@ -120,7 +120,7 @@ class ScalingResource(dg.ConfigurableResource):
 
     def profile(self, context: StepContext) -> ExecutionProfile:
         """Step overhead of this run's executor and chunk throughput, from the pipeline's earlier runs unless pinned."""
-        executor = executor_kind(context.job_def.executor_def.name)
+        executor = run_executor_kind(context)
         prefix = pipeline_key_prefix(context)  # the pipeline's own history
         pinned = self.step_overhead_seconds is not None and self.throughput_records_per_second is not None
         history = [] if pinned else processed_history(context.instance, OVERHEAD_LOOKBACK * HISTORY_RUNS, prefix)
@@ -153,7 +153,7 @@ def available_worker_slots(context: StepContext, cpus: Measured, pool: str = CHU
     config = execution.get("config") if isinstance(execution, dict) else None
     max_concurrent = config.get("max_concurrent") if isinstance(config, dict) else None
     limit = chunk_pool_limit(context.instance, pool)
-    slots = worker_slots(context.job_def.executor_def.name, max_concurrent, int(cpus.value), limit)
+    slots = worker_slots(run_executor_kind(context), max_concurrent, int(cpus.value), limit)
     return Measured(slots, f"executor and pool; {int(cpus.value)} CPU(s) from {cpus.source}")
 
 
