@@ -26,7 +26,8 @@ from scalable_pipeline.execution.executors import (
 
 
 @pytest.mark.parametrize(
-    "value, choice", [(None, "multiprocess"), ("", "multiprocess"), ("in_process", "in_process"), ("celery", "celery")]
+    "value, choice",
+    [(None, "auto"), ("", "auto"), ("multiprocess", "multiprocess"), ("in_process", "in_process"), ("celery", "celery")],
 )
 def test_executor_choice(value, choice):
     assert executor_choice({} if value is None else {EXECUTOR_ENV: value}) == choice
@@ -35,13 +36,14 @@ def test_executor_choice(value, choice):
 def test_unknown_executor_names_the_variable_and_the_choices():
     with pytest.raises(ExecutorSettingError) as error:
         executor_choice({EXECUTOR_ENV: "dask"})
-    assert str(error.value) == "SCALABLE_PIPELINE_EXECUTOR='dask' is not one of in_process, multiprocess, celery"
+    assert str(error.value) == "SCALABLE_PIPELINE_EXECUTOR='dask' is not one of auto, in_process, multiprocess, celery"
 
 
 def test_each_choice_gives_its_executor():
-    assert pipeline_executor({}).name == "multiprocess"
-    assert pipeline_executor({EXECUTOR_ENV: "in_process"}).name == "in_process"
-    celery = pipeline_executor({EXECUTOR_ENV: "celery", BROKER_ENV: "pyamqp://guest@rabbit:5672//"})
+    assert pipeline_executor("in_process", {}).name == "auto"
+    assert pipeline_executor("in_process", {EXECUTOR_ENV: "multiprocess"}).name == "multiprocess"
+    assert pipeline_executor("multiprocess", {EXECUTOR_ENV: "in_process"}).name == "in_process"
+    celery = pipeline_executor("in_process", {EXECUTOR_ENV: "celery", BROKER_ENV: "pyamqp://guest@rabbit:5672//"})
     assert celery.name == "celery"
 
 

@@ -138,4 +138,4 @@ def run_executor_kind(context: StepContext) -> str:
     """The executor kind the step's run runs on (``in_process``, ``multiprocess``, ``celery``): for the ``auto``
     executor, the mode the run picked."""
     name = context.job_def.executor_def.name
-    return executor_kind(name, run_executor_mode(name, context.run_config, context.run.tags))
+    return executor_kind(name, run_executor_mode(name, context.run.run_config, context.run.tags))
