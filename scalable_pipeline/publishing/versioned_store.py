@@ -151,7 +151,7 @@ class VersionedStore:
         else:
             reference = {"asset": stored.asset, "partition": stored.partition, "version": stored.version, "path": stored.path}
             atomic_write_json(folder / "published.json", {**reference, **change})
-        self.clean(stored.asset, stored.partition)
+        self.clean_around(stored.asset, stored.partition, stored.version)
         return stored
 
     def history(self, asset: str, partition: str) -> list[dict]:
@@ -161,8 +161,13 @@ class VersionedStore:
     def good_versions(self, asset: str, partition: str) -> list[str]:
         """Versions that were published once (in the history, or the pointer's) and are still stored, oldest first."""
         published = self.published(asset, partition)
-        ever = {change["version"] for change in self.history(asset, partition)} | ({published.version} if published else set())
-        return sorted(ever & set(self.versions(asset, partition)))
+        return sorted(
+            self.ever_published(asset, partition, published.version if published else None) & set(self.versions(asset, partition))
+        )
+
+    def ever_published(self, asset: str, partition: str, published: str | None) -> set[str]:
+        """The versions the partition's history names, and ``published`` (the published one, when known)."""
+        return {change["version"] for change in self.history(asset, partition)} | ({published} if published else set())
 
     def version(self, asset: str, partition: str, version: str) -> StoredVersion:
         """A good version by id; ``VersionNotFound`` if it is not stored or never passed its gates."""
@@ -195,28 +200,21 @@ class VersionedStore:
     def clean(self, asset: str, partition: str) -> list[str]:
         """Apply retention to one asset partition; returns the deleted versions."""
         published = self.published(asset, partition)
-        if asset in TABLE_ASSETS:
-            return self.clean_table_hour(asset, partition, published.version if published else None)
-        doomed = versions_to_delete(
-            self.versions(asset, partition),
-            set(self.good_versions(asset, partition)),
-            published.version if published else None,
-            self.keep_versions,
-            time.time_ns(),
-            int(self.staging_grace_seconds * 1e9),
-        )
-        folder = self.partition_dir(asset, partition) / "versions"
-        for version in doomed:
-            for path in folder.glob(f"{version}.*"):
-                remove(path)
-        return doomed
+        return self.clean_around(asset, partition, published.version if published else None)
 
-    def clean_table_hour(self, asset: str, partition: str, published: str | None) -> list[str]:
-        """Delete the hour's good versions left without data (their files vacuumed) and its abandoned staged ones."""
-        good, folder = set(self.good_versions(asset, partition)), self.partition_dir(asset, partition) / "versions"
-        stored = self.versions(asset, partition)
-        without_data = [v for v in stored if v in good and v != published and not has_data(folder / f"{v}.parquet")]
-        doomed = without_data + abandoned_versions(stored, good, published, time.time_ns(), int(self.staging_grace_seconds * 1e9))
+    def clean_around(self, asset: str, partition: str, published: str | None) -> list[str]:
+        """``clean`` with the published version known (``publish`` knows it: no pointer or table log read again).
+
+        Documents and raw tables: ``versions_to_delete``. Delta tables: the good versions left without data (their
+        files vacuumed) and the abandoned staged ones; the table's own files are vacuum's (``vacuum_table``)."""
+        stored, folder = self.versions(asset, partition), self.partition_dir(asset, partition) / "versions"
+        good = self.ever_published(asset, partition, published) & set(stored)
+        now_ns, grace_ns = time.time_ns(), int(self.staging_grace_seconds * 1e9)
+        if asset in TABLE_ASSETS:
+            without_data = [v for v in stored if v in good and v != published and not has_data(folder / f"{v}.parquet")]
+            doomed = without_data + abandoned_versions(stored, good, published, now_ns, grace_ns)
+        else:
+            doomed = versions_to_delete(stored, good, published, self.keep_versions, now_ns, grace_ns)
         for version in doomed:
             for path in folder.glob(f"{version}.*"):
                 remove(path)
