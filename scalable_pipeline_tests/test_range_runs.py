@@ -115,6 +115,8 @@ def test_one_run_publishes_every_hour_of_its_range_equal_to_the_whole_hour(range
         paths.add(materializations(routed, "processed_chunks")[hour]["processing_path"])
         assert materializations(routed, "consolidated_output")[hour]["valid"] == len(output)
     assert paths == {"single_step", "fan_out", "fan_out_priority"}  # every path in the one run
+    for asset in ("processed_chunks", "consolidated_output"):  # each hour published by a Delta commit of its own
+        assert len({materializations(routed, asset)[hour]["table_version"] for hour in HOURS}) == len(HOURS)
     assert run.runs_of_hour == {hour: [routed.run_id] for hour in HOURS}  # `status` lists the run under each hour
     # Each hour's gates are recorded on its own partition.
     assert dict.fromkeys(HOURS, True).items() <= check_evaluations(routed, "invalid_ratio").items()
