@@ -18,14 +18,15 @@ CHUNKS = 4
 SCALE = 0.2
 
 
-def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = SCALE) -> dict:
+def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = SCALE, mode: str | None = None) -> dict:
+    """The drill's resources; ``mode``: the auto executor's mode for the run (``multiprocess``: a process per step)."""
     resources = {
         "scaling": {"config": {"chunk_count": chunks}},
         "source": {"config": {"scale": scale}},
     }
     if faults:
         resources["faults"] = {"config": faults}
-    return {"resources": resources}
+    return {"resources": resources, **({"execution": {"config": {"mode": mode}}} if mode else {})}
 
 
 def _execute(home: str, data_dir: str, config: dict, partition: str, parent_run_id: str | None, in_process: bool) -> None:

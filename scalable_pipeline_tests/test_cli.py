@@ -261,6 +261,6 @@ def test_every_readme_command_is_valid():
     commands = readme_commands()
     assert len(commands) >= 10
     for command in commands:
-        argv = shlex.split(command.replace("$HOUR", HOUR))[3:]
+        argv = shlex.split(command.replace("$HOUR", HOUR).replace("$FIRST", HOUR))[3:]
         args = parser().parse_args(argv)  # exits (fails the test) on any option the command line does not take
         assert args.handler, command

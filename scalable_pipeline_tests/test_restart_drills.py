@@ -64,7 +64,8 @@ def published_plan(data_dir) -> ChunkPlan:
 
 @pytest.mark.parametrize("mode", ["raise", "kill"])
 def test_reexecution_from_failure_reruns_only_the_failed_chunk(mode, home, data_dir, clean_tables):
-    drills.run(home, data_dir, drills.run_config({"fail_chunks": [2], "mode": mode}))
+    # A process per step: the ``kill`` fault kills the chunk's step process, not the run.
+    drills.run(home, data_dir, drills.run_config({"fail_chunks": [2], "mode": mode}, mode="multiprocess"))
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         failed = drills.latest_run(instance)
         assert failed.status == dg.DagsterRunStatus.FAILURE
@@ -76,7 +77,7 @@ def test_reexecution_from_failure_reruns_only_the_failed_chunk(mode, home, data_
         assert finished_chunks(data_dir) == drills.CHUNKS - 1  # the siblings finished and checkpointed
         assert drills.VersionedStore(data_dir).published("consolidated_output", drills.PARTITION) is None
 
-        assert drills.run(home, data_dir, drills.run_config(), parent_run_id=failed.run_id) == 0
+        assert drills.run(home, data_dir, drills.run_config(mode="multiprocess"), parent_run_id=failed.run_id) == 0
         resumed = drills.latest_run(instance)
         assert resumed.status == dg.DagsterRunStatus.SUCCESS and resumed.parent_run_id == failed.run_id
         assert drills.chunk_steps_started(instance, resumed.run_id) == ["processed_chunks.process_chunk[chunk_00002]"]
