@@ -1,25 +1,35 @@
-"""``dagster-daemon run`` in its own process group, for the tests and benchmarks that run hours through it.
+"""``dagster-daemon run`` in its own process group, for the tests and benchmarks that run hours through it,
+and the two documented ways to give it a backfill.
 
 The daemon starts its code server and every run it launches (with their step processes) in its group, so
 the whole group is what one stops, or kills as an operator's ``kill -9 -PGID`` would.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import psutil
 
 PROJECT = Path(__file__).resolve().parent.parent
+WORKSPACE = PROJECT / "workspace.yaml"
+# The project's code location as workspace.yaml names it, and its repository (Definitions make one unnamed).
+LOCATION = "scalable_pipeline.definitions"
+REPOSITORY = "__repository__"
+# What the UI sends from the job's page (Materialize all..., a range of hours): a backfill of the job's partition set.
+LAUNCH_BACKFILL = """mutation ($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
-def start_daemon(env: dict, log: Path, cwd: Path = PROJECT) -> subprocess.Popen:
-    """``dagster-daemon run`` on the project's workspace, its output appended to ``log``."""
+def start_daemon(env: dict, log: Path, cwd: Path = PROJECT, workspace: Path = WORKSPACE) -> subprocess.Popen:
+    """``dagster-daemon run`` on ``workspace`` (default the project's), its output appended to ``log``."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(workspace)],
             cwd=cwd,
             env=env,
             stdout=out,
@@ -49,3 +59,38 @@ def stop_daemon(daemon: subprocess.Popen, timeout: float = 60) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
+
+
+def daemon_ready(instance: dg.DagsterInstance) -> bool:
+    """Every daemon the instance needs has reported healthy (the daemon loads its workspace before it starts them)."""
+    statuses = instance.get_daemon_statuses()
+    return bool(statuses) and all(status.healthy for status in statuses.values())
+
+
+def dagster_job_backfill(env: dict, job: str, hours: list[str], workspace: Path = WORKSPACE) -> None:
+    """``dagster job backfill`` of ``job`` from the first to the last of ``hours``: it queues one run per hour itself."""
+    backfill = ["job", "backfill", "-w", str(workspace), "-j", job, "--from", hours[0], "--to", hours[-1], "--noprompt"]
+    subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
+
+
+def backfill_from_the_jobs_page(env: dict, job: str, assets: list[str], hours: list[str]) -> str:
+    """The backfill the UI launches from the job's page (``launchPartitionBackfill`` on the job's partition set), sent
+    through ``dagster-graphql`` on the project's workspace; the daemon submits its runs. Returns the backfill's id."""
+    params = {
+        "selector": {
+            "partitionSetName": f"{job}_partition_set",
+            "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY},
+        },
+        "assetSelection": [{"path": [asset]} for asset in assets],
+        "partitionNames": hours,
+        "fromFailure": False,
+        "tags": [],
+    }
+    answer = Path(env["DAGSTER_HOME"]) / "launch_backfill.json"
+    graphql = [str(Path(sys.executable).with_name("dagster-graphql")), "-w", str(WORKSPACE), "-o", str(answer)]
+    variables = json.dumps({"params": params})
+    subprocess.run([*graphql, "-t", LAUNCH_BACKFILL, "-v", variables], cwd=PROJECT, env=env, check=True, capture_output=True)
+    launched = json.loads(answer.read_text())["data"]["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"launchPartitionBackfill: {launched}")
+    return launched["backfillId"]

@@ -14,11 +14,9 @@ computation, with no run left in progress, no failed run left waiting for a retr
 """
 
 import collections
-import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -40,7 +38,14 @@ from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETR
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
 from scalable_pipeline.publishing.versioned_store import VersionedStore
-from scalable_pipeline_tests.daemon import PROJECT, live_members, start_daemon, stop_daemon
+from scalable_pipeline_tests.daemon import (
+    PROJECT,
+    backfill_from_the_jobs_page,
+    dagster_job_backfill,
+    live_members,
+    start_daemon,
+    stop_daemon,
+)
 from scalable_pipeline_tests.test_pipelines import PINNED, START
 
 TEMPLATE = PROJECT / "dagster.yaml"
@@ -77,9 +82,6 @@ IN_PROGRESS = {
     dg.DagsterRunStatus.CANCELING,
 }
 PUBLISHED = ("processed_chunks", "consolidated_output")
-# What the UI sends from the job's page (Materialize all..., a range of hours): a backfill of the job's partition set.
-LAUNCH_BACKFILL = """mutation ($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
 def instance_yaml() -> str:
@@ -89,30 +91,6 @@ def instance_yaml() -> str:
         if key in monitoring:
             monitoring[key] = min(monitoring[key], seconds)
     return yaml.safe_dump(config)
-
-
-def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS) -> None:
-    backfill = ["job", "backfill", "-w", "workspace.yaml", "-j", JOB, "--from", hours[0], "--to", hours[-1], "--noprompt"]
-    subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
-
-
-def from_the_jobs_page(env: dict, hours: list[str] = HOURS) -> None:
-    params = {
-        "selector": {
-            "partitionSetName": f"{JOB}_partition_set",
-            "repositorySelector": {"repositoryLocationName": "scalable_pipeline.definitions", "repositoryName": "__repository__"},
-        },
-        "assetSelection": [{"path": [asset]} for asset in ASSETS],
-        "partitionNames": hours,
-        "fromFailure": False,
-        "tags": [],
-    }
-    answer = Path(env["DAGSTER_HOME"]) / "launch_backfill.json"
-    graphql = [str(Path(sys.executable).with_name("dagster-graphql")), "-w", "workspace.yaml", "-o", str(answer)]
-    variables = json.dumps({"params": params})
-    subprocess.run([*graphql, "-t", LAUNCH_BACKFILL, "-v", variables], cwd=PROJECT, env=env, check=True, capture_output=True)
-    launched = json.loads(answer.read_text())["data"]["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
 
 
 def statuses(instance: dg.DagsterInstance) -> collections.Counter:
@@ -172,8 +150,8 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
     by_cli, by_page = HOURS[:3], HOURS[3:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        with_dagster_job_backfill(env, by_cli)  # while no daemon runs: its runs are queued first
-        from_the_jobs_page(env, by_page)
+        dagster_job_backfill(env, JOB, by_cli)  # while no daemon runs: its runs are queued first
+        backfill_from_the_jobs_page(env, JOB, list(ASSETS), by_page)
 
         def started_of_each_launch() -> bool:
             runs = instance.get_runs()
@@ -305,7 +283,7 @@ def test_the_sensor_launches_the_hour_of_a_dead_run_of_a_completed_backfill_agai
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(textwrap.dedent(PIPELINES))
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(pipelines), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path)}
-    with_dagster_job_backfill(env, HOURS[:2])
+    dagster_job_backfill(env, JOB, HOURS[:2])
     with dg.DagsterInstance.from_config(str(home)) as instance:
         dead, queued = sorted(instance.get_runs(), key=lambda run: run.tags["dagster/partition"])
         instance.report_run_failed(dead, "Exceeded maximum runtime of 1800 seconds.")
