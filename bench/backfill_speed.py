@@ -10,8 +10,8 @@ rotates each round), each on a fresh Dagster home (the repository's ``dagster.ya
 ``deploy/dagster.yaml`` on a scratch database), a fresh data root and a ``dagster-daemon run`` of its own, healthy
 before the launch:
 
-- ``floor``: ``dagster job backfill`` of ``bench/backfill_floor.py`` (two assets doing nothing, Dagster's default
-  executor, a code location of its own): what a run per hour costs Dagster itself;
+- ``floor``: ``dagster job backfill`` of ``bench/backfill_floor.py`` (two assets doing nothing, in the run's process,
+  a code location of its own): what a run per hour costs Dagster itself;
 - ``cli``: ``dagster job backfill`` of the pipeline's job (Dagster's CLI queues one run per hour, whatever the
   assets' BackfillPolicy);
 - ``page``: the backfill the job's page in the UI launches (``launchPartitionBackfill`` on the job's partition set,
