@@ -31,6 +31,9 @@ Measurements (``--only``; the default is the first four, plus ``huge`` with ``--
 - ``huge``: the CLI run and the plain script on the 100M-record hour (``--scale 9000``) under a memory cap.
 - ``profile``: pyinstrument profiles of the stages in process per size (text in bench/results/).
 - ``duckdb``: ``bench/prototype_duckdb.py`` (whole hour, and per order_id range) against the plain script.
+- ``launches``: the stages on each launch path (in process, the job's executor, launched from the UI through the
+  daemon with ``bench/ui_launch.py``) beside DuckDB's whole-hour query, all on one stored raw hour (issue 24: the
+  ~10M-record hour is ``--sizes 900``); ``work_x_duckdb`` is each one's own seconds over the query's.
 - ``cores``: the plain script alone against two copies at once (largest size): the speedup two processes get
   from this machine's cores, the ceiling of any parallel executor's gain over one process.
 - ``baseline``: the stages in process of this tree against the same stages of another checkout
@@ -646,13 +649,14 @@ def profiles(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def duckdb(name: str, output: str, *options: str) -> Variant:
+    """bench/prototype_duckdb.py on the stored raw hour, writing ``output`` in the scratch data root."""
+    command = [sys.executable, str(BENCH / "prototype_duckdb.py"), "--partition", PARTITION, *options]
+    return Variant(name, lambda raw, data: [*command, str(raw), str(data / output)], lambda data: data / output)
+
+
 def duckdb_prototype(args: argparse.Namespace) -> list[dict]:
     """bench/prototype_duckdb.py, whole hour and per order_id range, against the plain script."""
-
-    def duckdb(name: str, output: str, *options: str) -> Variant:
-        command = [sys.executable, str(BENCH / "prototype_duckdb.py"), "--partition", PARTITION, *options]
-        return Variant(name, lambda raw, data: [*command, str(raw), str(data / output)], lambda data: data / output)
-
     rows = []
     for scale in args.sizes:
         variants = [
@@ -660,6 +664,29 @@ def duckdb_prototype(args: argparse.Namespace) -> list[dict]:
             duckdb(f"duckdb, {args.ranges} order_id ranges", "duckdb-ranges", "--ranges", str(args.ranges)),
         ]
         rows += [{"scale": scale, **row} for row in compare_with_plain(args, scale, variants)]
+    return rows
+
+
+def launch_paths(args: argparse.Namespace) -> list[dict]:
+    """The stages of the stored raw hour on each launch path beside one DuckDB query of the same rules: in process
+    (execute_in_process), under the job's own executor (execute_job, as ``dagster job execute`` runs a job) and
+    launched from the UI (bench/ui_launch.py: the webserver and the daemon started for the run, which the daemon
+    launches in a process of its own under the job's executor; its work is the press to RUN_SUCCESS, its wall, CPU
+    and peak include the servers). ``work_x_duckdb``: the work over the DuckDB query's."""
+    ui = [sys.executable, str(BENCH / "ui_launch.py"), "--partition", PARTITION, "--assets", "stages"]
+    rows = []
+    for scale in args.sizes:
+        variants = [
+            duckdb("duckdb, whole hour", "duckdb.parquet"),
+            stages_variant("stages, in process", "in_process", scale),
+            stages_variant("stages, job executor", "job", scale),
+            Variant(
+                "stages, launched from the UI", lambda raw, data: ui, lambda data: published_path(data, "consolidated_output")
+            ),
+        ]
+        compared = compare_with_plain(args, scale, variants)[:-1]  # the last row is raw_volume's, not compared
+        query = next(row["work_s"] for row in compared if row["variant"] == variants[0].name)
+        rows += [{"scale": scale, **row, "work_x_duckdb": round(row["work_s"] / query, 2)} for row in compared]
     return rows
 
 
@@ -690,6 +717,7 @@ MEASUREMENTS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "huge": huge_hour,
     "profile": profiles,
     "duckdb": duckdb_prototype,
+    "launches": launch_paths,
     "cores": parallel_ceiling,
     "baseline": against_baseline,
 }

@@ -35,9 +35,18 @@ import psutil
 import yaml
 from plain_pandas import process as whole_hour
 
-REPO = Path(__file__).resolve().parent.parent
 # This checkout's package and its test helpers (the daemon, a scratch database), ahead of any installed copy.
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scalable_pipeline.assembly.project import build_definitions
+from scalable_pipeline.cli.pools import apply_pool_limits
+from scalable_pipeline.execution.executors import EXECUTOR_ENV
+from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
+from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline_tests.daemon import dagster_job_backfill, start_daemon, stop_daemon
+from scalable_pipeline_tests.postgres_database import scratch_database
+
+REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 JOB = "scalable_data_processing"
 POOL = "chunk_processing"
@@ -63,8 +72,6 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 
 def pool_ops(pipelines: Path) -> set[str]:
     """Ops of the job that carry the pool (chunk and range steps and their priority forms)."""
-    from scalable_pipeline.assembly.project import build_definitions
-
     job = build_definitions(pipelines).resolve_job_def(JOB)
     graph = next(node.definition for node in job.graph.nodes if node.name.endswith("processed_chunks"))
     return {node.name for node in graph.nodes if node.definition.pool == POOL}
@@ -98,8 +105,6 @@ def sample_of(hours: list[str], size: int) -> list[str]:
 
 def compare_sample(data: Path, hours: list[str]) -> dict[str, str]:
     """Per hour: ``equal``, or what differs between the published output and the whole-hour computation."""
-    from scalable_pipeline.publishing.versioned_store import VersionedStore
-
     store = VersionedStore(data)
     verdicts = {}
     for hour in hours:
@@ -137,37 +142,56 @@ def machine() -> dict:
     }
 
 
-def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict:
-    from scalable_pipeline.cli.pools import apply_pool_limits
-    from scalable_pipeline.execution.executors import EXECUTOR_ENV
-    from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
-    from scalable_pipeline_tests.daemon import start_daemon, stop_daemon
-
-    hours = hours_from(args.first, args.hours)
-    home, data, pipelines = workdir / "home", workdir / "data", workdir / "pipelines.yaml"
-    home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    instance_config = yaml.safe_load((home / "dagster.yaml").read_text())
-    max_runs = instance_config["run_coordinator"]["config"]["max_concurrent_runs"]
-    pipelines.write_text(
+def write_pipelines(path: Path, scale: float, slots: int) -> None:
+    """A pipelines file holding the shipped pipeline (unprefixed keys, synthetic source at ``scale``), its pool at ``slots``."""
+    path.write_text(
         textwrap.dedent(f"""
-        pools: {{{POOL}: {args.slots}}}
+        pools: {{{POOL}: {slots}}}
         pipelines:
           - name: {JOB}
             key_prefix: []
             start: "2026-01-01-00:00"
             pool: {POOL}
-            source: {{kind: synthetic, scale: {args.scale}}}
+            source: {{kind: synthetic, scale: {scale}}}
         """)
     )
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_URL": database_url,
-        CONFIG_ENV: str(pipelines),
-        "SCALABLE_PIPELINE_DATA_DIR": str(data),
-        EXECUTOR_ENV: "multiprocess",
-    }
+
+
+def make_home(home: Path, database_url: str | None) -> dict:
+    """A Dagster home with ``deploy/dagster.yaml`` (runs and events in PostgreSQL at ``database_url``) or, without one,
+    the repository's ``dagster.yaml`` (SQLite in the home); returns the instance's settings."""
+    home.mkdir()
+    shutil.copyfile(REPO / ("deploy/dagster.yaml" if database_url else "dagster.yaml"), home / "dagster.yaml")
+    return yaml.safe_load((home / "dagster.yaml").read_text())
+
+
+def pipeline_env(home: Path, data: Path, pipelines: Path, database_url: str | None) -> dict:
+    """The environment of the daemon, the CLIs and this process: the instance, the pipelines file, the data root,
+    the job's own executor, and this checkout first on the path of every process they start."""
+    return this_checkout_first(
+        {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            **({"DAGSTER_PG_URL": database_url} if database_url else {}),
+            CONFIG_ENV: str(pipelines),
+            "SCALABLE_PIPELINE_DATA_DIR": str(data),
+            EXECUTOR_ENV: "multiprocess",
+        }
+    )
+
+
+def this_checkout_first(env: dict) -> dict:
+    """``env`` with this checkout first on ``PYTHONPATH``: the processes it starts (daemon, code servers, runs) import it."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+
+
+def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict:
+    hours = hours_from(args.first, args.hours)
+    home, data, pipelines = workdir / "home", workdir / "data", workdir / "pipelines.yaml"
+    instance_config = make_home(home, database_url)
+    max_runs = instance_config["run_coordinator"]["config"]["max_concurrent_runs"]
+    write_pipelines(pipelines, args.scale, args.slots)
+    env = pipeline_env(home, data, pipelines, database_url)
     os.environ.update({key: env[key] for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", CONFIG_ENV, "SCALABLE_PIPELINE_DATA_DIR")})
     ops = pool_ops(pipelines)
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -175,11 +199,7 @@ def run_week(args: argparse.Namespace, workdir: Path, database_url: str) -> dict
         daemon = start_daemon(env, workdir / "daemon.log", cwd=REPO)
         try:
             launched_at = time.time()
-            backfill = [
-                *("dagster", "job", "backfill", "-w", "workspace.yaml", "-j", JOB),
-                *("--from", hours[0], "--to", hours[-1], "--noprompt"),
-            ]
-            subprocess.run(backfill, cwd=REPO, env=env, check=True, capture_output=True)
+            dagster_job_backfill(env, JOB, hours)
             queued_at = time.time()
             print(f"{len(hours)} runs queued in {queued_at - launched_at:.1f} s", file=sys.stderr)
 
@@ -274,8 +294,6 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the runs")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (the database is dropped anyway)")
     args = parser.parse_args()
-
-    from scalable_pipeline_tests.postgres_database import scratch_database
 
     workdir = Path(tempfile.mkdtemp(prefix="week_backfill_"))
     started, before = datetime.now(timezone.utc), machine()

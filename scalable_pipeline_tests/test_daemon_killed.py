@@ -18,7 +18,6 @@ import collections
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -42,7 +41,13 @@ from scalable_pipeline.events.run_alerts import AUTO_RETRY_RUN_ID_TAG, WILL_RETR
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines, spec_named
 from scalable_pipeline.publishing.versioned_store import VersionedStore
-from scalable_pipeline_tests.daemon import PROJECT, live_members, start_daemon, stop_daemon
+from scalable_pipeline_tests.daemon import (
+    PROJECT,
+    dagster_job_backfill,
+    live_members,
+    start_daemon,
+    stop_daemon,
+)
 from scalable_pipeline_tests.test_pipelines import PINNED, START
 
 TEMPLATE = PROJECT / "dagster.yaml"
@@ -93,11 +98,6 @@ def instance_yaml() -> str:
         if key in monitoring:
             monitoring[key] = min(monitoring[key], seconds)
     return yaml.safe_dump(config)
-
-
-def with_dagster_job_backfill(env: dict, hours: list[str] = HOURS, job: str = JOB) -> None:
-    backfill = ["job", "backfill", "-w", "workspace.yaml", "-j", job, "--from", hours[0], "--to", hours[-1], "--noprompt"]
-    subprocess.run([sys.executable, "-m", "dagster", *backfill], cwd=PROJECT, env=env, check=True, capture_output=True)
 
 
 def statuses(instance: dg.DagsterInstance) -> collections.Counter:
@@ -165,7 +165,7 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
     by_cli, by_page = HOURS[:3], HOURS[3:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        with_dagster_job_backfill(env, by_cli)  # while no daemon runs: its runs are queued first
+        dagster_job_backfill(env, JOB, by_cli)  # while no daemon runs: its runs are queued first
         launch_backfill(spec_named(load_pipelines(pipelines).pipelines, JOB), by_page, env)  # as the job's page does
 
         def started_of_each_launch() -> bool:
@@ -323,7 +323,7 @@ def backfilled_with_the_cli(tmp_path: Path, pipelines_text: str, hours_by_job: d
     pipelines.write_text(textwrap.dedent(pipelines_text))
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(pipelines), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path)}
     for job, hours in hours_by_job.items():
-        with_dagster_job_backfill(env, hours, job)
+        dagster_job_backfill(env, job, hours)
     return home, pipelines
 
 

@@ -5,15 +5,12 @@ never a downloaded one) a user materializes the latest hour from the UI and sees
 with their severities and the by-partition plots. Screenshots are kept as test artifacts (the folder is
 printed; ``SCALABLE_PIPELINE_TEST_ARTIFACTS`` chooses it)."""
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +21,7 @@ from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.pipelines.config import DEFAULT_CONFIG_PATH, find_spec
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
+from scalable_pipeline_tests.webserver import free_port, graphql
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +46,6 @@ MATERIALIZATION_QUERY = """query ($key: AssetKeyInput!, $partition: String!) {
 RUNS_QUERY = """query ($partition: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $partition}]}) {
   ... on Runs { results { runId status } } } }"""
 UI_RUN_SECONDS = 900  # a run launched from the UI: queued, then every step in its own process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
 
 
 @pytest.fixture(scope="module")
