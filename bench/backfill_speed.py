@@ -91,6 +91,12 @@ IN_PROGRESS_BACKFILL = {"REQUESTED", "CANCELING", "FAILING"}
 READY_SECONDS = 600
 
 
+def backfill_command(env: dict, hours: list[str]) -> None:
+    """``python -m scalable_pipeline backfill``: the backfill the job's page launches (the daemon submits its runs)."""
+    command = [sys.executable, "-m", "scalable_pipeline", "backfill", "--from", hours[0], "--to", hours[-1]]
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+
+
 @dataclass(frozen=True)
 class Way:
     """A way to launch a backfill: its job, the workspace its daemon loads, and the launch (environment, hours)."""
@@ -119,12 +125,6 @@ class Setting:
 
 
 @contextmanager
-def backfill_command(env: dict, hours: list[str]) -> None:
-    """``python -m scalable_pipeline backfill``: the backfill the job's page launches (the daemon submits its runs)."""
-    command = [sys.executable, "-m", "scalable_pipeline", "backfill", "--from", hours[0], "--to", hours[-1]]
-    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
-
-
 def fresh_setting(parent: Path, name: str, args: argparse.Namespace) -> Iterator[Setting]:
     """A home (on a scratch PostgreSQL database with ``--postgres``, dropped on exit), a data root and the environment
     of both, with the pool limits of ``args.pipelines`` applied."""
