@@ -6,8 +6,8 @@ import pytest
 
 from scalable_pipeline.scaling.cgroups import CgroupV2, parse_bytes, parse_cpu_max
 from scalable_pipeline.scaling.decision import CHUNK_MEMORY_OVERHEAD
-from scalable_pipeline.scaling.machine import HostMemory, Machine, cgroup_cpu_percent, effective_cpus, effective_memory
-from scalable_pipeline.scaling.resource import ScalingResource
+from scalable_pipeline.scaling.machine import HostMemory, Machine, Measured, cgroup_cpu_percent, effective_cpus, effective_memory
+from scalable_pipeline.scaling.resource import CPU_READING_SECONDS, CPU_SAMPLE_SECONDS, ScalingResource, recent_cpu_usage
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
 
 GIB = 1024**3
@@ -103,3 +103,13 @@ def test_chunk_plan_is_sized_from_the_container_and_names_the_source(tmp_path, i
     # half of the container's 1 GiB is free, half of that budgeted over the slots, at 4x the bytes per record
     free_budget = GIB / 2 * scaling.memory_budget_fraction / snapshot["available_workers"]
     assert meta["memory_bound_rows"] == pytest.approx(free_budget / (meta["bytes_per_record"] * CHUNK_MEMORY_OVERHEAD), rel=1e-3)
+
+
+def test_the_hours_of_one_step_share_a_cpu_reading(monkeypatch, tmp_path):
+    samples = []
+    monkeypatch.setattr(Machine, "cpu_usage_percent", lambda self, seconds: samples.append(seconds) or Measured(50.0, "psutil"))
+    machine = Machine(tmp_path)
+    first = recent_cpu_usage(machine, now=1000.0)
+    assert recent_cpu_usage(machine, now=1000.0 + CPU_READING_SECONDS / 2) is first and len(samples) == 1
+    recent_cpu_usage(machine, now=1000.0 + CPU_READING_SECONDS)  # the next window samples again
+    assert samples == [CPU_SAMPLE_SECONDS, CPU_SAMPLE_SECONDS]

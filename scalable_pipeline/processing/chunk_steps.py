@@ -401,16 +401,17 @@ def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
         """Fan-in of the paths that ran (the others were skipped): each hour's ranges audited and published."""
         hours = step_hours(context)
         store = pipeline.resources(context).data_store.store()
+        overhead = run_step_overhead(context.instance, context.run.run_id)  # of every chunk step of the run: once
         yield from each_hour(
             context,
             pipeline.key(ASSET),
             hours,
-            lambda hour_context, hour: collect_hour(hour_context, chunk_plan[hour], paths),
+            lambda hour_context, hour: collect_hour(hour_context, chunk_plan[hour], paths, overhead),
             missing=left_out_upstream(hours, chunk_plan, "chunk_partitions"),
             stored_metadata=partial(stored_metadata, store),
         )
 
-    def collect_hour(context: StepContext, chunk_plan: ChunkPlan, paths: list[PathResults]):
+    def collect_hour(context: StepContext, chunk_plan: ChunkPlan, paths: list[PathResults], overhead: float | None):
         """Every range of the hour's plan, audited, published in order as one dataset version."""
         resources = pipeline.resources(context)
         quality, data_store = resources.quality, resources.data_store
@@ -460,7 +461,7 @@ def collect_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
             "plan_fingerprint": chunk_plan.fingerprint,
             "processing_path": processing_path,
             EXECUTOR_KEY: run_executor_kind(context),
-            OVERHEAD_KEY: run_step_overhead(context.instance, context.run.run_id),
+            OVERHEAD_KEY: overhead,
             **resources.time_rule_metadata,
         }
         published = yield from audit_then_publish(context, store, staged, verdicts, quality)

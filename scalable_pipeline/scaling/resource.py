@@ -1,6 +1,8 @@
 """The scaling resource (key ``scaling``): measures the machine and reads what earlier runs measured, then
 asks the pure decision."""
 
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
@@ -34,6 +36,8 @@ from scalable_pipeline.scaling.history import (
 from scalable_pipeline.scaling.machine import Machine, Measured
 
 CPU_SAMPLE_SECONDS = 0.2
+# A CPU reading serves the plans made within this many seconds of it (the hours of one range step).
+CPU_READING_SECONDS = 5
 
 
 class ScalingResource(dg.ConfigurableResource):
@@ -110,7 +114,7 @@ class ScalingResource(dg.ConfigurableResource):
 
         total_memory, memory_use = machine.memory()
         sources.append(("memory_total_bytes", total_memory.source))
-        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: machine.cpu_usage_percent(CPU_SAMPLE_SECONDS))
+        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: recent_cpu_usage(machine, time.monotonic()))
         mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory_use)
         workers = pick(
             "available_workers", self.available_workers, lambda: available_worker_slots(context, machine.cpus(), self.pool)
@@ -145,6 +149,17 @@ class ScalingResource(dg.ConfigurableResource):
         snapshot = self.snapshot(context)
         strategy = decide_strategy(total_records, snapshot, bytes_per_record, self.limits, self.profile(context), self.cost)
         return strategy, snapshot
+
+
+@functools.lru_cache(maxsize=4)
+def _cpu_usage_in_window(machine: Machine, window: int) -> Measured:
+    return machine.cpu_usage_percent(CPU_SAMPLE_SECONDS)
+
+
+def recent_cpu_usage(machine: Machine, now: float) -> Measured:
+    """The machine's CPU use sampled over ``CPU_SAMPLE_SECONDS``, one sample per ``CPU_READING_SECONDS`` window:
+    the hours of a run of several hours share the reading instead of each sleeping through a sample."""
+    return _cpu_usage_in_window(machine, int(now // CPU_READING_SECONDS))
 
 
 def available_worker_slots(context: StepContext, cpus: Measured, pool: str = CHUNK_POOL) -> Measured:
