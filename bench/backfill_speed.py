@@ -1,7 +1,8 @@
 """Issue 24: hours per minute through the daemon by the way a backfill is launched, against a do-nothing floor; and
 one hour's latency from the UI against the in-process paths.
 
-    python bench/backfill_speed.py [--only backfills latency] [--hours 48 168] [--rounds 1] [--first 2026-01-05-00:00]
+    python bench/backfill_speed.py [--only backfills latency] [--hours 48 168] [--rounds 1] [--ways floor cli page]
+                                   [--first 2026-01-05-00:00]
                                    [--scale 1] [--slots 2] [--sample 4] [--latency-runs 5]
                                    [--latency-first 2026-01-06-09:00] [--postgres [URL]] [--timeout 7200] [--keep]
 
@@ -227,8 +228,9 @@ def backfills(args: argparse.Namespace, workdir: Path, report: Callable[[dict], 
     for round_index in range(args.rounds):
         for count in args.hours:
             hours = hours_from(args.first, count)
-            shift = round_index % len(WAYS)
-            for way in WAYS[shift:] + WAYS[:shift]:
+            ways = [way for way in WAYS if way.name in args.ways]
+            shift = round_index % len(ways)
+            for way in ways[shift:] + ways[:shift]:
                 print(f"round {round_index + 1}: {count} hours, {way.name} ...", file=sys.stderr, flush=True)
                 try:
                     result = one_backfill(args, way, hours, workdir)
@@ -347,6 +349,13 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), default=list(MEASUREMENTS))
     parser.add_argument("--hours", nargs="+", type=int, default=[48, 168], help="hours per backfill (default 48 168)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the three backfills per --hours")
+    parser.add_argument(
+        "--ways",
+        nargs="+",
+        choices=[way.name for way in WAYS],
+        default=[way.name for way in WAYS],
+        help="launch ways (default all)",
+    )
     parser.add_argument("--first", default="2026-01-05-00:00", help="the first hour of every backfill")
     parser.add_argument("--scale", type=float, default=1.0, help="synthetic source scale (default 1, as shipped)")
     parser.add_argument("--slots", type=int, default=2, help="slots of the chunk pool (default 2, as week_backfill)")
