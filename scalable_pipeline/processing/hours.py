@@ -17,34 +17,29 @@ from typing import Any
 import dagster as dg
 
 from scalable_pipeline.core.asset_keys import StepContext
-from scalable_pipeline.processing.chunk_plan import ChunkPlan
-from scalable_pipeline.publishing.versioned_store import StoredVersion
 
 # Metadata on an hour of a range run that published nothing, and why.
 PUBLISHED_KEY = "published"
 NOT_PUBLISHED_KEY = "not_published_because"
 
 
-class HourVersions(dict[str, StoredVersion]):
-    """An upstream stage's versions by hour: every hour of the step that this run's lineage produced;
+class ByHour(dict):
+    """Values of an upstream stage by hour: every hour of the step that this run's lineage produced;
     ``left_out``: the hours its range run left out, with why."""
 
     left_out: dict[str, str]
 
-    def __init__(self, versions: Mapping[str, StoredVersion], left_out: Mapping[str, str] | None = None):
-        super().__init__(versions)
+    def __init__(self, values: Mapping[str, Any], left_out: Mapping[str, str] | None = None):
+        super().__init__(values)
         self.left_out = dict(left_out or {})
 
 
-class HourPlans(dict[str, ChunkPlan]):
-    """The chunk plans by hour: every hour of the step that this run's lineage planned; ``left_out``: the hours
-    its range run left out, with why."""
+class HourVersions(ByHour):
+    """The upstream stage's ``StoredVersion`` by hour."""
 
-    left_out: dict[str, str]
 
-    def __init__(self, plans: Mapping[str, ChunkPlan], left_out: Mapping[str, str] | None = None):
-        super().__init__(plans)
-        self.left_out = dict(left_out or {})
+class HourPlans(ByHour):
+    """The ``ChunkPlan`` by hour."""
 
 
 def step_hours(context: StepContext) -> list[str]:
@@ -52,7 +47,7 @@ def step_hours(context: StepContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def left_out_upstream(hours: Sequence[str], upstream: HourVersions | HourPlans, name: str) -> dict[str, str]:
+def left_out_upstream(hours: Sequence[str], upstream: ByHour, name: str) -> dict[str, str]:
     """The hours missing from an upstream stage's output, with why."""
     return {
         hour: f"{name} was not published: {upstream.left_out.get(hour, 'no version in this run')}"
