@@ -41,6 +41,7 @@ from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.pipelines.config import CONFIG_ENV, load_pipelines
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.daemon import PROJECT, live_members, start_daemon, stop_daemon
+from scalable_pipeline_tests.drills import wait_for
 from scalable_pipeline_tests.test_pipelines import PINNED, START
 
 TEMPLATE = PROJECT / "dagster.yaml"
@@ -119,15 +120,6 @@ def statuses(instance: dg.DagsterInstance) -> collections.Counter:
     return collections.Counter(run.status for run in instance.get_runs())
 
 
-def wait_for(condition, deadline_seconds: float, what: str, daemon: subprocess.Popen | None = None):
-    deadline = time.monotonic() + deadline_seconds
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"gave up waiting {deadline_seconds} s for {what}"
-        assert daemon is None or daemon.poll() is None, f"the daemon exited ({daemon.returncode}) before {what}"
-        time.sleep(0.5)
-    return result
-
-
 def every_hour_done(instance: dg.DagsterInstance) -> bool:
     runs = instance.get_runs()
     succeeded = {run.tags["dagster/partition"] for run in runs if run.status == dg.DagsterRunStatus.SUCCESS}
@@ -183,10 +175,10 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
 
         daemon = start_daemon(env, tmp_path / "daemon.log")
         try:
-            wait_for(started_of_each_launch, KILL_DEADLINE_SECONDS, "an hour published while each backfill runs one", daemon)
+            wait_for(started_of_each_launch, "an hour published while each backfill runs one", [daemon], KILL_DEADLINE_SECONDS)
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
-            wait_for(lambda: not live_members(daemon.pid), 60, "every process of the daemon's group to die")
+            wait_for(lambda: not live_members(daemon.pid), "every process of the daemon's group to die", timeout=60)
         finally:
             stop_daemon(daemon)
         killed = {run.run_id for run in instance.get_runs() if run.status in IN_PROGRESS - {dg.DagsterRunStatus.QUEUED}}
@@ -195,7 +187,7 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
         daemon = start_daemon(env, tmp_path / "daemon.log")
         restarted = time.time()  # run records' times are wall-clock times
         try:
-            wait_for(lambda: every_hour_done(instance), RECOVERY_DEADLINE_SECONDS, "every hour to succeed", daemon)
+            wait_for(lambda: every_hour_done(instance), "every hour to succeed", [daemon], RECOVERY_DEADLINE_SECONDS)
             completed = time.time()
             killed_records = instance.get_run_records(dg.RunsFilter(run_ids=list(killed)))
             print(
@@ -208,9 +200,9 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
                 lambda: (
                     not (info := instance.event_log_storage.get_concurrency_info(POOL)).claimed_slots and not info.pending_steps
                 ),
-                SLOTS_DEADLINE_SECONDS,
                 f"the slots of pool {POOL} to be free",
-                daemon,
+                [daemon],
+                SLOTS_DEADLINE_SECONDS,
             )
         finally:
             stop_daemon(daemon)
