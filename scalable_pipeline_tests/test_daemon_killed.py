@@ -14,6 +14,7 @@ computation, with no run left in progress, no failed run left waiting for a retr
 """
 
 import collections
+import concurrent.futures
 import json
 import os
 import signal
@@ -164,8 +165,14 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
     by_cli, by_page = HOURS[:3], HOURS[3:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        with_dagster_job_backfill(env, by_cli)  # while no daemon runs: its runs are queued first
-        from_the_jobs_page(env, by_page)
+        # Both at once, while no daemon runs: the command queues its runs, the page's backfill has none before the daemon.
+        with concurrent.futures.ThreadPoolExecutor() as launching:
+            launches = [
+                launching.submit(with_dagster_job_backfill, env, by_cli),
+                launching.submit(from_the_jobs_page, env, by_page),
+            ]
+            for launch in launches:
+                launch.result()
 
         def started_of_each_launch() -> bool:
             runs = instance.get_runs()
@@ -187,6 +194,8 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
         daemon = start_daemon(env, tmp_path / "daemon.log")
         restarted = time.time()  # run records' times are wall-clock times
         try:
+            # Computed while run monitoring waits out the dead runs' runtime limit.
+            expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)
             wait_for(lambda: every_hour_done(instance), "every hour to succeed", [daemon], RECOVERY_DEADLINE_SECONDS)
             completed = time.time()
             killed_records = instance.get_run_records(dg.RunsFilter(run_ids=list(killed)))
@@ -233,7 +242,6 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
             lineages[run.tags["dagster/partition"]][origin(run, runs)].append(run)
         assert set(lineages) == set(HOURS)
         store = VersionedStore(data)
-        expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)
         for hour, by_origin in lineages.items():
             assert len(by_origin) == 1, f"{hour}: launched once by the backfill, so one run and its retries"
             (lineage,) = by_origin.values()
