@@ -2,11 +2,16 @@
 
 Each run happens in a freshly spawned Python process that sets ``DAGSTER_HOME`` and
 ``SCALABLE_PIPELINE_DATA_DIR`` before Dagster starts its forkserver, so step processes see this
-drill's data root (a forkserver keeps the environment it started with).
+drill's data root (a forkserver keeps the environment it started with). ``wait_for`` is the wait of every
+test that waits on other processes: it polls for the event it needs and fails at once when one ends early.
 """
 
 import multiprocessing
 import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import dagster as dg
 
@@ -16,6 +21,9 @@ from scalable_pipeline.publishing.versioned_store import VersionedStore
 PARTITION = "2026-01-05-10:00"
 CHUNKS = 4
 SCALE = 0.2
+WAIT_SECONDS = 300  # a generous bound: every wait ends early on the event it waits for
+POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 def run_config(faults: dict | None = None, chunks: int = CHUNKS, scale: float = SCALE, mode: str | None = None) -> dict:
@@ -97,3 +105,15 @@ def chunk_steps_started_anywhere(instance: dg.DagsterInstance) -> bool:
 def published_tables(data_dir) -> dict:
     store = VersionedStore(data_dir)
     return {asset: store.read_published_table(asset, PARTITION) for asset in ("processed_chunks", "consolidated_output")}
+
+
+def wait_for(condition: Callable[[], T], what: str, watched: Sequence[subprocess.Popen] = (), timeout: float = WAIT_SECONDS) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail at once if a ``watched``
+    process has ended, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        ended = [(process.args, process.returncode) for process in watched if process.poll() is not None]
+        assert not ended, f"waiting for {what}: a process ended early: {ended}"
+        assert time.monotonic() < deadline, f"gave up waiting {timeout:.0f} s for {what}"
+        time.sleep(POLL_SECONDS)
+    return value

@@ -39,7 +39,6 @@ from scalable_pipeline_tests.test_celery_workers import (  # noqa: F401  (fixtur
     instance,
     only_run,
     records,
-    wait_for,
     worker_name,
 )
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
@@ -143,7 +142,7 @@ def assert_whole_hour(deployed: Deployment, pg_instance: dg.DagsterInstance, cle
 def test_killed_worker_steps_go_to_a_new_worker_and_the_run_completes(cluster, instance, clean_tables, broker):  # noqa: F811
     first = cluster.start_worker(concurrency=2)
     run = cluster.start_run(paused(cluster))
-    wait_for(lambda: held_in_chunk(instance), f"chunk {HELD_CHUNK} paused in its step", [run, first])
+    drills.wait_for(lambda: held_in_chunk(instance), f"chunk {HELD_CHUNK} paused in its step", [run, first])
     run_id = only_run(instance).run_id
     assert workers_of(instance, run_id, HELD_STEP) == [worker_name(first)]
 
@@ -165,7 +164,7 @@ def test_killed_worker_steps_go_to_a_new_worker_and_the_run_completes(cluster, i
 def test_killed_pool_process_step_is_put_back_and_the_run_completes(cluster, instance, clean_tables, broker):  # noqa: F811
     worker = cluster.start_worker(concurrency=2)
     run = cluster.start_run(paused(cluster))
-    held = wait_for(lambda: held_in_chunk(instance), f"chunk {HELD_CHUNK} paused in its step", [run, worker])
+    held = drills.wait_for(lambda: held_in_chunk(instance), f"chunk {HELD_CHUNK} paused in its step", [run, worker])
     run_id = only_run(instance).run_id
     step_pid = next(e.pid for e in records(instance, run_id, dg.DagsterEventType.STEP_START) if e.step_key == HELD_STEP)
     assert held.step_key == HELD_STEP and step_pid != worker.pid

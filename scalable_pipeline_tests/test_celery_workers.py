@@ -16,9 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -147,17 +145,6 @@ def drive(config_json: str, parent_run_id: str | None) -> None:
     sys.exit(0 if result.success else 1)
 
 
-def wait_for(condition: Callable[[], object], what: str, watched: list[subprocess.Popen]):
-    """Poll ``condition`` until it is truthy; fail at once if a watched process ended, or after the timeout."""
-    deadline = time.monotonic() + TIMEOUT
-    while not (value := condition()):
-        ended = [process.args for process in watched if process.poll() is not None]
-        assert not ended, f"waiting for {what}: process ended early: {ended}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
-
-
 def records(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> list:
     return [record.dagster_event for record in instance.all_logs(run_id, of_type=event_type)]
 
@@ -224,7 +211,7 @@ def test_killed_worker_then_reexecution_from_failure_publishes_a_clean_run(deplo
         started = step_keys(instance, dagster_run.run_id, dg.DagsterEventType.STEP_START)
         return dagster_run if f"{CHUNK_STEP}chunk_00001]" in started and len(done) == drills.CHUNKS - 1 else None
 
-    failed = wait_for(held_in_chunk_1, "chunk 1 held, the other chunks done", [run, first_worker])
+    failed = drills.wait_for(held_in_chunk_1, "chunk 1 held, the other chunks done", [run, first_worker])
     assert step_workers(instance, failed.run_id)[f"{CHUNK_STEP}chunk_00001]"] == worker_name(first_worker)
     Deployment.stop(first_worker, signal.SIGKILL)  # the worker and its pool die mid-step
     # The run waits for a result that will never come; its process dies too, and run monitoring would
@@ -255,7 +242,7 @@ def test_two_workers_share_the_queue(deployment, instance):
         return dagster_run if len(started) == 2 else None
 
     # One step at a time per worker: two chunk steps held at once are held by two workers.
-    dagster_run = wait_for(two_chunks_held, "two chunk steps held at once", [run, *workers])
+    dagster_run = drills.wait_for(two_chunks_held, "two chunk steps held at once", [run, *workers])
     holders = {worker for key, worker in step_workers(instance, dagster_run.run_id).items() if key.startswith(CHUNK_STEP)}
     assert holders == {worker_name(worker) for worker in workers}
     release.touch()

@@ -15,9 +15,9 @@ computation, with no run left in progress, no failed run left waiting for a retr
 """
 
 import collections
+import concurrent.futures
 import os
 import signal
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -48,6 +48,7 @@ from scalable_pipeline_tests.daemon import (
     start_daemon,
     stop_daemon,
 )
+from scalable_pipeline_tests.drills import wait_for
 from scalable_pipeline_tests.test_pipelines import PINNED, START
 
 TEMPLATE = PROJECT / "dagster.yaml"
@@ -104,15 +105,6 @@ def statuses(instance: dg.DagsterInstance) -> collections.Counter:
     return collections.Counter(run.status for run in instance.get_runs())
 
 
-def wait_for(condition, deadline_seconds: float, what: str, daemon: subprocess.Popen | None = None):
-    deadline = time.monotonic() + deadline_seconds
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"gave up waiting {deadline_seconds} s for {what}"
-        assert daemon is None or daemon.poll() is None, f"the daemon exited ({daemon.returncode}) before {what}"
-        time.sleep(0.5)
-    return result
-
-
 def hours_of(run: dg.DagsterRun) -> set[str]:
     """The hours a run processes: its partition, or every hour of its range (a backfill's run of several hours)."""
     if "dagster/partition" in run.tags:
@@ -165,8 +157,14 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
     by_cli, by_page = HOURS[:3], HOURS[3:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         apply_pool_limits(instance, load_pipelines(pipelines))
-        dagster_job_backfill(env, JOB, by_cli)  # while no daemon runs: its runs are queued first
-        launch_backfill(spec_named(load_pipelines(pipelines).pipelines, JOB), by_page, env)  # as the job's page does
+        # Both at once, while no daemon runs: the command queues its runs, the page's backfill has none before the daemon.
+        with concurrent.futures.ThreadPoolExecutor() as launching:
+            launches = [
+                launching.submit(dagster_job_backfill, env, JOB, by_cli),
+                launching.submit(launch_backfill, spec_named(load_pipelines(pipelines).pipelines, JOB), by_page, env),
+            ]
+            for launch in launches:
+                launch.result()
 
         def started_of_each_launch() -> bool:
             runs = instance.get_runs()
@@ -176,10 +174,10 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
 
         daemon = start_daemon(env, tmp_path / "daemon.log")
         try:
-            wait_for(started_of_each_launch, KILL_DEADLINE_SECONDS, "an hour published while each backfill runs one", daemon)
+            wait_for(started_of_each_launch, "an hour published while each backfill runs one", [daemon], KILL_DEADLINE_SECONDS)
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
-            wait_for(lambda: not live_members(daemon.pid), 60, "every process of the daemon's group to die")
+            wait_for(lambda: not live_members(daemon.pid), "every process of the daemon's group to die", timeout=60)
         finally:
             stop_daemon(daemon)
         killed = {run.run_id for run in instance.get_runs() if run.status in IN_PROGRESS - {dg.DagsterRunStatus.QUEUED}}
@@ -188,7 +186,9 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
         daemon = start_daemon(env, tmp_path / "daemon.log")
         restarted = time.time()  # run records' times are wall-clock times
         try:
-            wait_for(lambda: every_hour_done(instance), RECOVERY_DEADLINE_SECONDS, "every hour to succeed", daemon)
+            # Computed while run monitoring waits out the dead runs' runtime limit.
+            expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)
+            wait_for(lambda: every_hour_done(instance), "every hour to succeed", [daemon], RECOVERY_DEADLINE_SECONDS)
             completed = time.time()
             killed_records = instance.get_run_records(dg.RunsFilter(run_ids=list(killed)))
             print(
@@ -201,9 +201,9 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
                 lambda: (
                     not (info := instance.event_log_storage.get_concurrency_info(POOL)).claimed_slots and not info.pending_steps
                 ),
-                SLOTS_DEADLINE_SECONDS,
                 f"the slots of pool {POOL} to be free",
-                daemon,
+                [daemon],
+                SLOTS_DEADLINE_SECONDS,
             )
         finally:
             stop_daemon(daemon)
@@ -235,7 +235,6 @@ def test_a_killed_daemon_and_its_runs_leave_every_hour_of_the_backfill_published
                 lineages[hour][origin(run, runs)].append(run)
         assert set(lineages) == set(HOURS)
         store = VersionedStore(data)
-        expected = reference_tables(pipelines, tmp_path / "reference_data", monkeypatch)
         for hour, by_origin in lineages.items():
             assert len(by_origin) == 1, f"{hour}: launched once by the backfill, so one run and its retries"
             (lineage,) = by_origin.values()

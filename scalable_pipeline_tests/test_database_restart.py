@@ -37,7 +37,7 @@ from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.execution.executors import EXECUTOR_ENV
 from scalable_pipeline.observing.read_model import recorded_versions
 from scalable_pipeline_tests import drills
-from scalable_pipeline_tests.test_celery_workers import TIMEOUT, Deployment, step_keys, wait_for
+from scalable_pipeline_tests.test_celery_workers import TIMEOUT, Deployment, instance, step_keys  # noqa: F401  (fixture)
 from scalable_pipeline_tests.test_restart_drills import assert_same_tables, clean_tables  # noqa: F401  (fixture)
 
 POSTGRES_URL = os.environ.get("SCALABLE_PIPELINE_TEST_POSTGRES_URL")
@@ -176,22 +176,16 @@ def deployment(tmp_path, cluster, data_dir):
     deployed.close()
 
 
-@pytest.fixture
-def instance(deployment):
-    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": deployment.pg_url}}}) as pg_instance:
-        yield pg_instance
+def chunk_1_held(pg_instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    runs = pg_instance.get_runs(limit=1)
+    return runs[0] if runs and CHUNK_1 in step_keys(pg_instance, runs[0].run_id, dg.DagsterEventType.STEP_START) else None
 
 
-def chunk_1_held(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
-    runs = instance.get_runs(limit=1)
-    return runs[0] if runs and CHUNK_1 in step_keys(instance, runs[0].run_id, dg.DagsterEventType.STEP_START) else None
-
-
-def assert_recorded_as_published(instance: dg.DagsterInstance, data_dir: Path) -> None:
+def assert_recorded_as_published(pg_instance: dg.DagsterInstance, data_dir: Path) -> None:
     """The instance recorded the version of every stage the data root publishes."""
     store = drills.VersionedStore(data_dir)
     for asset in ("raw_volume", "chunk_partitions", "processed_chunks", "consolidated_output"):
-        assert store.published(asset, drills.PARTITION).version in recorded_versions(instance, asset, drills.PARTITION), asset
+        assert store.published(asset, drills.PARTITION).version in recorded_versions(pg_instance, asset, drills.PARTITION), asset
 
 
 @pytest.mark.parametrize("executor, outage", EXECUTORS)
@@ -201,7 +195,7 @@ def test_run_rides_through_a_database_restart_or_is_reexecuted(executor, outage,
     release = deployment.tmp_path / "release"
     paused = drills.run_config({"fail_chunks": [1], "mode": "pause", "release_file": str(release), "slow_seconds": TIMEOUT})
     run = deployment.start_run(paused)
-    first = wait_for(lambda: chunk_1_held(instance), "chunk 1 held in its step", [run, *workers])
+    first = drills.wait_for(lambda: chunk_1_held(instance), "chunk 1 held in its step", [run, *workers])
 
     fault = restart(cluster, outage, during=release.touch)  # chunk 1 ends and writes its events while the database is down
     exit_code = deployment.finish(run)
@@ -226,14 +220,14 @@ def test_run_rides_through_a_database_restart_or_is_reexecuted(executor, outage,
 TASK_ENDED = re.compile(r"Task execute_plan\[[^\]]+\] (succeeded in|raised)")
 
 
-def reexecute_from_failure(deployment: Deployment, instance: dg.DagsterInstance, failed: dg.DagsterRun) -> dg.DagsterRun:
+def reexecute_from_failure(deployment: Deployment, pg_instance: dg.DagsterInstance, failed: dg.DagsterRun) -> dg.DagsterRun:
     """Mark ``failed`` failed if it could not record its end (what run monitoring or Terminate does), then
     re-execute it from failure to success."""
-    if instance.get_run_by_id(failed.run_id).status == dg.DagsterRunStatus.STARTED:
-        instance.report_run_failed(instance.get_run_by_id(failed.run_id))
+    if pg_instance.get_run_by_id(failed.run_id).status == dg.DagsterRunStatus.STARTED:
+        pg_instance.report_run_failed(pg_instance.get_run_by_id(failed.run_id))
     resumed = deployment.start_run(drills.run_config(), parent_run_id=failed.run_id)
     assert deployment.finish(resumed) == 0, deployment.log(resumed)[-3000:]
-    reexecution = instance.get_runs(limit=1)[0]
+    reexecution = pg_instance.get_runs(limit=1)[0]
     assert reexecution.parent_run_id == failed.run_id and reexecution.status == dg.DagsterRunStatus.SUCCESS
     return reexecution
 
@@ -249,13 +243,15 @@ def test_celery_outage_until_a_chunk_step_failed_without_any_event(deployment, i
     release = deployment.tmp_path / "release"
     paused = drills.run_config({"fail_chunks": [1], "mode": "pause", "release_file": str(release), "slow_seconds": TIMEOUT})
     run = deployment.start_run(paused)
-    first = wait_for(lambda: chunk_1_held(instance), "chunk 1 held in its step", [run, worker])
+    first = drills.wait_for(lambda: chunk_1_held(instance), "chunk 1 held in its step", [run, worker])
 
     fault = time.monotonic()
     cluster.stop()
     before = len(deployment.log(worker))
     release.touch()
-    wait_for(lambda: len(TASK_ENDED.findall(deployment.log(worker)[before:])) >= 2, "two tasks ended on the worker", [worker])
+    drills.wait_for(
+        lambda: len(TASK_ENDED.findall(deployment.log(worker)[before:])) >= 2, "two tasks ended on the worker", [worker]
+    )
     down = time.monotonic() - fault
     cluster.start()
     assert deployment.finish(run) != 0
@@ -337,14 +333,16 @@ def test_daemon_and_webserver_keep_working_after_the_database_is_back(outage, tm
             "webserver.log",
         )
         processes = [daemon, webserver]
-        wait_for(lambda: daemons_beating_since(port, 0.0), "the webserver answering and every daemon's heartbeat", processes)
+        drills.wait_for(
+            lambda: daemons_beating_since(port, 0.0), "the webserver answering and every daemon's heartbeat", processes
+        )
 
         fault = restart(cluster, outage)
         back = time.time()  # heartbeats are wall-clock timestamps
-        answered = wait_for(lambda: graphql(port), "the webserver answering again", processes)
+        answered = drills.wait_for(lambda: graphql(port), "the webserver answering again", processes)
         print(f"database down {outage:.0f} s: the webserver answered {time.monotonic() - fault:.1f} s after the stop began")
         assert "results" in answered["runsOrError"]
-        wait_for(lambda: daemons_beating_since(port, back), "a heartbeat of every daemon after the restart", processes)
+        drills.wait_for(lambda: daemons_beating_since(port, back), "a heartbeat of every daemon after the restart", processes)
         print(f"every daemon beat again {time.monotonic() - fault:.1f} s after the stop began")
         assert daemon.poll() is None and webserver.poll() is None
     finally:

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +32,7 @@ import pytest
 from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.observing.read_model import PIPELINE_ASSETS, recorded_versions
 from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline_tests.drills import wait_for
 from scalable_pipeline_tests.test_pipeline import expected_from_raw
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,7 @@ import json, sys
 from scalable_pipeline.cli import run as run_command
 from scalable_pipeline.cli.main import main
 from scalable_pipeline.publishing.versioned_store import VersionedStore
+from scalable_pipeline_tests.drills import wait_for
 from scalable_pipeline_tests.test_full_dagster_home import fill
 
 settings = json.loads(sys.argv[1])
@@ -169,15 +170,6 @@ def run_argv(*extra: str) -> list[str]:
     return ["run", "--partition", PARTITION, "--chunks", "4", "--scale", "0.2", *extra]
 
 
-def wait_for(condition: Callable[[], object], what: str, process: subprocess.Popen):
-    deadline = time.monotonic() + TIMEOUT
-    while not (value := condition()):
-        assert process.poll() is None, f"waiting for {what}: the command ended early ({process.returncode})"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def chunk_1_started(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
     runs = instance.get_runs(limit=1)
     if not runs:
@@ -248,7 +240,7 @@ def test_instance_filling_up_during_the_chunk_steps(executor, command, instance,
     release = tmp_path / "release"
     paused = {"fail_chunks": [1], "mode": "pause", "release_file": str(release), "slow_seconds": TIMEOUT}
     process = command.start(run_argv(*(["--multiprocess"] if executor == "multiprocess" else [])), fault=paused)
-    failed = wait_for(lambda: chunk_1_started(instance), "chunk 1's STEP_START", process)
+    failed = wait_for(lambda: chunk_1_started(instance), "chunk 1's STEP_START", [process])
     filler = fill(command.home / "filler")  # the instance's file system is full from here on
     full = time.monotonic()
     release.touch()

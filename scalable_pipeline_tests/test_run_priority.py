@@ -5,21 +5,19 @@ then ``dagster-daemon run`` starts and dequeues them; the order in which they st
 """
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from scalable_pipeline.pipelines.config import CONFIG_ENV
+from scalable_pipeline_tests.daemon import PROJECT, start_daemon, stop_daemon
+from scalable_pipeline_tests.drills import wait_for
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parent.parent
 PIPELINES = """
 pipelines:
   - name: low
@@ -62,20 +60,13 @@ def test_the_queue_dequeues_higher_priority_pipelines_first(tmp_path):
     config = tmp_path / "pipelines.yaml"
     config.write_text(textwrap.dedent(PIPELINES))
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path / "data")}
-    dagster = [sys.executable, "-m", "dagster"]
-    for job, partition in (("low", "2026-01-05-01:00"), ("high", "2026-01-05-02:00"), ("middle", "2026-01-05-03:00")):
-        launch = [
-            *dagster,
-            "job",
-            "launch",
-            "-w",
-            "workspace.yaml",
-            "-j",
-            job,
-            "--tags",
-            f'{{"dagster/partition": "{partition}"}}',
-        ]
-        subprocess.run(launch, cwd=PROJECT, env=env, check=True, capture_output=True)
+    dagster = [sys.executable, "-m", "dagster", "job", "launch", "-w", "workspace.yaml"]
+    jobs = (("low", "2026-01-05-01:00"), ("high", "2026-01-05-02:00"), ("middle", "2026-01-05-03:00"))
+    launches = [
+        subprocess.Popen([*dagster, "-j", job, "--tags", f'{{"dagster/partition": "{partition}"}}'], cwd=PROJECT, env=env)
+        for job, partition in jobs
+    ]  # all three at once: the queue orders them by priority, not by when they came
+    assert [launch.wait(timeout=DEADLINE_SECONDS) for launch in launches] == [0, 0, 0]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         queued = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
         assert sorted((run.job_name, run.tags["dagster/priority"]) for run in queued) == [
@@ -83,22 +74,11 @@ def test_the_queue_dequeues_higher_priority_pipelines_first(tmp_path):
             ("low", "1"),
             ("middle", "5"),
         ]
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-            cwd=PROJECT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: the runs it launches stop with it
-        )
+        daemon = start_daemon(env, tmp_path / "daemon.log")
         try:
-            deadline = time.monotonic() + DEADLINE_SECONDS
-            while len(dequeued_order(instance)) < 3 and time.monotonic() < deadline and daemon.poll() is None:
-                time.sleep(0.5)
+            wait_for(
+                lambda: len(dequeued_order(instance)) == 3, "the daemon to dequeue the three runs", [daemon], DEADLINE_SECONDS
+            )
             assert dequeued_order(instance) == ["high", "middle", "low"]
-            finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-            while time.monotonic() < deadline and any(run.status not in finished for run in instance.get_runs()):
-                time.sleep(0.5)  # let the launched runs end before the daemon goes
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(timeout=60)
+            stop_daemon(daemon)  # and the runs it launched: what they do next is not this test's

@@ -36,6 +36,7 @@ SCRIPT = textwrap.dedent(
     import dagster as dg
     import psutil
     from scalable_pipeline.execution.executors import start_step_server
+    from scalable_pipeline_tests.drills import wait_for
     from probe_job import job
 
     def servers():
@@ -43,7 +44,7 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":  # the server imports this file again as __mp_main__
         start_step_server()
-        (server,) = servers()  # booted now, before any run
+        (server,) = wait_for(servers, "the step server")  # booted now, before any run (named once it has exec'd)
         with dg.DagsterInstance.get() as instance, dg.execute_job(dg.reconstructable(job), instance=instance) as result:
             print(json.dumps({
                 "server_pid": server.pid,

@@ -21,6 +21,7 @@ from scalable_pipeline.core.dagster_home import PROJECT_DAGSTER_YAML
 from scalable_pipeline.pipelines.config import DEFAULT_CONFIG_PATH, find_spec
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, PIPELINE_ASSETS, materialize_hour
+from scalable_pipeline_tests.drills import wait_for
 from scalable_pipeline_tests.webserver import free_port, graphql
 
 pytestmark = pytest.mark.slow
@@ -71,23 +72,20 @@ def dagster_dev(tmp_path_factory):
         start_new_session=True,  # its own process group: the webserver, daemon and code servers stop with it
     )
     try:
-        while True:
-            try:
-                if graphql(port, ASSETS_QUERY)["assetNodes"]:
-                    break
-            except (OSError, KeyError, TypeError):
-                pass
-            assert time.monotonic() - started < 180 and server.poll() is None, "dagster dev did not come up"
-            time.sleep(0.5)
+        wait_for(lambda: serves_assets(port), "dagster dev to serve the assets", [server], timeout=180)
         print(f"dagster dev answered after {time.monotonic() - started:.1f} s")
         yield port, data_dir
     finally:
-        os.killpg(server.pid, signal.SIGINT)  # as Ctrl-C: dagster dev stops its webserver, daemon and code servers
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        # The whole group at once: nothing of this deployment is kept (a graceful stop takes 10-30 s more).
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def serves_assets(port: int) -> bool:
+    try:
+        return bool(graphql(port, ASSETS_QUERY)["assetNodes"])
+    except (OSError, KeyError, TypeError):  # not answering yet, or answering before the code location loaded
+        return False
 
 
 def test_ui_serves_assets_checks_with_severities_and_metadata(dagster_dev):
@@ -118,15 +116,10 @@ def artifacts(tmp_path_factory) -> Path:
     return folder
 
 
-def wait_for_run(port: int, partition: str) -> str:
-    """The status of the run of ``partition`` once it has ended."""
-    deadline = time.monotonic() + UI_RUN_SECONDS
-    while time.monotonic() < deadline:
-        runs = graphql(port, RUNS_QUERY, {"partition": partition})["runsOrError"]["results"]
-        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-            return runs[0]["status"]
-        time.sleep(2)
-    raise AssertionError(f"the run of {partition} launched from the UI did not end within {UI_RUN_SECONDS} s")
+def ended_run_status(port: int, partition: str) -> str | None:
+    """The status of the run of ``partition`` once it has ended (None before)."""
+    runs = graphql(port, RUNS_QUERY, {"partition": partition})["runsOrError"]["results"]
+    return runs[0]["status"] if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
 
 @pytest.mark.browser
@@ -154,7 +147,10 @@ def test_materialize_from_the_ui_then_see_assets_checks_and_plots(dagster_dev, a
             dialog.get_by_text("1 partition", exact=True).wait_for()
             page.screenshot(path=artifacts / "1-materialize-dialog.png")
             dialog.get_by_role("button", name="Launch 1 run").click()
-            assert wait_for_run(port, partition) == "SUCCESS"
+            ended = wait_for(
+                lambda: ended_run_status(port, partition), "the run launched from the UI to end", timeout=UI_RUN_SECONDS
+            )
+            assert ended == "SUCCESS"
 
             page.goto(f"{base}/asset-groups/scalable_data_processing", wait_until="networkidle")
             page.get_by_text("4 / 4 Passed").first.wait_for()  # processed_chunks' and consolidated_output's checks
