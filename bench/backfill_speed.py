@@ -149,8 +149,9 @@ def open_instance(setting: Setting) -> dg.DagsterInstance:
 
 
 def alive(process: subprocess.Popen, log: Path) -> None:
+    """Raise, with the end of its log (its folder is removed without --keep), if the daemon has exited."""
     if process.poll() is not None:
-        raise RuntimeError(f"the daemon exited ({process.returncode}); see {log}")
+        raise RuntimeError(f"the daemon exited ({process.returncode}); {log} ends:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def group_cpu_seconds(group: int) -> float:
@@ -271,7 +272,7 @@ def backfills(args: argparse.Namespace, workdir: Path, report: Callable[[dict], 
 
 def line_of(result: dict) -> str:
     if "error" in result:
-        return f"{result['way']}: ERROR {result['error'][:500]}"
+        return f"{result['way']}: ERROR {result['error'][:200]} ..."
     failed = [name for name, ok in result["checks"].items() if not ok]
     return (
         f"{result['way']}: {result['hours_per_minute']:.2f} hours/min ({result['wall_seconds']:.0f} s, {result['runs']} runs,"
