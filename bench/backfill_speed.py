@@ -21,8 +21,10 @@ before the launch:
 The pipeline is ``bench/week_backfill.py``'s (synthetic source at ``--scale``, chunk pool at ``--slots``, the
 job's own executor). From the instance's run records: hours per minute from the launch to the last run's end, the
 runs the backfill made; checks: every run succeeded, every hour covered by a successful run (its partition tag or
-its range tags), and ``--sample`` hours (and the 10:00 peak) equal to the whole-hour computation. Then per N and
-way: the median hours per minute and the median of wall / the floor's wall in the same round.
+its range tags), and ``--sample`` hours (and the 10:00 peak) equal to the whole-hour computation; the CPU seconds
+of the daemon's process group (runs and steps included, as far as their parents waited for them) and the launch,
+and ``others_cores``, the cores the rest of the machine used meanwhile (above ~0.3 of 2, the times are inflated).
+Then per N and way: the median hours per minute and the median of wall / the floor's wall in the same round.
 
 ``latency``: three Dagster homes and data roots, one per way to run one hour, alternated over ``--latency-runs``
 hours from ``--latency-first`` (after one unmeasured hour each): ``ui``, the webserver and the daemon kept up
@@ -40,6 +42,7 @@ if a check failed or a backfill did not end.
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,18 +51,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+import psutil
 from run_stages import ASSETS
 from ui_launch import launch_hour, run_moments, ui_servers
 from week_backfill import (
     JOB,
     REPO,
     RESULTS,
+    busy_seconds,
     compare_sample,
     hours_from,
     machine,
@@ -80,6 +85,7 @@ from scalable_pipeline_tests.daemon import (
     WORKSPACE,
     daemon_ready,
     dagster_job_backfill,
+    live_members,
     start_daemon,
     stop_daemon,
 )
@@ -149,8 +155,27 @@ def open_instance(setting: Setting) -> dg.DagsterInstance:
 
 
 def alive(process: subprocess.Popen, log: Path) -> None:
+    """Raise, with the end of its log (its folder is removed without --keep), if the daemon has exited."""
     if process.poll() is not None:
-        raise RuntimeError(f"the daemon exited ({process.returncode}); see {log}")
+        raise RuntimeError(f"the daemon exited ({process.returncode}); {log} ends:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds of the live processes of a process group and of the children they waited for (the code server
+    waits for the runs it launched, a run for its steps)."""
+    total = 0.0
+    for member in live_members(group):
+        with suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of the commands it waited for (the launches)."""
+    return sum(
+        usage.ru_utime + usage.ru_stime for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
 
 
 def backfill_done(instance: dg.DagsterInstance, job: str) -> bool:
@@ -176,11 +201,18 @@ def one_backfill(args: argparse.Namespace, way: Way, hours: list[str], workdir: 
         daemon = start_daemon(setting.env, log, workspace=way.workspace)
         try:
             wait(lambda: alive(daemon, log) or daemon_ready(instance), READY_SECONDS, "the daemon to be healthy", poll=1)
-            load_before = os.getloadavg()
+            cpu_before = (busy_seconds(), group_cpu_seconds(daemon.pid), own_cpu_seconds())
             launched_at = time.time()
             way.launch(setting.env, hours)
             launch_seconds = time.time() - launched_at
             wait(lambda: alive(daemon, log) or backfill_done(instance, way.job), args.timeout, "every run to end", poll=2)
+            busy, ours, own = (
+                after - before
+                for after, before in zip(
+                    (busy_seconds(), group_cpu_seconds(daemon.pid), own_cpu_seconds()), cpu_before, strict=True
+                )
+            )
+            others = max(0.0, (busy - ours - own) / (time.time() - launched_at))
         finally:
             stop_daemon(daemon, timeout=120)
         records = instance.get_run_records(dg.RunsFilter(job_name=way.job))
@@ -211,7 +243,8 @@ def one_backfill(args: argparse.Namespace, way: Way, hours: list[str], workdir: 
         "wall_seconds": wall,
         "hours_per_minute": len(hours) / (wall / 60),
         "run_seconds_median": statistics.median(run["end"] - run["start"] for run in ended),
-        "load_average_before_after": [load_before, os.getloadavg()],
+        "cpu_seconds": ours + own,
+        "others_cores": others,
         "sample": verdicts,
         "checks": {
             "every_run_succeeded": all(run["status"] == "SUCCESS" for run in runs),
@@ -246,11 +279,12 @@ def backfills(args: argparse.Namespace, workdir: Path, report: Callable[[dict], 
 
 def line_of(result: dict) -> str:
     if "error" in result:
-        return f"{result['way']}: ERROR {result['error'][:500]}"
+        return f"{result['way']}: ERROR {result['error'][:200]} ..."
     failed = [name for name, ok in result["checks"].items() if not ok]
     return (
         f"{result['way']}: {result['hours_per_minute']:.2f} hours/min ({result['wall_seconds']:.0f} s, {result['runs']} runs,"
-        f" first run started after {result['first_run_start_seconds']:.1f} s)" + (f" FAILED {failed}" if failed else "")
+        f" first run started after {result['first_run_start_seconds']:.1f} s, others used {result['others_cores']:.1f} cores)"
+        + (f" FAILED {failed}" if failed else "")
     )
 
 
@@ -274,6 +308,8 @@ def backfill_summary(args: argparse.Namespace, results: list[dict]) -> list[dict
                     "wall_s": round(statistics.median(r["wall_seconds"] for r in done), 1),
                     "x_floor_wall": round(statistics.median(ratios), 2) if ratios else None,
                     "runs": sorted({r["runs"] for r in done}),
+                    "cpu_s": round(statistics.median(r["cpu_seconds"] for r in done)),
+                    "others_cores": round(statistics.median(r["others_cores"] for r in done), 1),
                     "checks_passed": all(all(r["checks"].values()) for r in done),
                 }
             )

@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pyarrow.dataset as ds
+from week_backfill import busy_seconds
 
 from scalable_pipeline.publishing.versioned_store import VersionedStore
 
@@ -181,12 +182,6 @@ def first_to_kill() -> None:
     """In a capped run's process: if memory runs out before the sampler acts, the kernel kills this tree first."""
     with suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("1000")
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (every core, every process) since boot."""
-    times = psutil.cpu_times()
-    return times.user + times.nice + times.system + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
 
 
 class Workspace:

@@ -128,6 +128,12 @@ def wait(condition, timeout: float, what: str, poll: float = 5.0):
     return result
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process) since boot."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
+
+
 def machine() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False)
     dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO, check=False)
