@@ -318,7 +318,7 @@ def fan_out_ranges_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
         for task in (task for plan in plans for task in chunk_tasks(plan)):
             if checkpoints.load_chunk(task) is None:
                 context.log.warning(
-                    f"chunk {task.index} of {task.partition_key} has no checkpoint (its step recorded no result): shuffling it here"
+                    f"chunk {task.index} has no checkpoint (hour {task.partition_key}; its step recorded no result): shuffling it here"
                 )
                 shuffle_chunk(checkpoints, task)
         yield from pending_steps(context, data_store, plans, range_tasks, checkpoints.load_range, "range")
