@@ -62,6 +62,8 @@ def test_the_queue_dequeues_higher_priority_pipelines_first(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config), "SCALABLE_PIPELINE_DATA_DIR": str(tmp_path / "data")}
     dagster = [sys.executable, "-m", "dagster", "job", "launch", "-w", "workspace.yaml"]
     jobs = (("low", "2026-01-05-01:00"), ("high", "2026-01-05-02:00"), ("middle", "2026-01-05-03:00"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)  # the SQLite storage made now: three processes creating it at once race on its schema
     launches = [
         subprocess.Popen([*dagster, "-j", job, "--tags", f'{{"dagster/partition": "{partition}"}}'], cwd=PROJECT, env=env)
         for job, partition in jobs
