@@ -19,17 +19,18 @@ before the launch:
   through ``dagster-graphql``): the daemon submits its runs, ranges of hours per run where a BackfillPolicy says so.
 
 The pipeline is ``bench/week_backfill.py``'s (synthetic source at ``--scale``, chunk pool at ``--slots``, the
-job's own executor). From the instance's run records: hours per minute from the launch to the last run's end, the
+shipped executor setting, ``auto``). From the instance's run records: hours per minute from the launch to the last run's end, the
 runs the backfill made; checks: every run succeeded, every hour covered by a successful run (its partition tag or
 its range tags), and ``--sample`` hours (and the 10:00 peak) equal to the whole-hour computation; the CPU seconds
 of the daemon's process group (runs and steps included, as far as their parents waited for them) and the launch,
 and ``others_cores``, the cores the rest of the machine used meanwhile (above ~0.3 of 2, the times are inflated).
 Then per N and way: the median hours per minute and the median of wall / the floor's wall in the same round.
 
-``latency``: three Dagster homes and data roots, one per way to run one hour, alternated over ``--latency-runs``
+``latency``: four Dagster homes and data roots, one per way to run one hour, alternated over ``--latency-runs``
 hours from ``--latency-first`` (after one unmeasured hour each): ``ui``, the webserver and the daemon kept up
 (``bench/ui_launch.py``) and the hour launched as the Materialize dialog launches one partition, from the press to
-RUN_SUCCESS in the run's events; ``cli``, ``python -m scalable_pipeline run --partition HOUR`` (in process), its
+RUN_SUCCESS in the run's events; ``ui_floor``, the same for the floor's hour from a webserver and daemon of its own
+(what a run launched from the UI costs Dagster itself: the queue, the run's process, two steps); ``cli``, ``python -m scalable_pipeline run --partition HOUR`` (in process), its
 process's wall; ``execute_in_process``, ``bench/run_stages.py`` in a fresh process, the call's own seconds. Medians,
 and each measured hour checked against the whole-hour computation.
 
@@ -91,7 +92,8 @@ from scalable_pipeline_tests.daemon import (
 )
 from scalable_pipeline_tests.postgres_database import scratch_database
 
-FLOOR_JOB = "backfill_floor"
+FLOOR_JOB = "backfill_floor"  # also the name of its code location
+FLOOR_ASSETS = ("floor_first", "floor_second")
 FLOOR_WORKSPACE = REPO / "bench" / "backfill_floor_workspace.yaml"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_PROGRESS_BACKFILL = {"REQUESTED", "CANCELING", "FAILING"}
@@ -325,18 +327,28 @@ def timed(command: list[str], env: dict, timeout: float) -> tuple[float, subproc
 
 
 def latency(args: argparse.Namespace, workdir: Path, report: Callable[[dict], None]) -> dict:
-    """One hour at a time from the UI (webserver and daemon up), by the CLI and by execute_in_process, alternated."""
+    """One hour at a time from the UI (webserver and daemon up), the floor's hour from its own UI, by the CLI and by
+    execute_in_process, alternated."""
     hours = hours_from(args.latency_first, args.latency_runs + 1)  # the first is a warm-up, not counted
     runs: list[dict] = []
     with ExitStack() as stack:
-        ui, cli, in_process = (stack.enter_context(fresh_setting(workdir, name, args)) for name in ("ui", "cli", "in_process"))
-        instance = stack.enter_context(open_instance(ui))
+        ui, floor, cli, in_process = (
+            stack.enter_context(fresh_setting(workdir, name, args)) for name in ("ui", "ui_floor", "cli", "in_process")
+        )
+        instance, floor_instance = stack.enter_context(open_instance(ui)), stack.enter_context(open_instance(floor))
         port = stack.enter_context(ui_servers(ui.env, ui.root, instance, READY_SECONDS))
+        floor_port = stack.enter_context(
+            ui_servers(floor.env, floor.root, floor_instance, READY_SECONDS, workspace=FLOOR_WORKSPACE)
+        )
         for index, hour in enumerate(hours):
             run_id, pressed = launch_hour(port, hour, ASSETS["all"])
             moments = run_moments(instance, run_id, pressed, args.timeout)
             if not moments["success"]:
                 raise RuntimeError(f"the run of {hour} launched from the UI failed: {run_id}")
+            floor_id, floor_pressed = launch_hour(floor_port, hour, list(FLOOR_ASSETS), FLOOR_JOB, FLOOR_JOB)
+            floor_moments = run_moments(floor_instance, floor_id, floor_pressed, args.timeout)
+            if not floor_moments["success"]:
+                raise RuntimeError(f"the floor's run of {hour} launched from its UI failed: {floor_id}")
             cli_wall, _ = timed([sys.executable, "-m", "scalable_pipeline", "run", "--partition", hour], cli.env, args.timeout)
             command = [sys.executable, str(REPO / "bench" / "run_stages.py"), "--partition", hour, "--scale", str(args.scale)]
             stages_wall, done = timed([*command, "--assets", "all", "--executor", "in_process"], in_process.env, args.timeout)
@@ -346,6 +358,7 @@ def latency(args: argparse.Namespace, workdir: Path, report: Callable[[dict], No
                     "hour": hour,
                     "warm_up": index == 0,
                     "ui": moments,
+                    "ui_floor": floor_moments,
                     "cli_wall_seconds": cli_wall,
                     "execute_in_process_seconds": own,
                     "execute_in_process_wall_seconds": stages_wall,
@@ -359,6 +372,8 @@ def latency(args: argparse.Namespace, workdir: Path, report: Callable[[dict], No
     medians = {
         "ui_press_to_run_success_s": statistics.median(run["ui"]["seconds"] for run in counted),
         "ui_press_to_run_start_s": statistics.median(run["ui"]["started_s"] for run in counted),
+        "ui_floor_press_to_run_success_s": statistics.median(run["ui_floor"]["seconds"] for run in counted),
+        "ui_floor_press_to_run_start_s": statistics.median(run["ui_floor"]["started_s"] for run in counted),
         "cli_wall_s": statistics.median(run["cli_wall_seconds"] for run in counted),
         "execute_in_process_s": statistics.median(run["execute_in_process_seconds"] for run in counted),
         "execute_in_process_wall_s": statistics.median(run["execute_in_process_wall_seconds"] for run in counted),
@@ -369,9 +384,10 @@ def latency(args: argparse.Namespace, workdir: Path, report: Callable[[dict], No
 
 def latency_line(run: dict) -> str:
     return (
-        f"ui {run['ui']['seconds']:.1f} s (run started at {run['ui']['started_s']:.1f} s), cli {run['cli_wall_seconds']:.1f} s,"
-        f" execute_in_process {run['execute_in_process_seconds']:.1f} s ({run['execute_in_process_wall_seconds']:.1f} s"
-        " with its process)" + (" [warm-up]" if run["warm_up"] else "")
+        f"ui {run['ui']['seconds']:.1f} s (run started at {run['ui']['started_s']:.1f} s),"
+        f" floor's ui {run['ui_floor']['seconds']:.1f} s (started at {run['ui_floor']['started_s']:.1f} s),"
+        f" cli {run['cli_wall_seconds']:.1f} s, execute_in_process {run['execute_in_process_seconds']:.1f} s"
+        f" ({run['execute_in_process_wall_seconds']:.1f} s with its process)" + (" [warm-up]" if run["warm_up"] else "")
     )
 
 

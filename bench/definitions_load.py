@@ -59,22 +59,27 @@ def pipelines_file(count: int, folder: Path) -> Path:
     return path
 
 
+# The libraries the package imports when its definitions load (Dagster and what the steps compute with); any
+# Dagster code location pays for them, however few its pipelines. The probe times them apart from the project's own
+# load: its modules, the definitions built from $SCALABLE_PIPELINE_CONFIG, and every job resolved.
 LOAD = """
 import time
 started, cpu = time.perf_counter(), time.process_time()
-from scalable_pipeline.definitions import defs  # built from $SCALABLE_PIPELINE_CONFIG, once
+import dagster, deltalake, numpy, pandas, psutil, pyarrow.compute, pyarrow.csv, pyarrow.feather, pyarrow.parquet
+libraries = time.perf_counter() - started
+from scalable_pipeline.definitions import defs  # built once
 jobs = defs.resolve_all_job_defs()
-print(time.perf_counter() - started, time.process_time() - cpu, len(jobs))
+print(time.perf_counter() - started, time.process_time() - cpu, libraries, len(jobs))
 """
 
 
-def load_seconds(path: Path, checkout: Path = REPO) -> tuple[float, float]:
-    """(wall, CPU) seconds of one load of ``checkout``'s definitions in a fresh interpreter: the CPU figure holds
-    on a busy machine better than the wall one."""
+def load_seconds(path: Path, checkout: Path = REPO) -> tuple[float, float, float]:
+    """(wall, CPU, libraries' wall) seconds of one load of ``checkout``'s definitions in a fresh interpreter: the CPU
+    figure holds on a busy machine better than the wall one; wall less the libraries is the project's own load."""
     env = {**os.environ, "SCALABLE_PIPELINE_CONFIG": str(path), "PYTHONPATH": str(checkout)}
     out = subprocess.run([sys.executable, "-c", LOAD], env=env, cwd=checkout, check=True, capture_output=True, text=True)
-    wall, cpu, _ = out.stdout.split()
-    return float(wall), float(cpu)
+    wall, cpu, libraries, _ = out.stdout.split()
+    return float(wall), float(cpu), float(libraries)
 
 
 def validate_seconds(path: Path, home: Path) -> tuple[float, float]:
@@ -108,18 +113,24 @@ def path_seconds(folder: Path) -> dict[str, float]:
     return seconds
 
 
-Runs = list[tuple[float, float]]
+Runs = list[tuple[float, ...]]  # (wall, CPU) or, for a load, (wall, CPU, libraries' wall)
+LOAD_COLUMNS = "libraries' import, wall (median) | project's own load, wall (median) | "
 
 
 def row(label: str, runs: Runs) -> str:
-    """The median wall and CPU seconds of ``runs``, and each run."""
+    """The median wall and CPU seconds of ``runs`` (for a load, also the libraries' import and the rest), each run."""
     wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))
-    return f"| {label} | {wall:.2f} s | {cpu:.2f} s | {', '.join(f'{w:.2f}/{c:.2f}' for w, c in runs)} |"
+    split = ""
+    if len(runs[0]) == 3:
+        libraries, own = statistics.median(r[2] for r in runs), statistics.median(r[0] - r[2] for r in runs)
+        split = f"{libraries:.2f} s | **{own:.2f} s** | "
+    return f"| {label} | {wall:.2f} s | {cpu:.2f} s | {split}{', '.join(f'{r[0]:.2f}/{r[1]:.2f}' for r in runs)} |"
 
 
-def table(what: str, measure: Callable[[int], tuple[float, float]], args: argparse.Namespace) -> dict[int, Runs]:
+def table(what: str, measure: Callable[[int], tuple[float, ...]], args: argparse.Namespace, columns: str = "") -> dict[int, Runs]:
     """One row per pipeline count: the median wall and CPU seconds of ``args.repeats`` measurements, and each one."""
-    print(f"| pipelines | {what}, wall (median) | CPU (median) | runs (wall/CPU) |\n|---:|---:|---:|---|")
+    rule = "---:|" * columns.count("|")
+    print(f"| pipelines | {what}, wall (median) | CPU (median) | {columns}runs (wall/CPU) |\n|---:|---:|---:|{rule}---|")
     runs = {}
     for count in args.counts:
         runs[count] = [measure(count) for _ in range(args.repeats)]
@@ -137,8 +148,8 @@ def commit_of(checkout: Path) -> str:
 
 def compared(folder: Path, args: argparse.Namespace) -> dict[int, dict[str, Runs]]:
     """Loads of this checkout and of ``args.baseline``, alternated (which goes first alternates too)."""
-    print("| pipelines, checkout | load + resolve every job, wall (median) | CPU (median) | runs (wall/CPU) |")
-    print("|---|---:|---:|---|")
+    print(f"| pipelines, checkout | load + resolve every job, wall (median) | CPU (median) | {LOAD_COLUMNS}runs (wall/CPU) |")
+    print("|---|---:|---:|---:|---:|---|")
     runs: dict[int, dict[str, Runs]] = {}
     checkouts = {"this": REPO, "baseline": args.baseline.resolve()}
     for count in args.counts:
@@ -168,7 +179,9 @@ def main() -> None:
         if args.baseline:
             report["load"] = compared(folder, args)
         else:
-            report["load"] = table("load + resolve every job", lambda count: load_seconds(pipelines_file(count, folder)), args)
+            report["load"] = table(
+                "load + resolve every job", lambda count: load_seconds(pipelines_file(count, folder)), args, LOAD_COLUMNS
+            )
         if args.validate:
             (folder / "home").mkdir()
             print()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scalable_pipeline.cli.backfill import LOCATION, REPOSITORY
 from scalable_pipeline.core.constants import JOB_NAME
-from scalable_pipeline_tests.daemon import daemon_ready, start_daemon, stop_daemon
+from scalable_pipeline_tests.daemon import WORKSPACE, daemon_ready, start_daemon, stop_daemon
 from scalable_pipeline_tests.webserver import free_port, graphql, start_webserver
 
 READY_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
@@ -61,12 +61,15 @@ def location_loaded(port: int) -> bool:
 
 
 @contextmanager
-def ui_servers(env: dict, logs: Path, instance: dg.DagsterInstance, timeout: float = 600) -> Iterator[int]:
-    """The webserver (on a free port, yielded) and the daemon, each in its own process group, once the webserver has
-    loaded the code location and the daemons are healthy; both stopped on exit. Their output goes to ``logs``."""
+def ui_servers(
+    env: dict, logs: Path, instance: dg.DagsterInstance, timeout: float = 600, workspace: Path = WORKSPACE
+) -> Iterator[int]:
+    """The webserver (on a free port, yielded) and the daemon on ``workspace`` (default the project's), each in its own
+    process group, once the webserver has loaded the code location and the daemons are healthy; both stopped on exit.
+    Their output goes to ``logs``."""
     port = free_port()
-    daemon = start_daemon(env, logs / "daemon.log")
-    webserver = start_webserver(env, logs / "webserver.log", port)
+    daemon = start_daemon(env, logs / "daemon.log", workspace=workspace)
+    webserver = start_webserver(env, logs / "webserver.log", port, workspace)
     try:
 
         def ready() -> bool:
@@ -82,9 +85,9 @@ def ui_servers(env: dict, logs: Path, instance: dg.DagsterInstance, timeout: flo
         stop_daemon(daemon, timeout=120)
 
 
-def launch_hour(port: int, hour: str, assets: list[str], job: str = JOB_NAME) -> tuple[str, float]:
-    """Launch ``hour`` of ``job`` for ``assets`` (and their checks) as the dialog's "Launch 1 run" does: the run's id,
-    and the moment (``time.time()``) the button was pressed."""
+def launch_hour(port: int, hour: str, assets: list[str], job: str = JOB_NAME, location: str = LOCATION) -> tuple[str, float]:
+    """Launch ``hour`` of ``job`` (in code location ``location``) for ``assets`` (and their checks) as the dialog's
+    "Launch 1 run" does: the run's id, and the moment (``time.time()``) the button was pressed."""
     keys = [{"path": [asset]} for asset in assets]
     checks = [
         {"assetKey": {"path": node["assetKey"]["path"]}, "name": check["name"]}
@@ -93,7 +96,7 @@ def launch_hour(port: int, hour: str, assets: list[str], job: str = JOB_NAME) ->
         if job in check["jobNames"]
     ]
     pressed = time.time()
-    variables = {"job": job, "location": LOCATION, "repository": REPOSITORY, "partition": hour, "keys": keys}
+    variables = {"job": job, "location": location, "repository": REPOSITORY, "partition": hour, "keys": keys}
     partition = graphql(port, PARTITION_QUERY, variables)["pipelineOrError"]["partition"]
     if "yaml" not in partition["runConfigOrError"] or "results" not in partition["tagsOrError"]:
         raise RuntimeError(f"the partition's config or tags: {partition}")
@@ -102,7 +105,7 @@ def launch_hour(port: int, hour: str, assets: list[str], job: str = JOB_NAME) ->
         "executionMetadata": {"tags": partition["tagsOrError"]["results"]},
         "runConfigData": partition["runConfigOrError"]["yaml"],
         "selector": {
-            "repositoryLocationName": LOCATION,
+            "repositoryLocationName": location,
             "repositoryName": REPOSITORY,
             "pipelineName": job,
             "assetSelection": keys,

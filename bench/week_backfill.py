@@ -173,15 +173,14 @@ def make_home(home: Path, database_url: str | None) -> dict:
 
 def pipeline_env(home: Path, data: Path, pipelines: Path, database_url: str | None) -> dict:
     """The environment of the daemon, the CLIs and this process: the instance, the pipelines file, the data root,
-    the job's own executor, and this checkout first on the path of every process they start."""
+    the shipped executor setting (``auto``), and this checkout first on the path of every process they start."""
     return this_checkout_first(
         {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != EXECUTOR_ENV},
             "DAGSTER_HOME": str(home),
             **({"DAGSTER_PG_URL": database_url} if database_url else {}),
             CONFIG_ENV: str(pipelines),
             "SCALABLE_PIPELINE_DATA_DIR": str(data),
-            EXECUTOR_ENV: "multiprocess",
         }
     )
 

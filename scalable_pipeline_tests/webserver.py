@@ -25,12 +25,12 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())["data"]
 
 
-def start_webserver(env: dict, log: Path, port: int) -> subprocess.Popen:
-    """``dagster-webserver`` on the project's workspace in its own process group (with its code server), its output
-    appended to ``log``; ``daemon.stop_daemon`` stops it."""
+def start_webserver(env: dict, log: Path, port: int, workspace: Path = WORKSPACE) -> subprocess.Popen:
+    """``dagster-webserver`` on ``workspace`` (default the project's) in its own process group (with its code server),
+    its output appended to ``log``; ``daemon.stop_daemon`` stops it."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-webserver")), "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(port)],
+            [str(Path(sys.executable).with_name("dagster-webserver")), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
             cwd=PROJECT,
             env=env,
             stdout=out,
