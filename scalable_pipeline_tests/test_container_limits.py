@@ -6,8 +6,17 @@ import pytest
 
 from scalable_pipeline.scaling.cgroups import CgroupV2, parse_bytes, parse_cpu_max
 from scalable_pipeline.scaling.decision import CHUNK_MEMORY_OVERHEAD
-from scalable_pipeline.scaling.machine import HostMemory, Machine, Measured, cgroup_cpu_percent, effective_cpus, effective_memory
-from scalable_pipeline.scaling.resource import CPU_READING_SECONDS, CPU_SAMPLE_SECONDS, ScalingResource, recent_cpu_usage
+from scalable_pipeline.scaling.machine import (
+    CpuMark,
+    HostMemory,
+    Machine,
+    Measured,
+    cgroup_cpu_percent,
+    effective_cpus,
+    effective_memory,
+    others_cpu_percent,
+)
+from scalable_pipeline.scaling.resource import CPU_READING_SECONDS, CPU_SAMPLE_SECONDS, CpuReadings, ScalingResource
 from scalable_pipeline_tests.conftest import PEAK_PARTITION, materialization_metadata, materialize_hour
 
 GIB = 1024**3
@@ -105,11 +114,72 @@ def test_chunk_plan_is_sized_from_the_container_and_names_the_source(tmp_path, i
     assert meta["memory_bound_rows"] == pytest.approx(free_budget / (meta["bytes_per_record"] * CHUNK_MEMORY_OVERHEAD), rel=1e-3)
 
 
-def test_the_hours_of_one_step_share_a_cpu_reading(monkeypatch, tmp_path):
-    samples = []
-    monkeypatch.setattr(Machine, "cpu_usage_percent", lambda self, seconds: samples.append(seconds) or Measured(50.0, "psutil"))
-    machine = Machine(tmp_path)
-    first = recent_cpu_usage(machine, now=1000.0)
-    assert recent_cpu_usage(machine, now=1000.0 + CPU_READING_SECONDS / 2) is first and len(samples) == 1
-    recent_cpu_usage(machine, now=1000.0 + CPU_READING_SECONDS)  # the next window samples again
-    assert samples == [CPU_SAMPLE_SECONDS, CPU_SAMPLE_SECONDS]
+class FakeCpu:
+    """A machine whose CPU marks and readings follow a fake clock (``now``), counting the readings."""
+
+    def __init__(self):
+        self.now, self.slept, self.read_from = 1000.0, [], []
+
+    def sleep(self, seconds):
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+    def mark(self, machine):
+        return CpuMark(self.now, 0.0, 0.0, None, 0.0)
+
+    def since(self, machine, mark):
+        self.read_from.append(mark.at)
+        return Measured(50.0, "psutil")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    cpu = FakeCpu()
+    monkeypatch.setattr(Machine, "cpu_mark", lambda machine: cpu.mark(machine))
+    monkeypatch.setattr(Machine, "cpu_usage_since", lambda machine, mark: cpu.since(machine, mark))
+    return cpu
+
+
+def test_a_plan_made_a_sample_after_the_run_started_reads_the_cpu_without_waiting(fake_cpu, tmp_path):
+    machine, readings = Machine(tmp_path), CpuReadings(clock=lambda: fake_cpu.now, sleep=fake_cpu.sleep)
+    readings.mark(machine)  # the run's resources are set up
+    fake_cpu.now += CPU_SAMPLE_SECONDS * 3  # raw_volume ran meanwhile
+    assert readings.read(machine) == Measured(50.0, "psutil")
+    assert fake_cpu.slept == [] and fake_cpu.read_from == [1000.0]
+
+
+def test_a_plan_made_sooner_waits_out_the_rest_of_the_sample(fake_cpu, tmp_path):
+    machine, readings = Machine(tmp_path), CpuReadings(clock=lambda: fake_cpu.now, sleep=fake_cpu.sleep)
+    readings.mark(machine)
+    fake_cpu.now += CPU_SAMPLE_SECONDS / 4
+    readings.read(machine)
+    assert fake_cpu.slept == [round(CPU_SAMPLE_SECONDS * 3 / 4, 6)]
+
+
+def test_the_hours_of_one_step_share_a_cpu_reading_and_the_next_window_reads_from_the_last(fake_cpu, tmp_path):
+    machine, readings = Machine(tmp_path), CpuReadings(clock=lambda: fake_cpu.now, sleep=fake_cpu.sleep)
+    readings.mark(machine)
+    fake_cpu.now += 1.0
+    first = readings.read(machine)
+    fake_cpu.now += CPU_READING_SECONDS / 2
+    assert readings.read(machine) is first and fake_cpu.read_from == [1000.0]
+    fake_cpu.now += CPU_READING_SECONDS  # the next window measures from the first reading on
+    readings.read(machine)
+    assert fake_cpu.read_from == [1000.0, 1001.0] and fake_cpu.slept == []
+
+
+def test_others_cpu_use_leaves_out_this_process():
+    before = CpuMark(0.0, host_busy=10.0, host_total=100.0, container_usec=None, own=1.0)
+    after = CpuMark(1.0, host_busy=13.0, host_total=104.0, container_usec=None, own=2.0)  # 3 s busy, 1 of them ours
+    assert others_cpu_percent(before, after) == 50.0
+    assert others_cpu_percent(before, before) == 0.0  # no time passed
+    busy_only_us = CpuMark(1.0, host_busy=11.0, host_total=104.0, container_usec=None, own=2.0)
+    assert others_cpu_percent(before, busy_only_us) == 0.0
+
+
+def test_a_real_reading_is_a_percentage_of_the_machine(tmp_path):
+    machine = Machine(fake_cgroup(tmp_path))
+    mark = machine.cpu_mark()
+    sum(range(2_000_000))  # this process's own work is left out
+    reading = machine.cpu_usage_since(mark)
+    assert 0.0 <= reading.value <= 100.0 and reading.source == "psutil"  # no quota in the fake cgroup

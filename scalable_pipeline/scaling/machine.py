@@ -50,6 +50,25 @@ def cgroup_cpu_percent(usage_usec_delta: int, seconds: float, cpus: float) -> fl
 
 
 @dataclass(frozen=True)
+class CpuMark:
+    """The CPU counters at one moment (``at``: ``time.monotonic()``): the host's busy and total CPU seconds over
+    all its CPUs, the container's usage (None outside a cgroup) and this process's own CPU seconds."""
+
+    at: float
+    host_busy: float
+    host_total: float
+    container_usec: int | None
+    own: float
+
+
+def others_cpu_percent(before: CpuMark, after: CpuMark) -> float:
+    """The host's CPU use between two marks by everything but this process, in % of all its CPUs."""
+    total = after.host_total - before.host_total
+    busy = (after.host_busy - before.host_busy) - (after.own - before.own)
+    return min(100.0, max(0.0, 100.0 * busy / total)) if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class Machine:
     """Reads the machine; ``cgroup_dir`` is injectable (tests point it at fake cgroup files)."""
 
@@ -63,15 +82,23 @@ class Machine:
         host = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return effective_cpus(host, self.cgroup.cpu_limit())
 
-    def cpu_usage_percent(self, sample_seconds: float) -> Measured:
-        """The busier of the host (psutil over ``sample_seconds``) and the container's quota over the same time."""
-        before, started = self.cgroup.cpu_usage_usec(), time.perf_counter()
-        host = psutil.cpu_percent(interval=sample_seconds)
-        after, elapsed = self.cgroup.cpu_usage_usec(), time.perf_counter() - started
+    def cpu_mark(self) -> CpuMark:
+        host, own = psutil.cpu_times(), psutil.Process().cpu_times()
+        # psutil's own accounting: guest time is already in user time, idle and iowait are not busy.
+        total = sum(host) - getattr(host, "guest", 0.0) - getattr(host, "guest_nice", 0.0)
+        busy = total - host.idle - getattr(host, "iowait", 0.0)
+        return CpuMark(time.monotonic(), busy, total, self.cgroup.cpu_usage_usec(), own.user + own.system)
+
+    def cpu_usage_since(self, mark: CpuMark) -> Measured:
+        """The CPU use of everything but this process since ``mark``: the busier of the host (psutil) and the
+        container's quota (cgroup v2 ``cpu.stat``), so a process's own work never reads as the machine being busy."""
+        now = self.cpu_mark()
+        host = others_cpu_percent(mark, now)
         quota = self.cgroup.cpu_limit()
-        if before is None or after is None or quota is None:
+        if mark.container_usec is None or now.container_usec is None or quota is None:
             return Measured(host, "psutil")
-        container = cgroup_cpu_percent(after - before, elapsed, quota)
+        others_usec = (now.container_usec - mark.container_usec) - round((now.own - mark.own) * 1e6)
+        container = cgroup_cpu_percent(max(0, others_usec), now.at - mark.at, quota)
         return Measured(container, f"{CGROUP_SOURCE} cpu.stat") if container > host else Measured(host, "psutil")
 
     def memory(self) -> tuple[Measured, Measured]:

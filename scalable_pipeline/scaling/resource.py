@@ -1,7 +1,6 @@
 """The scaling resource (key ``scaling``): measures the machine and reads what earlier runs measured, then
 asks the pure decision."""
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -33,11 +32,43 @@ from scalable_pipeline.scaling.history import (
     step_overheads_in,
     throughputs_in,
 )
-from scalable_pipeline.scaling.machine import Machine, Measured
+from scalable_pipeline.scaling.machine import CpuMark, Machine, Measured
 
 CPU_SAMPLE_SECONDS = 0.2
 # A CPU reading serves the plans made within this many seconds of it (the hours of one range step).
 CPU_READING_SECONDS = 5
+
+
+class CpuReadings:
+    """The machine's CPU use for the plans of this process: each reading covers the time since the previous one
+    (the first, since the run's scaling resource was set up), at least ``CPU_SAMPLE_SECONDS``, and serves every plan
+    made within ``CPU_READING_SECONDS`` of it. A plan made long enough after the mark reads at once; one made
+    sooner waits out the rest of the sample."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.clock, self.sleep = clock, sleep
+        self.marks: dict[Machine, CpuMark] = {}
+        self.readings: dict[Machine, tuple[float, Measured]] = {}
+
+    def mark(self, machine: Machine) -> None:
+        """Start measuring from now (a run's resources are being set up)."""
+        self.marks[machine] = machine.cpu_mark()
+        self.readings.pop(machine, None)
+
+    def read(self, machine: Machine) -> Measured:
+        now = self.clock()
+        reading = self.readings.get(machine)
+        if reading and now - reading[0] < CPU_READING_SECONDS:
+            return reading[1]
+        mark = self.marks.get(machine) or machine.cpu_mark()
+        if (waited := self.clock() - mark.at) < CPU_SAMPLE_SECONDS:
+            self.sleep(CPU_SAMPLE_SECONDS - waited)
+        measured = machine.cpu_usage_since(mark)
+        self.marks[machine], self.readings[machine] = machine.cpu_mark(), (self.clock(), measured)
+        return measured
+
+
+CPU_READINGS = CpuReadings()
 
 
 class ScalingResource(dg.ConfigurableResource):
@@ -99,6 +130,11 @@ class ScalingResource(dg.ConfigurableResource):
     def _by_name(self, dataclass_type: type) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in fields(dataclass_type)}
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """The run's CPU reading measures from here (unless pinned)."""
+        if self.cpu_usage_percent is None:
+            CPU_READINGS.mark(Machine(Path(self.cgroup_dir)))
+
     def snapshot(self, context: StepContext) -> ResourceSnapshot:
         """The machine and the instance now, as ``context``'s run sees them (pinned fields as given)."""
         machine = Machine(Path(self.cgroup_dir))
@@ -114,7 +150,7 @@ class ScalingResource(dg.ConfigurableResource):
 
         total_memory, memory_use = machine.memory()
         sources.append(("memory_total_bytes", total_memory.source))
-        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: recent_cpu_usage(machine, time.monotonic()))
+        cpu = pick("cpu_usage_percent", self.cpu_usage_percent, lambda: CPU_READINGS.read(machine))
         mem = pick("memory_usage_percent", self.memory_usage_percent, lambda: memory_use)
         workers = pick(
             "available_workers", self.available_workers, lambda: available_worker_slots(context, machine.cpus(), self.pool)
@@ -149,17 +185,6 @@ class ScalingResource(dg.ConfigurableResource):
         snapshot = self.snapshot(context)
         strategy = decide_strategy(total_records, snapshot, bytes_per_record, self.limits, self.profile(context), self.cost)
         return strategy, snapshot
-
-
-@functools.lru_cache(maxsize=4)
-def _cpu_usage_in_window(machine: Machine, window: int) -> Measured:
-    return machine.cpu_usage_percent(CPU_SAMPLE_SECONDS)
-
-
-def recent_cpu_usage(machine: Machine, now: float) -> Measured:
-    """The machine's CPU use sampled over ``CPU_SAMPLE_SECONDS``, one sample per ``CPU_READING_SECONDS`` window:
-    the hours of a run of several hours share the reading instead of each sleeping through a sample."""
-    return _cpu_usage_in_window(machine, int(now // CPU_READING_SECONDS))
 
 
 def available_worker_slots(context: StepContext, cpus: Measured, pool: str = CHUNK_POOL) -> Measured:
