@@ -82,6 +82,7 @@ def table_path(data_dir: Path, asset: str = "consolidated_output") -> Path:
     return data_dir / "tables" / asset
 
 
+@pytest.mark.slow
 def test_each_engine_reads_exactly_the_published_hours(instance, data_dir):
     for hour in (OFF_PEAK_PARTITION, NEXT_HOUR):
         assert materialize_hour(hour, instance).success
@@ -97,6 +98,7 @@ def test_each_engine_reads_exactly_the_published_hours(instance, data_dir):
     assert hours == [OFF_PEAK_PARTITION, NEXT_HOUR]
 
 
+@pytest.mark.slow
 def test_a_failed_gate_moves_no_table_version_and_no_reader(instance, data_dir):
     assert materialize_hour(OFF_PEAK_PARTITION, instance).success
     tables = {asset: HourTable(table_path(data_dir, asset)) for asset in ("processed_chunks", "consolidated_output")}
@@ -111,6 +113,7 @@ def test_a_failed_gate_moves_no_table_version_and_no_reader(instance, data_dir):
         pd.testing.assert_frame_equal(read(table_path(data_dir), OFF_PEAK_PARTITION), before[name])
 
 
+@pytest.mark.slow
 def test_rollback_and_republish_are_in_the_table_history_and_time_travel_returns_the_earlier_hour(instance, data_dir):
     table = table_path(data_dir)
     first_run = materialize_hour(OFF_PEAK_PARTITION, instance)
@@ -179,6 +182,7 @@ def test_publish_returns_the_version_of_its_own_commit_when_another_hour_commits
     assert deltalake_hour(path, OFF_PEAK_PARTITION, published.table_version)["order_id"].tolist() == [2]
 
 
+@pytest.mark.slow
 def test_the_materialization_records_its_commit_however_many_commits_land_before_it(instance, data_dir, monkeypatch):
     """More commits of other hours land between the publish and its materialization than any look-back would read."""
     publish = VersionedStore.publish

@@ -40,6 +40,7 @@ def test_chunk_steps_retry_through_dagsters_retry_policy():
     assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
 
 
+@pytest.mark.slow
 def test_transient_fault_succeeds_on_retry(instance, data_dir):
     clean = materialize_hour(PEAK_PARTITION, instance)
     expected = VersionedStore(data_dir).read_published_table("consolidated_output", PEAK_PARTITION)
@@ -69,6 +70,7 @@ def test_chunk_that_keeps_failing_isolates_siblings_and_blocks_publishing(instan
     assert store.published("consolidated_output", PEAK_PARTITION) is None
 
 
+@pytest.mark.slow
 def test_new_run_reuses_chunks_of_the_same_plan(instance):
     first = materialize_hour(PEAK_PARTITION, instance, raise_on_error=False, faults=FaultInjectionResource(fail_chunks=[0]))
     assert not first.success

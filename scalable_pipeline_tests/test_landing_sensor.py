@@ -234,6 +234,7 @@ def test_a_future_hour_waits_without_being_rejected(sensor):
     assert keys(sensor.tick()) == ["2026-03-06-12:00"]
 
 
+@pytest.mark.slow
 def test_a_thousand_files(sensor, monkeypatch):
     table = orders("2026-01-05 00:00")
     hours = pd.date_range("2026-01-05", periods=1000, freq="h", tz="UTC")

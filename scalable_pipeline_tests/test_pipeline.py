@@ -110,6 +110,7 @@ def test_same_output_whatever_the_chunking(instance, data_dir):
     pd.testing.assert_frame_equal(outputs[1], outputs[17])
 
 
+@pytest.mark.slow
 def test_same_output_when_chunk_steps_cut_their_rows_into_several_ranges(instance, data_dir, monkeypatch):
     monkeypatch.setattr(ranges, "MIN_SPLIT_RANGE_ROWS", 500)  # big-hour behaviour on a small hour: 4 ranges per chunk
     # about 500,000 records in 10 raw row groups, no late resends: each range comes from one or two chunks
@@ -182,6 +183,7 @@ def test_failing_gate_blocks_consolidation(instance, data_dir):
     assert store.published("processed_chunks", PEAK_PARTITION) is None
 
 
+@pytest.mark.slow
 def test_estimated_processing_time_comes_from_measured_throughput(instance):
     first = materialize_hour(PEAK_PARTITION, instance)
     assert materialization_metadata(first, "raw_volume")["estimated_processing_time"] is None

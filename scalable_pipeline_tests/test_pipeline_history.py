@@ -31,6 +31,7 @@ def plan_sources(result: dg.ExecuteInProcessResult) -> dict:
     return {key: plan[key] for key in NO_HISTORY}
 
 
+@pytest.mark.slow
 def test_two_pipelines_histories_do_not_mix(tmp_path, instance):
     path = tmp_path / "pipelines.yaml"
     path.write_text(textwrap.dedent(TWO_PIPELINES))

@@ -77,6 +77,7 @@ def published(defs: dg.Definitions, prefix: list[str], asset: str, partition: st
     return defs.load_asset_value(dg.AssetKey([*prefix, asset]), partition_key=partition, instance=instance)
 
 
+@pytest.mark.slow
 def test_two_pipelines_from_one_file_materialize_on_their_own(tmp_path, instance, data_dir):
     defs = definitions(tmp_path, TWO_PIPELINES)
     eu = run_hour(defs, "eu_orders", MEDIUM, instance)
@@ -261,6 +262,7 @@ pipelines:
 ARCHIVE_HOUR = "2025-03-02-05:00"
 
 
+@pytest.mark.slow
 def test_a_pipeline_s_hours_begin_at_its_own_start(tmp_path, instance, data_dir, monkeypatch, capsys):
     path = tmp_path / "pipelines.yaml"
     path.write_text(textwrap.dedent(ARCHIVE))

@@ -160,6 +160,7 @@ def test_post_json_errors_never_name_the_url():
 # --- the sensor against a real instance and a local webhook -------------------------------------
 
 
+@pytest.mark.slow
 def test_each_failed_evaluation_becomes_exactly_one_alert(sqlite_instance, data_dir, receiver):
     run_tiny(sqlite_instance, "good")
     run_tiny(sqlite_instance, "bad")

@@ -48,6 +48,7 @@ class OutageMidHour(SyntheticOrderSource):
         raise SourceUnavailableError("connection reset in the middle of the hour")
 
 
+@pytest.mark.slow
 def test_the_stored_raw_is_the_blocks_in_order_and_old_blocks_are_let_go(instance, data_dir, small_blocks):
     TrackedSource.older_alive.clear()
     result = materialize_raw(instance, source=TrackedSource())

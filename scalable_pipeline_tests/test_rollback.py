@@ -61,6 +61,7 @@ def test_bad_run_leaves_the_good_run_published_byte_for_byte(instance):
     )
 
 
+@pytest.mark.slow
 def test_rollback_is_recorded_on_the_stage_and_the_stages_after_it(instance, data_dir):
     materialize_hour(PARTITION, instance)
     good_version = store().require_published("processed_chunks", PARTITION).version
@@ -149,6 +150,7 @@ def run_rollback(instance, raise_on_error=True, **config):
     )
 
 
+@pytest.mark.slow
 def test_manual_rollback_to_an_earlier_version(instance, data_dir):
     materialize_hour(PARTITION, instance)
     first_version, first_data = published_bytes("consolidated_output")
@@ -190,6 +192,7 @@ def test_manual_rollback_to_a_missing_version_changes_nothing(instance, data_dir
     assert read_rollbacks(data_dir) == []
 
 
+@pytest.mark.slow
 def test_manual_rollback_waits_for_a_run_writing_the_partition(instance, data_dir):
     materialize_hour(PARTITION, instance)
     first_version, _ = published_bytes("consolidated_output")

@@ -42,6 +42,7 @@ def overheads_from_the_event_log(instance: dg.DagsterInstance, run_id: str) -> l
     return [s["STEP_SUCCESS"] - s["STEP_START"] - s["seconds"] for s in steps.values()]
 
 
+@pytest.mark.slow
 def test_first_run_uses_defaults_and_the_next_plans_from_what_it_measured(instance):
     first = materialize_hour(PEAK_PARTITION, instance, scaling=ScalingResource(chunk_count=4, **PINNED_MACHINE))
     first_plan = materialization_metadata(first, "chunk_partitions")

@@ -136,6 +136,7 @@ def test_reexecution_never_publishes_an_output_mixed_from_two_runs(data_dir):
         assert store.require_published("consolidated_output", PARTITION).raw_digest == raw_b.raw_digest
 
 
+@pytest.mark.slow
 def test_an_empty_hour_never_replaces_a_full_one_unless_asked(instance, data_dir):
     assert materialize_hour(PARTITION, instance).success
     store = VersionedStore(data_dir)
@@ -156,6 +157,7 @@ def test_an_empty_hour_never_replaces_a_full_one_unless_asked(instance, data_dir
     assert len(store.read_published_table("consolidated_output", PARTITION)) == 0
 
 
+@pytest.mark.slow
 def test_a_smaller_hour_within_the_threshold_publishes(instance, data_dir):
     assert materialize_hour(PARTITION, instance).success
     smaller = materialize_hour(PARTITION, instance, source=SyntheticOrderSource(scale=0.5))
