@@ -127,8 +127,8 @@ class FakeCpu:
     def mark(self, machine):
         return CpuMark(self.now, 0.0, 0.0, None, 0.0)
 
-    def since(self, machine, mark):
-        self.read_from.append(mark.at)
+    def between(self, machine, before, after):
+        self.read_from.append(before.at)
         return Measured(50.0, "psutil")
 
 
@@ -136,7 +136,7 @@ class FakeCpu:
 def fake_cpu(monkeypatch):
     cpu = FakeCpu()
     monkeypatch.setattr(Machine, "cpu_mark", lambda machine: cpu.mark(machine))
-    monkeypatch.setattr(Machine, "cpu_usage_since", lambda machine, mark: cpu.since(machine, mark))
+    monkeypatch.setattr(Machine, "cpu_usage_between", lambda machine, before, after: cpu.between(machine, before, after))
     return cpu
 
 
@@ -181,5 +181,5 @@ def test_a_real_reading_is_a_percentage_of_the_machine(tmp_path):
     machine = Machine(fake_cgroup(tmp_path))
     mark = machine.cpu_mark()
     sum(range(2_000_000))  # this process's own work is left out
-    reading = machine.cpu_usage_since(mark)
+    reading = machine.cpu_usage_between(mark, machine.cpu_mark())
     assert 0.0 <= reading.value <= 100.0 and reading.source == "psutil"  # no quota in the fake cgroup

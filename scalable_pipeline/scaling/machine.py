@@ -89,16 +89,15 @@ class Machine:
         busy = total - host.idle - getattr(host, "iowait", 0.0)
         return CpuMark(time.monotonic(), busy, total, self.cgroup.cpu_usage_usec(), own.user + own.system)
 
-    def cpu_usage_since(self, mark: CpuMark) -> Measured:
-        """The CPU use of everything but this process since ``mark``: the busier of the host (psutil) and the
+    def cpu_usage_between(self, before: CpuMark, after: CpuMark) -> Measured:
+        """The CPU use of everything but this process between two marks: the busier of the host (psutil) and the
         container's quota (cgroup v2 ``cpu.stat``), so a process's own work never reads as the machine being busy."""
-        now = self.cpu_mark()
-        host = others_cpu_percent(mark, now)
+        host = others_cpu_percent(before, after)
         quota = self.cgroup.cpu_limit()
-        if mark.container_usec is None or now.container_usec is None or quota is None:
+        if before.container_usec is None or after.container_usec is None or quota is None:
             return Measured(host, "psutil")
-        others_usec = (now.container_usec - mark.container_usec) - round((now.own - mark.own) * 1e6)
-        container = cgroup_cpu_percent(max(0, others_usec), now.at - mark.at, quota)
+        others_usec = (after.container_usec - before.container_usec) - round((after.own - before.own) * 1e6)
+        container = cgroup_cpu_percent(max(0, others_usec), after.at - before.at, quota)
         return Measured(container, f"{CGROUP_SOURCE} cpu.stat") if container > host else Measured(host, "psutil")
 
     def memory(self) -> tuple[Measured, Measured]:

@@ -61,10 +61,11 @@ class CpuReadings:
         if reading and now - reading[0] < CPU_READING_SECONDS:
             return reading[1]
         mark = self.marks.get(machine) or machine.cpu_mark()
-        if (waited := self.clock() - mark.at) < CPU_SAMPLE_SECONDS:
+        if (waited := now - mark.at) < CPU_SAMPLE_SECONDS:
             self.sleep(CPU_SAMPLE_SECONDS - waited)
-        measured = machine.cpu_usage_since(mark)
-        self.marks[machine], self.readings[machine] = machine.cpu_mark(), (self.clock(), measured)
+        after = machine.cpu_mark()  # the end of this reading is where the next one starts
+        measured = machine.cpu_usage_between(mark, after)
+        self.marks[machine], self.readings[machine] = after, (self.clock(), measured)
         return measured
 
 
