@@ -53,7 +53,8 @@ def test_equal_ids_collapse_cuts_and_every_id_has_one_range():
     ids = np.array([3, 9, 1, 9, 4, 12])
     order, sizes = range_split(ids, (4, 9), 3)
     assert sizes.tolist() == [2, 1, 3]  # [..4) [4..9) [9..)
-    assert ids[order].tolist() == [3, 1, 4, 9, 9, 12]  # grouped by range, stable within a range
+    assert ids[order].tolist() == [1, 3, 4, 9, 9, 12]  # sorted by id, so grouped by range
+    assert order[3:5].tolist() == [1, 3]  # equal ids keep their raw order (first row first)
 
 
 def test_repeats_are_the_later_rows_of_an_id():

@@ -13,9 +13,12 @@ from scalable_pipeline.scaling.decision import ranges_inline
 
 
 def range_split(order_ids: np.ndarray, cuts: Sequence[int], range_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stable order that groups rows by range, and the row count of each range (``range_count`` of them)."""
-    ranges = np.searchsorted(np.asarray(cuts, dtype=np.int64), order_ids, side="right")
-    return np.argsort(ranges, kind="stable"), np.bincount(ranges, minlength=range_count)
+    """A stable order by order_id (so rows come grouped by range, each range sorted by id, then raw row), and
+    the row count of each range (``range_count`` of them)."""
+    order = np.argsort(order_ids, kind="stable")
+    bounds = np.searchsorted(order_ids[order], np.asarray(cuts, dtype=np.int64), side="left")  # a cut opens its range
+    counts = np.diff(np.concatenate([[0], bounds, [len(order_ids)]]))
+    return order, np.pad(counts, (0, range_count - len(counts)))
 
 
 def repeats_of_previous(sorted_order_ids: np.ndarray) -> np.ndarray:
