@@ -97,10 +97,10 @@ def test_plans_whose_chunk_steps_process_the_ranges_cut_several_ranges_per_chunk
 
 
 class WritingCheckpoints:
-    """Records, for each range written, whether the next range was judged while it was being written."""
+    """Records the ranges saved; fails the write of range ``fail_on``."""
 
-    def __init__(self, judged: dict[int, threading.Event], fail_on: int | None = None):
-        self.judged, self.fail_on, self.saved = judged, fail_on, []
+    def __init__(self, fail_on: int | None = None):
+        self.fail_on, self.saved = fail_on, []
 
     def read_range_parts(self, task):
         return task.index
@@ -108,23 +108,29 @@ class WritingCheckpoints:
     def save_range(self, task, *_judged):
         if task.index == self.fail_on:
             raise OSError(f"disk full writing range {task.index}")
-        following = self.judged.get(task.index + 1)
-        self.saved.append((task.index, following is None or following.wait(timeout=20)))
+        self.saved.append(task.index)
         return task.index
 
 
-def test_a_chunk_step_judges_the_next_range_while_it_writes_one(monkeypatch):
+def test_a_chunk_step_judges_and_saves_two_ranges_at_once(monkeypatch):
     tasks = [RangeTask("2026-01-05-10:00", "plan", index, (0,), "raw.parquet") for index in range(3)]
-    judged = {task.index: threading.Event() for task in tasks}
-    monkeypatch.setattr(processed_chunks, "judge_range", lambda parts, task: (judged[task.index].set(), None, parts))
-    checkpoints = WritingCheckpoints(judged)
-    assert processed_chunks.judge_and_save_ranges(checkpoints, tasks) == [0, 1, 2]  # results in range order
-    assert checkpoints.saved == [(0, True), (1, True), (2, True)]
+    both = threading.Barrier(processed_chunks.RANGE_THREADS, timeout=20)  # broken unless two ranges are judged at once
 
-    failing = WritingCheckpoints({}, fail_on=1)
+    def judge(parts, task):
+        if task.index < processed_chunks.RANGE_THREADS:
+            both.wait()
+        return None, None, parts
+
+    monkeypatch.setattr(processed_chunks, "judge_range", judge)
+    checkpoints = WritingCheckpoints()
+    assert processed_chunks.judge_and_save_ranges(checkpoints, tasks) == [0, 1, 2]  # results in range order
+    assert sorted(checkpoints.saved) == [0, 1, 2]
+
+    failing = WritingCheckpoints(fail_on=1)
+    both.reset()
     with pytest.raises(OSError, match="range 1"):  # a failed write fails the step
         processed_chunks.judge_and_save_ranges(failing, tasks)
-    assert failing.saved == [(0, True)]
+    assert 1 not in failing.saved
 
 
 def test_a_range_is_ready_for_the_chunk_that_completes_its_sources():

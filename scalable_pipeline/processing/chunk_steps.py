@@ -12,7 +12,7 @@ same range, so de-duplication inside a range is de-duplication across the hour.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -68,6 +68,8 @@ CODE_COLUMN = "reason_code"
 # The published version also carries its valid rows, range by range, in this subfolder (consolidated_output's
 # parts). Its leading "_" keeps dataset readers (pyarrow.dataset, DuckDB's globs) from reading it as more rows.
 VALID_VIEW = "_valid"
+# The ranges a step judges and saves at once (each on its own thread, each writing its two files on two more).
+RANGE_THREADS = 2
 Task = ChunkTask | RangeTask
 
 
@@ -102,16 +104,17 @@ def chunk_tasks(plan: ChunkPlan) -> list[ChunkTask]:
 def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
     """Read only the chunk's rows, judge each by the validity rules, split them by order_id range.
 
-    The rules are judged on a second thread while this one groups the rows by range (Arrow's kernels
-    release the GIL): a chunk step keeps both cores busy here too."""
+    The rules are judged on a second thread while this one sorts the rows; the columns are then reordered
+    on both (Arrow's kernels release the GIL): a chunk step keeps both cores busy here too."""
     started = time.perf_counter()
     table = read_row_range(task.raw_path, task.start_row, task.stop_row)
-    with ThreadPoolExecutor(1) as judge:
-        judging = judge.submit(validity_codes, table, *hour_window(task.partition_key))
+    with ThreadPoolExecutor(2) as pool:
+        judging = pool.submit(validity_codes, table, *hour_window(task.partition_key))
         order, counts = range_split(table["order_id"].to_numpy(), task.range_cuts, len(task.range_cuts) + 1)
-        grouped = table.take(pa.array(order))
+        indices = pa.array(order)
+        columns = list(pool.map(lambda column: column.take(indices), table.columns))
         codes = judging.result()
-    grouped = grouped.append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row)).append_column(
+    grouped = pa.Table.from_arrays(columns, schema=table.schema).append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row)).append_column(
         CODE_COLUMN, pa.array(codes[order])
     )
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -231,20 +234,16 @@ def fan_out_chunks_op(pipeline: PipelineBuild, **op_args: Any) -> dg.OpDefinitio
 def judge_and_save_ranges(
     checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask], read: Callable[[RangeTask], pa.Table] | None = None
 ) -> list[RangeResult]:
-    """Judge each range (its rows from ``read``, by default its shuffle files) while the previous one is
-    written (Parquet encoding releases the GIL), so one step keeps two cores busy and holds at most two ranges."""
+    """Judge and save each range (its rows from ``read``, by default its shuffle files), RANGE_THREADS ranges at
+    once: Arrow's kernels and Parquet encoding release the GIL, so one step keeps the cores busy and holds at
+    most RANGE_THREADS ranges read."""
     read = read or checkpoints.read_range_parts
-    results: list[RangeResult] = []
-    with ThreadPoolExecutor(1) as writer:
-        writing: Future[RangeResult] | None = None
-        for task in tasks:
-            judged = judge_range(read(task), task)
-            if writing is not None:
-                results.append(writing.result())
-            writing = writer.submit(checkpoints.save_range, task, *judged)
-        if writing is not None:
-            results.append(writing.result())
-    return results
+
+    def judge_and_save(task: RangeTask) -> RangeResult:
+        return checkpoints.save_range(task, *judge_range(read(task), task))
+
+    with ThreadPoolExecutor(RANGE_THREADS) as pool:
+        return list(pool.map(judge_and_save, tasks))
 
 
 def compute_ranges(checkpoints: ChunkCheckpoints, tasks: Sequence[RangeTask]) -> list[RangeResult]:
