@@ -7,8 +7,9 @@ instance in ``$DAGSTER_HOME`` and the data root in ``$SCALABLE_PIPELINE_DATA_DIR
         [--chunks N] [--fail-chunk K] [--reexecute RUN_ID]
 
 ``stages`` is chunk_partitions, processed_chunks and consolidated_output against the published raw hour.
-Executors: ``in_process`` (as the CLI's default), ``job`` (the job's own executor, as ``--multiprocess``,
-the UI and the schedule; like the CLI, it boots the step server first: ``executors.start_step_server``),
+Executors: ``in_process`` (as the CLI's default), ``job`` (the job's own executor, as ``dagster job execute``,
+the UI and the schedule run it; when that executor forks step processes, it boots their server first, as the
+CLI's ``--multiprocess`` does: ``executors.start_step_server``),
 ``spawn`` (Dagster's stock multiprocess executor: a fresh interpreter per step).
 """
 
@@ -30,6 +31,15 @@ def job_with_own_executor() -> dg.JobDefinition:
     from scalable_pipeline.assembly.project import scalable_data_processing_job
 
     return scalable_data_processing_job()
+
+
+def forks_step_processes(job: dg.JobDefinition) -> bool:
+    """Whether the job's own executor runs its steps in processes of their own (multiprocess, or ``auto`` in the
+    multiprocess mode the machine's CPUs gave it): only then is booting the step server worth its CPU."""
+    from scalable_pipeline.execution.executors import AUTO_EXECUTOR, EXECUTOR_MODE_TAG
+
+    name = job.executor_def.name
+    return name == "multiprocess" or (name == AUTO_EXECUTOR and job.tags.get(EXECUTOR_MODE_TAG) == "multiprocess")
 
 
 def job_with_stock_executor() -> dg.JobDefinition:
@@ -61,10 +71,10 @@ def main() -> int:
     parser.add_argument("--fail-chunk", type=int, help="this chunk fails (faults resource, no retries)")
     parser.add_argument("--reexecute", metavar="RUN_ID", help="re-execute this run from failure (job or spawn executor)")
     args = parser.parse_args()
-    if args.executor == "job":  # as the CLI's --multiprocess does: boot the step server while loading the project
+    if args.executor == "job" and forks_step_processes(job_with_own_executor()):
         from scalable_pipeline.execution.executors import start_step_server
 
-        start_step_server()
+        start_step_server()  # as the CLI's --multiprocess does: boot the step server while loading the project
     selection = [dg.AssetKey(name) for name in ASSETS[args.assets]]
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
