@@ -114,8 +114,10 @@ def split_chunk(task: ChunkTask) -> tuple[list[pa.Table], ChunkResult]:
         indices = pa.array(order)
         columns = list(pool.map(lambda column: column.take(indices), table.columns))
         codes = judging.result()
-    grouped = pa.Table.from_arrays(columns, schema=table.schema).append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row)).append_column(
-        CODE_COLUMN, pa.array(codes[order])
+    grouped = (
+        pa.Table.from_arrays(columns, schema=table.schema)
+        .append_column(RAW_ROW_COLUMN, pa.array(order + task.start_row))
+        .append_column(CODE_COLUMN, pa.array(codes[order]))
     )
     offsets = np.concatenate([[0], np.cumsum(counts)])
     parts = [grouped.slice(int(offsets[r]), int(counts[r])) for r in range(len(counts))]
