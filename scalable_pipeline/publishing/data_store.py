@@ -1,9 +1,11 @@
 """The data root: where every table, checkpoint and log of the pipeline lives, and who may write a partition."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
 
 from scalable_pipeline.core.asset_keys import StepContext
@@ -20,6 +22,23 @@ def default_data_dir() -> Path:
         return Path(os.environ[DATA_DIR_ENV])
     dagster_home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
     return Path(dagster_home) / "scalable_pipeline_data"
+
+
+# Arrow's own variable naming its allocator: when a deployment sets it, its choice stands.
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def use_jemalloc(environ: Mapping[str, str] = os.environ) -> bool:
+    """Arrow allocates from jemalloc rather than its default mimalloc, where the wheel has it and the environment
+    names no allocator: the first chunk of a ~10M-record hour no longer pays about 0.5 s of fresh pages, the
+    stages run 12% faster at the same peak (docs/performance.md). True when jemalloc is now the default pool."""
+    if environ.get(ARROW_POOL_ENV):
+        return False
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow build without jemalloc
+        return False
+    return True
 
 
 class DataStoreResource(dg.ConfigurableResource):
@@ -47,6 +66,9 @@ class DataStoreResource(dg.ConfigurableResource):
         ge=0,
         description="Age after which a never-published (staged) version counts as abandoned and is deleted.",
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        use_jemalloc()  # every process that runs steps sets up this resource before it reads or writes a table
 
     @property
     def root(self) -> Path:
