@@ -35,8 +35,8 @@ LOCAL_SOURCES = 3
 
 
 # When chunk steps process the ranges, each chunk's share of the ids is cut into up to this many ranges of at
-# least MIN_SPLIT_RANGE_ROWS: a step judges one range while it writes the previous one, and holds a fraction
-# of a chunk per range (smaller ranges would only add files and per-range costs).
+# least MIN_SPLIT_RANGE_ROWS: a step judges and saves two ranges at once (chunk_steps.RANGE_THREADS), each a
+# fraction of its chunk (smaller ranges would only add files and per-range costs).
 RANGES_PER_INLINE_CHUNK = 4
 MIN_SPLIT_RANGE_ROWS = 250_000
 
