@@ -168,6 +168,20 @@ def test_the_hours_of_one_step_share_a_cpu_reading_and_the_next_window_reads_fro
     assert fake_cpu.read_from == [1000.0, 1001.0] and fake_cpu.slept == []
 
 
+def test_a_run_set_up_just_after_the_definitions_loaded_reads_from_their_load(fake_cpu, tmp_path):
+    machine, readings = Machine(tmp_path), CpuReadings(clock=lambda: fake_cpu.now, sleep=fake_cpu.sleep)
+    readings.mark(machine)  # the run's process loads the definitions
+    fake_cpu.now += 1.0
+    readings.mark(machine, keep_younger_than=CPU_READING_SECONDS)  # the run's resources are set up: the mark stands
+    readings.read(machine)
+    assert fake_cpu.read_from == [1000.0] and fake_cpu.slept == []
+
+    fake_cpu.now += CPU_READING_SECONDS + 1  # a later run in this process: measured from its own setup
+    readings.mark(machine, keep_younger_than=CPU_READING_SECONDS)
+    readings.read(machine)
+    assert fake_cpu.read_from == [1000.0, fake_cpu.now - CPU_SAMPLE_SECONDS] and fake_cpu.slept == [CPU_SAMPLE_SECONDS]
+
+
 def test_others_cpu_use_leaves_out_this_process():
     before = CpuMark(0.0, host_busy=10.0, host_total=100.0, container_usec=None, own=1.0)
     after = CpuMark(1.0, host_busy=13.0, host_total=104.0, container_usec=None, own=2.0)  # 3 s busy, 1 of them ours

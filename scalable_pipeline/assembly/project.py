@@ -20,6 +20,7 @@ from scalable_pipeline.publishing.data_store import DataStoreResource
 from scalable_pipeline.scaling.cgroups import CGROUP_V2_DIR
 from scalable_pipeline.scaling.decision import executor_mode
 from scalable_pipeline.scaling.machine import Machine
+from scalable_pipeline.scaling.resource import CPU_READINGS
 from scalable_pipeline.sources.circuit_breaker_resource import CircuitBreakerResource
 from scalable_pipeline.sources.resource import LandingFileSource, OrderSource, SyntheticOrderSource
 
@@ -37,7 +38,9 @@ def shared_resources() -> dict:
 
 def build_definitions(pipelines_file: Path) -> dg.Definitions:
     """Every pipeline of ``pipelines_file`` with the project's jobs (rollback, vacuum), sensors and shared resources."""
-    mode = executor_mode(Machine(Path(CGROUP_V2_DIR)).cpus().value)  # the auto executor's, when a run's config names none
+    machine = Machine(Path(CGROUP_V2_DIR))
+    mode = executor_mode(machine.cpus().value)  # the auto executor's, when a run's config names none
+    CPU_READINGS.mark(machine)  # a run's first plan reads the CPU use since the definitions loaded: no wait for a sample
     executor = pipeline_executor(mode)  # chosen by SCALABLE_PIPELINE_EXECUTOR, the same for every pipeline
     specs = load_pipelines(pipelines_file).pipelines
     default_source, shared = functools.cache(build_source), SharedResources()  # built once for every entry that uses them

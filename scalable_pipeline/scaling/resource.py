@@ -41,7 +41,7 @@ CPU_READING_SECONDS = 5
 
 class CpuReadings:
     """The machine's CPU use for the plans of this process: each reading covers the time since the previous one
-    (the first, since the run's scaling resource was set up), at least ``CPU_SAMPLE_SECONDS``, and serves every plan
+    (the first, since the definitions loaded or the run's scaling resource was set up), at least ``CPU_SAMPLE_SECONDS``, and serves every plan
     made within ``CPU_READING_SECONDS`` of it. A plan made long enough after the mark reads at once; one made
     sooner waits out the rest of the sample."""
 
@@ -50,8 +50,12 @@ class CpuReadings:
         self.marks: dict[Machine, CpuMark] = {}
         self.readings: dict[Machine, tuple[float, Measured]] = {}
 
-    def mark(self, machine: Machine) -> None:
-        """Start measuring from now (a run's resources are being set up)."""
+    def mark(self, machine: Machine, keep_younger_than: float = 0.0) -> None:
+        """Start measuring from now, unless the last mark is younger than ``keep_younger_than`` seconds: a run's
+        resources, set up just after its process loaded the definitions, keep the mark taken then."""
+        last = self.marks.get(machine)
+        if last is not None and self.clock() - last.at < keep_younger_than:
+            return
         self.marks[machine] = machine.cpu_mark()
         self.readings.pop(machine, None)
 
@@ -132,9 +136,9 @@ class ScalingResource(dg.ConfigurableResource):
         return {field.name: getattr(self, field.name) for field in fields(dataclass_type)}
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """The run's CPU reading measures from here (unless pinned)."""
+        """The run's CPU reading measures from here, or from the definitions' load if that was just now (unless pinned)."""
         if self.cpu_usage_percent is None:
-            CPU_READINGS.mark(Machine(Path(self.cgroup_dir)))
+            CPU_READINGS.mark(Machine(Path(self.cgroup_dir)), keep_younger_than=CPU_READING_SECONDS)
 
     def snapshot(self, context: StepContext) -> ResourceSnapshot:
         """The machine and the instance now, as ``context``'s run sees them (pinned fields as given)."""
