@@ -182,6 +182,19 @@ def test_a_run_set_up_just_after_the_definitions_loaded_reads_from_their_load(fa
     assert fake_cpu.read_from == [1000.0, fake_cpu.now - CPU_SAMPLE_SECONDS] and fake_cpu.slept == [CPU_SAMPLE_SECONDS]
 
 
+def test_a_forked_step_process_takes_its_own_mark(fake_cpu, tmp_path):
+    pid = [100]  # the step server loads the definitions, then forks a step process
+    machine = Machine(tmp_path)
+    readings = CpuReadings(clock=lambda: fake_cpu.now, sleep=fake_cpu.sleep, pid=lambda: pid[0])
+    readings.mark(machine)
+    fake_cpu.now += 1.0
+    pid[0] = 101
+    readings.mark(machine, keep_younger_than=CPU_READING_SECONDS)  # the parent's mark counts the parent's own CPU
+    fake_cpu.now += CPU_SAMPLE_SECONDS
+    readings.read(machine)
+    assert fake_cpu.read_from == [1001.0]
+
+
 def test_others_cpu_use_leaves_out_this_process():
     before = CpuMark(0.0, host_busy=10.0, host_total=100.0, container_usec=None, own=1.0)
     after = CpuMark(1.0, host_busy=13.0, host_total=104.0, container_usec=None, own=2.0)  # 3 s busy, 1 of them ours

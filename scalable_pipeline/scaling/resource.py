@@ -1,6 +1,7 @@
 """The scaling resource (key ``scaling``): measures the machine and reads what earlier runs measured, then
 asks the pure decision."""
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -41,22 +42,33 @@ CPU_READING_SECONDS = 5
 
 class CpuReadings:
     """The machine's CPU use for the plans of this process: each reading covers the time since the previous one
-    (the first, since the definitions loaded or the run's scaling resource was set up), at least ``CPU_SAMPLE_SECONDS``, and serves every plan
-    made within ``CPU_READING_SECONDS`` of it. A plan made long enough after the mark reads at once; one made
-    sooner waits out the rest of the sample."""
+    (the first, since the definitions loaded or the run's scaling resource was set up), at least
+    ``CPU_SAMPLE_SECONDS``, and serves every plan made within ``CPU_READING_SECONDS`` of it. A plan made long
+    enough after the mark reads at once; one made sooner waits out the rest of the sample. A mark serves only
+    the process that took it: a forked step process inherits its parent's, whose own CPU seconds are not its own."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.clock, self.sleep = clock, sleep
-        self.marks: dict[Machine, CpuMark] = {}
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        pid: Callable[[], int] = os.getpid,
+    ):
+        self.clock, self.sleep, self.pid = clock, sleep, pid
+        self.marks: dict[Machine, tuple[int, CpuMark]] = {}
         self.readings: dict[Machine, tuple[float, Measured]] = {}
 
+    def own_mark(self, machine: Machine) -> CpuMark | None:
+        """The last mark of ``machine``, if this process took it."""
+        taken = self.marks.get(machine)
+        return taken[1] if taken and taken[0] == self.pid() else None
+
     def mark(self, machine: Machine, keep_younger_than: float = 0.0) -> None:
-        """Start measuring from now, unless the last mark is younger than ``keep_younger_than`` seconds: a run's
-        resources, set up just after its process loaded the definitions, keep the mark taken then."""
-        last = self.marks.get(machine)
+        """Start measuring from now, unless this process's last mark is younger than ``keep_younger_than``
+        seconds: a run's resources, set up just after its process loaded the definitions, keep the mark taken then."""
+        last = self.own_mark(machine)
         if last is not None and self.clock() - last.at < keep_younger_than:
             return
-        self.marks[machine] = machine.cpu_mark()
+        self.marks[machine] = (self.pid(), machine.cpu_mark())
         self.readings.pop(machine, None)
 
     def read(self, machine: Machine) -> Measured:
@@ -64,12 +76,12 @@ class CpuReadings:
         reading = self.readings.get(machine)
         if reading and now - reading[0] < CPU_READING_SECONDS:
             return reading[1]
-        mark = self.marks.get(machine) or machine.cpu_mark()
+        mark = self.own_mark(machine) or machine.cpu_mark()
         if (waited := now - mark.at) < CPU_SAMPLE_SECONDS:
             self.sleep(CPU_SAMPLE_SECONDS - waited)
         after = machine.cpu_mark()  # the end of this reading is where the next one starts
         measured = machine.cpu_usage_between(mark, after)
-        self.marks[machine], self.readings[machine] = after, (self.clock(), measured)
+        self.marks[machine], self.readings[machine] = (self.pid(), after), (self.clock(), measured)
         return measured
 
 
