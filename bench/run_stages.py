@@ -36,10 +36,11 @@ def job_with_own_executor() -> dg.JobDefinition:
 def forks_step_processes(job: dg.JobDefinition) -> bool:
     """Whether the job's own executor runs its steps in processes of their own (multiprocess, or ``auto`` in the
     multiprocess mode the machine's CPUs gave it): only then is booting the step server worth its CPU."""
-    from scalable_pipeline.execution.executors import AUTO_EXECUTOR, EXECUTOR_MODE_TAG
+    from scalable_pipeline.execution.executors import run_executor_mode
+    from scalable_pipeline.scaling.decision import executor_kind
 
     name = job.executor_def.name
-    return name == "multiprocess" or (name == AUTO_EXECUTOR and job.tags.get(EXECUTOR_MODE_TAG) == "multiprocess")
+    return executor_kind(name, run_executor_mode(name, {}, job.tags)) == "multiprocess"
 
 
 def job_with_stock_executor() -> dg.JobDefinition:

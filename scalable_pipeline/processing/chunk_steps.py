@@ -147,11 +147,11 @@ def judge_range(table: pa.Table, task: RangeTask) -> tuple[pa.Table, pa.Table, R
     rows in the raw record's columns and types."""
     started = time.perf_counter()
     # The parts arrive in chunk order, each sorted by (order_id, raw row), so a stable sort by id keeps raw order
-    # within an id. numpy's stable sort is a merge of runs: instant on a range of one chunk, already in order.
-    order = np.argsort(table["order_id"].to_numpy(), kind="stable")
-    if np.any(order[1:] < order[:-1]):
-        table = table.take(pa.array(order))
+    # within an id; a range of one chunk is already in order and is not moved.
     ids = table["order_id"].to_numpy()
+    if np.any(ids[1:] < ids[:-1]):
+        table = table.take(pa.array(np.argsort(ids, kind="stable")))
+        ids = table["order_id"].to_numpy()
     repeated = repeats_of_previous(ids)
     codes = np.where(repeated, np.int8(DUPLICATE_CODE), table[CODE_COLUMN].to_numpy()).astype(np.int8)
     table = table.drop_columns([CODE_COLUMN]).append_column(REASON_COLUMN, reason_names(codes))

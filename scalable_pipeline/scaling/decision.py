@@ -97,7 +97,7 @@ def executor_kind(executor_name: str, mode: str | None = None) -> str:
     return "in_process" if "in_process" in executor_name else executor_name
 
 
-# A chunk step keeps two cores busy itself (the rules judged on a second thread while Arrow groups the rows), so
+# A chunk step keeps two cores busy itself (threads judge the rules, reorder the columns, judge and save ranges), so
 # a process per step pays for its start only where the machine has more cores than that.
 CORES_PER_STEP = 2
 
